@@ -1,0 +1,98 @@
+"""The ``circuits`` command: a thin skin over the library.
+
+Each command lives in its own module and is imported only when run, so ``circuits --help`` and the catalog
+commands start without importing torch. Library errors become one-line messages with exit code 2 (usage)
+or 1 (failure); set ``CIRCUITS_DEBUG=1`` to see tracebacks.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+
+import click
+
+from circuits import __version__
+
+# command name -> "module:attribute"; add a command by adding a line here.
+COMMANDS = {
+    "layers": "circuits.cli.layers:layers",
+    "extract": "circuits.cli.extract:extract",
+    "planted": "circuits.cli.planted:planted",
+    "zoo": "circuits.cli.zoo:zoo",
+    "catalog": "circuits.cli.catalog:catalog",
+}
+
+
+class LazyGroup(click.Group):
+    """A group whose subcommands are imported on first use; library errors become clean exits."""
+
+    def __init__(self, *args, lazy: dict[str, str] | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.lazy = dict(lazy or {})
+
+    def list_commands(self, ctx):
+        return sorted({*super().list_commands(ctx), *(n for n in self.lazy if self._available(n))})
+
+    def get_command(self, ctx, name):
+        if name in self.lazy:
+            try:
+                return self._load(name)
+            except ModuleNotFoundError:
+                return None
+        return super().get_command(ctx, name)
+
+    def _available(self, name):
+        module = self.lazy[name].partition(":")[0]
+        return importlib.util.find_spec(module) is not None
+
+    def _load(self, name):
+        module, _, attr = self.lazy[name].partition(":")
+        return getattr(importlib.import_module(module), attr)
+
+    def invoke(self, ctx):
+        from circuits.errors import CircuitsError
+
+        try:
+            return super().invoke(ctx)
+        except CircuitsError as exc:
+            if os.environ.get("CIRCUITS_DEBUG"):
+                raise
+            click.echo(f"Error: {exc}", err=True)
+            sys.exit(exc.exit_code)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException, KeyboardInterrupt):
+            raise
+        except Exception as exc:  # a bug, not bad input: say so in one line, keep the traceback on demand
+            if os.environ.get("CIRCUITS_DEBUG"):
+                raise
+            click.echo(
+                f"Error: internal error {type(exc).__name__}: {exc} (rerun with CIRCUITS_DEBUG=1 for the "
+                "traceback, and please report it)",
+                err=True,
+            )
+            sys.exit(1)
+
+
+@click.group(cls=LazyGroup, lazy=COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="circuits")
+def main():
+    """Read a trained network like a circuit board.
+
+    Trace which neurons feed which, extract a neuron's circuit, find motifs, emit the circuit as Python
+    code with measured faithfulness, and record it all in a shared catalog.
+
+    \b
+    Models are named by a spec:
+      zoo:NAME                 shipped toy-world models   (circuits zoo list)
+      planted:NAME             networks with known circuits (circuits planted list)
+      package.module:attr      an nn.Module or zero-argument factory
+      path/to/file.py:attr     the same, from a file
+      FILE.pt2                 a torch.export archive
+    Neurons are LAYER:CHANNEL, with LAYER as listed by `circuits layers`.
+
+    \b
+    Start here:
+      circuits layers zoo:plain-cnn
+      circuits extract zoo:plain-cnn --neuron conv3:0
+    """

@@ -1,0 +1,32 @@
+"""Options and helpers shared by commands: the model spec, JSON printing."""
+
+from __future__ import annotations
+
+import functools
+
+import click
+
+
+def model_options(func):
+    """MODEL argument plus --weights and --input-shape, as every model command takes them."""
+
+    @click.argument("model", metavar="MODEL")
+    @click.option("--weights", type=click.Path(dir_okay=False), help="state_dict file (loaded with weights_only=True).")
+    @click.option("--input-shape", metavar="C,H,W", help="Example input shape, if the model does not say.")
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        return func(*args, **kwargs)
+
+    return wrapper
+
+
+def load_model(model: str, weights: str | None, input_shape: str | None):
+    from circuits.models import load
+
+    return load(model, weights=weights, input_shape=input_shape)
+
+
+def echo_json(payload: dict, arguments: dict, weights_sha256: str | None = None) -> None:
+    from circuits.provenance import dumps, envelope
+
+    click.echo(dumps(envelope(payload, arguments, weights_sha256)))
