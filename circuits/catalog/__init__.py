@@ -1,0 +1,88 @@
+"""The shared catalog: models, neurons, circuits, motifs and modules in one SQLite file.
+
+Plain dicts in, plain dicts out; this package never imports torch, so notebooks, the CLI and datasette
+can read a catalog on any machine. Every ``circuits catalog`` command is a thin skin over a method here.
+
+Examples
+--------
+>>> from circuits.catalog import Catalog
+>>> with Catalog("catalog.db") as cat:                          # doctest: +SKIP
+...     cat.add_model(weights_sha256, "zoo:plain-cnn", architecture="PlainCNN")
+...     with cat.transaction():                                  # one extract run = one transaction
+...         cid = cat.add_circuit(weights_sha256, extract_json)  # content-hash id; re-adding is a no-op
+...         cat.add_motifs(weights_sha256, motifs_json, circuit_id=cid)
+...     cat.label("zoo:plain-cnn", "conv3:12", "curve detector")
+...     cat.search("curve")
+
+See docs/catalog.md for the schema, the merge rule for labels, and the migration policy.
+"""
+
+from __future__ import annotations
+
+from circuits.catalog import export as _export
+from circuits.catalog import query as _query
+from circuits.catalog import search as _search
+from circuits.catalog.merge import merge as _merge
+from circuits.catalog.payload import circuit_rows
+from circuits.catalog.schema import current_version
+from circuits.catalog.store import Store, inspect_file
+from circuits.errors import UsageError
+
+SCHEMA_VERSION = current_version()
+DEFAULT_PATH = "catalog.db"
+
+
+class Catalog(Store):
+    """A catalog file, opened for reading and writing (WAL, busy timeout, foreign keys on).
+
+    Parameters
+    ----------
+    path : str or PathLike
+        The SQLite file. A new path (or empty file) becomes a new catalog when ``create`` is true.
+    create : bool
+        If false, a missing catalog raises :class:`~circuits.errors.CatalogError`.
+
+    A file that is not a circuits catalog (not SQLite, damaged, or another program's database) raises
+    :class:`~circuits.errors.CatalogError` and is left byte-for-byte unchanged; a catalog from an older
+    schema version is copied to ``PATH.bak-v<N>`` and upgraded in place.
+    """
+
+    def search(self, text: str, limit: int = 50) -> list[dict]:
+        """Neurons (labels, notes), motifs (descriptions) and modules (code) matching every word of text."""
+        return _search.search(self, text, limit)
+
+    def stats(self) -> dict:
+        """Row counts per table and the schema version."""
+        return _query.stats(self)
+
+    def list(self, kind: str = "circuits") -> list[dict]:
+        """One summary row per entry of a kind: models, circuits, neurons, motifs, instances, modules, families."""
+        return _query.list_entries(self, kind)
+
+    def show(self, id: str) -> dict:
+        """One entry in full: by id or unique prefix, model name, motif id, or ``MODEL/LAYER:CHANNEL``."""
+        return _query.show(self, id)
+
+    def merge(self, other_path) -> dict:
+        """Merge another catalog file into this one (read-only on the other); returns rows added per table."""
+        return _merge(self, other_path)
+
+    def export(self, format: str = "json", table: str | None = None):
+        """``json`` -> dict of all tables; ``csv`` -> text of one ``table``; ``sql`` -> a rebuild script."""
+        if format == "json":
+            return _export.export_json(self)
+        if format == "csv":
+            if table is None:
+                raise UsageError("CSV holds one table: pass table=... (or, on the CLI, --table or --output DIR).")
+            return _export.export_csv(self, table)
+        if format == "sql":
+            return _export.export_sql(self)
+        raise UsageError(f"unknown export format {format!r}; choose one of {', '.join(_export.FORMATS)}.")
+
+
+def circuit_id(model_id: str, circuit_payload: dict) -> str:
+    """The id ``add_circuit`` would give this payload, without a catalog."""
+    return circuit_rows(model_id, circuit_payload).id
+
+
+__all__ = ["Catalog", "DEFAULT_PATH", "SCHEMA_VERSION", "circuit_id", "inspect_file"]

@@ -1,0 +1,53 @@
+"""Dump the catalog as JSON, CSV or SQL, with rows in primary-key order so dumps diff cleanly."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+from circuits.catalog import schema
+from circuits.catalog.store import decode
+from circuits.errors import UsageError
+
+FORMATS = ("json", "csv", "sql")
+
+
+def table_rows(store, table: str) -> list[dict]:
+    if table not in schema.TABLES:
+        raise UsageError(f"unknown table {table!r}; choose one of {', '.join(schema.TABLES)}.")
+    order = ", ".join(schema.TABLES[table])
+    return store.rows(f"SELECT * FROM {table} ORDER BY {order}")
+
+
+def export_json(store) -> dict:
+    """``{"catalog_schema_version": N, "tables": {table: [rows]}}`` with JSON columns decoded."""
+    return {
+        "catalog_schema_version": store.value("SELECT max(version) FROM schema_version"),
+        "tables": {t: [decode(r) for r in table_rows(store, t)] for t in schema.TABLES},
+    }
+
+
+def export_csv(store, table: str) -> str:
+    rows = table_rows(store, table)
+    columns = [c[1] for c in store.conn.execute(f"PRAGMA table_info({table})")]
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return out.getvalue()
+
+
+def export_sql(store) -> str:
+    """A script that rebuilds this catalog in an empty file: ``sqlite3 new.db < dump.sql``."""
+    lines = [f"PRAGMA application_id = {schema.APPLICATION_ID};", "BEGIN;"]
+    for number, migration in enumerate(schema.MIGRATIONS, start=1):
+        lines.append(f"-- schema version {number}")
+        lines.append(migration.strip())
+    for table in ("schema_version", *schema.TABLES):
+        columns = [c[1] for c in store.conn.execute(f"PRAGMA table_info({table})")]
+        values = " || ',' || ".join(f"quote({c})" for c in columns)
+        order = ", ".join(schema.TABLES.get(table, ("version",)))
+        sql = f"SELECT 'INSERT INTO {table} VALUES (' || {values} || ');' FROM {table} ORDER BY {order}"
+        lines.extend(row[0] for row in store.conn.execute(sql))
+    lines.append("COMMIT;")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,91 @@
+"""Merge a colleague's catalog into this one, deterministically.
+
+Everything keyed by a content hash (circuits, edges, motif instances, modules, families) is simply unioned:
+equal ids mean equal content. Models keep this catalog's values and fill in fields it lacks. A neuron's label
+is the winner by (user label over tool labels, newest, text) — the rule ``Catalog.label`` applies when
+labels arrive one after another — and every label, with its source and time, is kept in ``label_history``.
+So merging B into A gives the rows of a catalog that saw both runs, whichever order you merge in.
+"""
+
+from __future__ import annotations
+
+import os
+
+from circuits.catalog import schema
+from circuits.catalog.store import _uri, inspect_file
+from circuits.errors import CatalogError, UsageError
+
+_UNION = [
+    "INSERT OR IGNORE INTO main.layers SELECT model, name FROM other.layers",
+    "INSERT OR IGNORE INTO main.neurons (model, layer, channel) SELECT model, layer, channel FROM other.neurons",
+    """INSERT OR IGNORE INTO main.label_history (model, layer, channel, label, source, created)
+       SELECT model, layer, channel, label, source, created FROM other.label_history""",
+    """INSERT OR IGNORE INTO main.circuits (id, model, target, method, parameters, created)
+       SELECT id, model, target, method, parameters, created FROM other.circuits""",
+    """INSERT OR IGNORE INTO main.circuit_nodes (circuit, node, layer, channel, depth)
+       SELECT circuit, node, layer, channel, depth FROM other.circuit_nodes""",
+    """INSERT OR IGNORE INTO main.edges (circuit, source, target, weight, kernel)
+       SELECT circuit, source, target, weight, kernel FROM other.edges""",
+    "INSERT OR IGNORE INTO main.motifs (id, kind, transform, description) SELECT id, kind, transform, description FROM other.motifs",
+    """INSERT OR IGNORE INTO main.motif_instances (id, motif, model, circuit, target, members, score, evidence, created)
+       SELECT id, motif, model, circuit, target, members, score, evidence, created FROM other.motif_instances""",
+    """INSERT OR IGNORE INTO main.modules (id, circuit, code, faithfulness, created)
+       SELECT id, circuit, code, faithfulness, created FROM other.modules""",
+    """INSERT OR IGNORE INTO main.motif_families (id, motif, name, description, created)
+       SELECT id, motif, name, description, created FROM other.motif_families""",
+    "INSERT OR IGNORE INTO main.motif_family_members (family, instance) SELECT family, instance FROM other.motif_family_members",
+]
+
+_MODELS = """
+INSERT INTO main.models (id, name, architecture, spec, parameters, info, created, tool_version)
+SELECT id, name, architecture, spec, parameters, info, created, tool_version FROM other.models WHERE true
+ON CONFLICT(id) DO UPDATE SET
+  architecture = coalesce(models.architecture, excluded.architecture),
+  spec = coalesce(models.spec, excluded.spec),
+  parameters = coalesce(models.parameters, excluded.parameters),
+  info = coalesce(models.info, excluded.info)"""
+
+_LABELS = """
+UPDATE main.neurons AS n
+SET label = o.label, label_source = o.label_source, label_created = o.label_created,
+    notes = coalesce(o.notes, n.notes)
+FROM other.neurons AS o
+WHERE o.model = n.model AND o.layer = n.layer AND o.channel = n.channel AND o.label IS NOT NULL
+  AND (n.label IS NULL OR (o.label_source = 'user', o.label_created, o.label)
+                          > (n.label_source = 'user', n.label_created, n.label))"""
+
+_NOTES = """
+UPDATE main.neurons AS n SET notes = o.notes FROM other.neurons AS o
+WHERE o.model = n.model AND o.layer = n.layer AND o.channel = n.channel AND n.notes IS NULL AND o.notes IS NOT NULL"""
+
+
+def merge(store, other_path) -> dict:
+    """Merge the catalog at ``other_path`` into ``store`` in one transaction; returns rows added per table.
+
+    The other file is only read (attached read-only), never changed.
+    """
+    other_path = os.fspath(other_path)
+    if not os.path.exists(other_path):
+        raise UsageError(f"there is no catalog at {other_path} to merge.")
+    if os.path.abspath(other_path) == os.path.abspath(store.path) or os.path.samefile(other_path, store.path):
+        raise UsageError("cannot merge a catalog into itself; pass a colleague's catalog file.")
+    version = inspect_file(other_path)
+    if version is None:
+        raise CatalogError(f"{other_path} is empty, not a circuits catalog.")
+    if version != schema.current_version():
+        raise CatalogError(
+            f"{other_path} has catalog schema version {version} but this catalog has {schema.current_version()}; "
+            "open the older one once with this circuits (`circuits catalog stats --catalog PATH`) to upgrade it."
+        )
+    before = {t: store.value(f"SELECT count(*) FROM main.{t}") for t in schema.TABLES}
+    store.conn.execute("ATTACH DATABASE ? AS other", (_uri(other_path, "ro"),))
+    try:
+        with store.transaction():
+            store.conn.execute(_MODELS)
+            for statement in _UNION:
+                store.conn.execute(statement)
+            store.conn.execute(_LABELS)
+            store.conn.execute(_NOTES)
+    finally:
+        store.conn.execute("DETACH DATABASE other")
+    return {t: store.value(f"SELECT count(*) FROM main.{t}") - before[t] for t in schema.TABLES}

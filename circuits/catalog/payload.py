@@ -1,0 +1,169 @@
+"""Check the JSON objects that ``extract`` and ``motifs`` print, and give them content-hash ids.
+
+A circuit's id is the sha256 of a canonical byte string: a header (model id, target, method, parameters,
+nodes sorted by id, labels left out) followed by one line per edge, sorted by (source, target). Labels and
+``created`` times are annotations, not content, so relabelling a neuron never changes a circuit's id, and
+adding the same circuit twice is a no-op.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass
+
+from circuits.errors import CatalogError
+
+
+def canonical(obj) -> str:
+    """Compact, key-sorted JSON: the one spelling that content hashes are taken over."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def split_neuron(name, what: str = "neuron") -> tuple[str, int]:
+    """``'conv3:12'`` -> ``('conv3', 12)``; the layer may itself contain colons, the channel is last."""
+    if not isinstance(name, str):
+        raise CatalogError(f"{what} must be a 'LAYER:CHANNEL' string, got {name!r}.")
+    layer, sep, channel = name.rpartition(":")
+    if not sep or not layer or not channel.isdigit():
+        raise CatalogError(f"{what} {name!r} is not of the form LAYER:CHANNEL (for example 'conv3:12').")
+    return layer, int(channel)
+
+
+def _finite(value, what):
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise CatalogError(f"{what} must be a number, got {value!r}.")
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+@dataclass
+class CircuitRows:
+    """A circuit payload turned into the rows the catalog stores."""
+
+    id: str
+    target: str
+    method: str
+    parameters: str  # canonical JSON
+    nodes: list[tuple[str, str, int, int]]  # (node, layer, channel, depth)
+    labels: dict[str, str]  # node -> label proposed by the tool
+    edges: list[tuple[str, str, float | None, str]]  # (source, target, weight, kernel JSON)
+
+
+def circuit_rows(model_id: str, payload) -> CircuitRows:
+    """Validate a ``circuits extract --json`` object and compute its content hash."""
+    if not isinstance(payload, dict):
+        raise CatalogError(f"a circuit must be a JSON object as printed by `circuits extract --json`, got {type(payload).__name__}.")
+    for key in ("target", "method", "nodes", "edges"):
+        if key not in payload:
+            raise CatalogError(f"the circuit has no {key!r} key; pass the object printed by `circuits extract --json`.")
+    target, method = payload["target"], payload["method"]
+    split_neuron(target, "the circuit's target")
+    if not isinstance(method, str) or not method:
+        raise CatalogError(f"the circuit's method must be a non-empty string, got {method!r}.")
+    parameters = payload.get("parameters") or {}
+    if not isinstance(parameters, dict):
+        raise CatalogError(f"the circuit's parameters must be a JSON object, got {parameters!r}.")
+    try:
+        parameters_json = canonical(parameters)
+    except (TypeError, ValueError) as exc:
+        raise CatalogError(f"the circuit's parameters are not plain JSON ({exc}).") from None
+
+    nodes, labels, seen = [], {}, set()
+    for node in payload["nodes"]:
+        if not isinstance(node, dict) or "id" not in node:
+            raise CatalogError(f"every node needs an 'id' of the form LAYER:CHANNEL, got {node!r}.")
+        node_id = node["id"]
+        layer, channel = split_neuron(node_id, "node id")
+        if node_id in seen:
+            raise CatalogError(f"node {node_id!r} appears twice in the circuit.")
+        seen.add(node_id)
+        depth = node.get("depth", 0)
+        if isinstance(depth, bool) or not isinstance(depth, int):
+            raise CatalogError(f"node {node_id!r} has depth {depth!r}; it must be an integer.")
+        nodes.append((node_id, layer, channel, depth))
+        if node.get("label"):
+            labels[node_id] = str(node["label"])
+    nodes.sort()
+
+    edges = []
+    for edge in payload["edges"]:
+        try:
+            source, tgt, kernel = edge["source"], edge["target"], edge.get("kernel", [])
+        except (TypeError, KeyError):
+            raise CatalogError(f"every edge needs 'source' and 'target', got {edge!r}.") from None
+        for end in (source, tgt):
+            if end not in seen:
+                split_neuron(end, "edge end")
+                raise CatalogError(f"edge {source} -> {tgt} names {end!r}, which is not among the circuit's nodes.")
+        try:
+            kernel_json = json.dumps(kernel, separators=(",", ":"), allow_nan=False)
+        except (TypeError, ValueError):
+            raise CatalogError(f"edge {source} -> {tgt} has a kernel that is not a finite [[number]] list.") from None
+        edges.append((source, tgt, _finite(edge.get("weight"), f"edge {source} -> {tgt}'s weight"), kernel_json))
+    edges.sort(key=lambda e: (e[0], e[1]))
+    for previous, edge in zip(edges, edges[1:]):
+        if previous[:2] == edge[:2]:
+            raise CatalogError(f"edge {edge[0]} -> {edge[1]} appears twice in the circuit.")
+
+    digest = hashlib.sha256()
+    header = {"model": model_id, "target": target, "method": method, "parameters": parameters,
+              "nodes": [[n, d] for n, _, _, d in nodes]}
+    digest.update(canonical(header).encode())
+    for source, tgt, weight, kernel_json in edges:
+        digest.update(f"\n{json.dumps(source)},{json.dumps(tgt)},{weight!r},{kernel_json}".encode())
+    return CircuitRows(digest.hexdigest(), target, method, parameters_json, nodes, labels, edges)
+
+
+@dataclass
+class MotifRows:
+    motif_id: str
+    kind: str
+    transform: str | None
+    instance_id: str
+    target: str | None
+    members: str  # JSON
+    score: float | None
+    evidence: str  # canonical JSON
+
+
+def motif_rows(model_id: str, payload, circuit_id: str | None) -> list[MotifRows]:
+    """Validate a ``circuits motifs --json`` object; one row per motif instance, with content-hash ids."""
+    if not isinstance(payload, dict) or not isinstance(payload.get("motifs"), list):
+        raise CatalogError("motifs must be the JSON object printed by `circuits motifs --json` (with a 'motifs' list).")
+    rows = []
+    for motif in payload["motifs"]:
+        if not isinstance(motif, dict) or not isinstance(motif.get("kind"), str) or not motif["kind"]:
+            raise CatalogError(f"every motif needs a non-empty 'kind', got {motif!r}.")
+        kind, transform = motif["kind"], motif.get("transform")
+        if transform is not None and not isinstance(transform, str):
+            raise CatalogError(f"a motif's transform must be a string or null, got {transform!r}.")
+        target = motif.get("target")
+        if target is not None:
+            split_neuron(target, "the motif's target")
+        members = motif.get("members") or []
+        if not isinstance(members, list):
+            raise CatalogError(f"a motif's members must be a list of LAYER:CHANNEL, got {members!r}.")
+        for member in members:
+            split_neuron(member, "motif member")
+        evidence = motif.get("evidence") or {}
+        if not isinstance(evidence, dict):
+            raise CatalogError(f"a motif's evidence must be a JSON object, got {evidence!r}.")
+        score = _finite(motif.get("score"), "a motif's score")
+        motif_id = kind if transform is None else f"{kind}/{transform}"
+        try:
+            evidence_json = canonical(evidence)
+        except (TypeError, ValueError) as exc:
+            raise CatalogError(f"a motif's evidence is not plain JSON ({exc}).") from None
+        content = {"motif": motif_id, "model": model_id, "circuit": circuit_id, "target": target,
+                   "members": members, "score": score, "evidence": evidence}
+        rows.append(MotifRows(motif_id, kind, transform, sha256(canonical(content)), target,
+                              json.dumps(members), score, evidence_json))
+    return rows

@@ -1,0 +1,145 @@
+"""Read the catalog: counts, listings, and one entry in full."""
+
+from __future__ import annotations
+
+import re
+
+from circuits.catalog import schema
+from circuits.catalog.store import decode
+from circuits.errors import UsageError, close_matches_hint
+
+LISTS = {
+    "models": """SELECT id, name, architecture, spec, parameters,
+                   (SELECT count(*) FROM circuits c WHERE c.model = models.id) AS circuits, created
+                 FROM models ORDER BY name, id""",
+    "circuits": """SELECT c.id, m.name AS model, c.target, c.method,
+                     (SELECT count(*) FROM circuit_nodes n WHERE n.circuit = c.id) AS nodes,
+                     (SELECT count(*) FROM edges e WHERE e.circuit = c.id) AS edges, c.created
+                   FROM circuits c JOIN models m ON m.id = c.model ORDER BY m.name, c.target, c.id""",
+    "neurons": """SELECT m.name AS model, n.layer || ':' || n.channel AS neuron, n.label, n.label_source, n.notes
+                  FROM neurons n JOIN models m ON m.id = n.model
+                  WHERE n.label IS NOT NULL OR n.notes IS NOT NULL ORDER BY m.name, n.layer, n.channel""",
+    "motifs": """SELECT mo.id, mo.kind, mo.transform, count(i.id) AS instances, count(DISTINCT i.model) AS models,
+                   mo.description
+                 FROM motifs mo LEFT JOIN motif_instances i ON i.motif = mo.id GROUP BY mo.id ORDER BY mo.id""",
+    "instances": """SELECT i.id, i.motif, m.name AS model, i.circuit, i.target, i.score, i.members
+                    FROM motif_instances i JOIN models m ON m.id = i.model ORDER BY i.motif, m.name, i.id""",
+    "modules": """SELECT md.id, md.circuit, c.target, m.name AS model, md.faithfulness, md.created
+                  FROM modules md JOIN circuits c ON c.id = md.circuit JOIN models m ON m.id = c.model
+                  ORDER BY m.name, c.target, md.id""",
+    "families": """SELECT f.id, f.motif, f.name, count(fm.instance) AS instances, f.description
+                   FROM motif_families f LEFT JOIN motif_family_members fm ON fm.family = f.id
+                   GROUP BY f.id ORDER BY f.motif, f.name, f.id""",
+}
+
+
+def stats(store) -> dict:
+    counts = {table: store.value(f"SELECT count(*) FROM {table}") for table in schema.TABLES}
+    return {
+        "path": store.path,
+        "catalog_schema_version": store.value("SELECT max(version) FROM schema_version"),
+        "counts": counts,
+        "labelled_neurons": store.value("SELECT count(*) FROM neurons WHERE label IS NOT NULL"),
+    }
+
+
+def list_entries(store, kind: str = "circuits") -> list[dict]:
+    if kind not in LISTS:
+        raise UsageError(f"unknown kind {kind!r}; choose one of {', '.join(LISTS)}{close_matches_hint(kind, LISTS)}")
+    return [decode(row) for row in store.rows(LISTS[kind])]
+
+
+def show(store, ref: str) -> dict:
+    """One entry in full, found by id, unique id prefix, model name, motif id, or MODEL/LAYER:CHANNEL."""
+    if not isinstance(ref, str) or not ref:
+        raise UsageError("show needs an id.")
+    if store.value("SELECT 1 FROM motifs WHERE id = ?", (ref,)):
+        return _motif(store, ref)
+    model, slash, neuron = ref.rpartition("/")
+    if slash and re.fullmatch(r".+:\d+", neuron):
+        return _neuron(store, store.model_id(model), neuron)
+    matches = []
+    for table, kind in (("circuits", "circuit"), ("models", "model"), ("motif_instances", "instance"),
+                        ("modules", "module"), ("motif_families", "family")):
+        if len(ref) >= 4 or store.value(f"SELECT 1 FROM {table} WHERE id = ?", (ref,)):
+            for row in store.conn.execute(f"SELECT id FROM {table} WHERE id LIKE ? || '%' LIMIT 3", (ref,)):
+                matches.append((kind, row[0]))
+    if not matches:
+        matches = [("model", r[0]) for r in store.conn.execute("SELECT id FROM models WHERE name = ?", (ref,))]
+    if len(matches) > 1:
+        listed = ", ".join(f"{k} {i[:12]}" for k, i in matches)
+        raise UsageError(f"{ref!r} is ambiguous: it matches {listed}; give more characters.")
+    if not matches:
+        names = [r[0] for r in store.conn.execute("SELECT name FROM models UNION SELECT id FROM motifs")]
+        raise UsageError(f"nothing in {store.path} has id {ref!r}{close_matches_hint(ref, names)}")
+    kind, full = matches[0]
+    return {"circuit": circuit, "model": _model, "instance": _instance, "module": _module,
+            "family": _family}[kind](store, full)
+
+
+def circuit(store, circuit_id: str) -> dict:
+    """A circuit as the ``extract --json`` object it came from, with the catalog's current labels."""
+    row = decode(store.rows("SELECT * FROM circuits WHERE id = ?", (circuit_id,))[0])
+    nodes = store.rows(
+        """SELECT cn.node AS id, cn.layer, cn.channel, cn.depth, n.label
+           FROM circuit_nodes cn JOIN neurons n ON n.model = ? AND n.layer = cn.layer AND n.channel = cn.channel
+           WHERE cn.circuit = ? ORDER BY cn.node""",
+        (row["model"], circuit_id),
+    )
+    edges = [decode(e) for e in store.rows(
+        "SELECT source, target, weight, kernel FROM edges WHERE circuit = ? ORDER BY source, target", (circuit_id,))]
+    return {
+        "kind": "circuit", **row,
+        "model_name": store.value("SELECT name FROM models WHERE id = ?", (row["model"],)),
+        "nodes": nodes, "edges": edges,
+        "motif_instances": [r[0] for r in store.conn.execute(
+            "SELECT id FROM motif_instances WHERE circuit = ? ORDER BY id", (circuit_id,))],
+        "modules": [r[0] for r in store.conn.execute("SELECT id FROM modules WHERE circuit = ? ORDER BY id", (circuit_id,))],
+    }
+
+
+def _model(store, model_id):
+    row = decode(store.rows("SELECT * FROM models WHERE id = ?", (model_id,))[0])
+    return {"kind": "model", **row,
+            "layers": [r[0] for r in store.conn.execute("SELECT name FROM layers WHERE model = ? ORDER BY name", (model_id,))],
+            "circuits": store.value("SELECT count(*) FROM circuits WHERE model = ?", (model_id,)),
+            "labelled_neurons": store.value(
+                "SELECT count(*) FROM neurons WHERE model = ? AND label IS NOT NULL", (model_id,)),
+            "motif_instances": store.value("SELECT count(*) FROM motif_instances WHERE model = ?", (model_id,))}
+
+
+def _neuron(store, model_id, neuron):
+    layer, _, channel = neuron.rpartition(":")
+    rows = store.rows("SELECT * FROM neurons WHERE model = ? AND layer = ? AND channel = ?", (model_id, layer, int(channel)))
+    if not rows:
+        raise UsageError(f"the catalog has no neuron {neuron} for model {model_id[:12]}.")
+    key = (model_id, layer, int(channel))
+    return {"kind": "neuron", **rows[0],
+            "history": store.rows("""SELECT label, source, created FROM label_history
+                                     WHERE model = ? AND layer = ? AND channel = ? ORDER BY created, label""", key),
+            "circuits": [r[0] for r in store.conn.execute(
+                """SELECT DISTINCT cn.circuit FROM circuit_nodes cn JOIN circuits c ON c.id = cn.circuit
+                   WHERE c.model = ? AND cn.layer = ? AND cn.channel = ? ORDER BY cn.circuit""", key)]}
+
+
+def _motif(store, motif_id):
+    row = store.rows("SELECT * FROM motifs WHERE id = ?", (motif_id,))[0]
+    instances = [decode(r) for r in store.rows(
+        """SELECT i.id, m.name AS model, i.circuit, i.target, i.score, i.members FROM motif_instances i
+           JOIN models m ON m.id = i.model WHERE i.motif = ? ORDER BY m.name, i.id""", (motif_id,))]
+    return {"kind": "motif", **row, "instances": instances}
+
+
+def _instance(store, instance_id):
+    return {"kind": "instance", **decode(store.rows("SELECT * FROM motif_instances WHERE id = ?", (instance_id,))[0])}
+
+
+def _module(store, module_id):
+    return {"kind": "module", **decode(store.rows("SELECT * FROM modules WHERE id = ?", (module_id,))[0])}
+
+
+def _family(store, family_id):
+    row = store.rows("SELECT * FROM motif_families WHERE id = ?", (family_id,))[0]
+    members = [r[0] for r in store.conn.execute(
+        "SELECT instance FROM motif_family_members WHERE family = ? ORDER BY instance", (family_id,))]
+    return {"kind": "family", **row, "instances": members}

@@ -1,0 +1,184 @@
+"""The catalog's tables, as numbered forward migrations.
+
+A new catalog runs every migration in order; an older one is backed up and runs the ones it lacks. Add a
+schema change by appending a migration (never edit a released one) and documenting it in docs/catalog.md.
+
+The file is marked as ours in two places, so a foreign SQLite database is never mistaken for a catalog:
+``PRAGMA application_id`` (in the file header) and the ``schema_version`` table.
+"""
+
+from __future__ import annotations
+
+APPLICATION_ID = 0x43495243  # "CIRC"
+
+# Searchable text lives in external-content FTS5 tables, kept in step by triggers.
+_FTS = {
+    # fts table: (content table, indexed columns)
+    "neurons_fts": ("neurons", ("label", "notes")),
+    "motifs_fts": ("motifs", ("description",)),
+    "modules_fts": ("modules", ("code",)),
+}
+
+
+def _fts_ddl() -> str:
+    parts = []
+    for fts, (table, columns) in _FTS.items():
+        cols = ", ".join(columns)
+        new = ", ".join(f"new.{c}" for c in columns)
+        old = ", ".join(f"old.{c}" for c in columns)
+        parts.append(
+            f"""
+CREATE VIRTUAL TABLE {fts} USING fts5({cols}, content='{table}', content_rowid='rowid');
+CREATE TRIGGER {table}_ai AFTER INSERT ON {table} BEGIN
+  INSERT INTO {fts}(rowid, {cols}) VALUES (new.rowid, {new});
+END;
+CREATE TRIGGER {table}_ad AFTER DELETE ON {table} BEGIN
+  INSERT INTO {fts}({fts}, rowid, {cols}) VALUES ('delete', old.rowid, {old});
+END;
+CREATE TRIGGER {table}_au AFTER UPDATE OF {cols} ON {table} BEGIN
+  INSERT INTO {fts}({fts}, rowid, {cols}) VALUES ('delete', old.rowid, {old});
+  INSERT INTO {fts}(rowid, {cols}) VALUES (new.rowid, {new});
+END;"""
+        )
+    return "\n".join(parts)
+
+
+V1 = (
+    """
+CREATE TABLE schema_version (
+  version INTEGER PRIMARY KEY,
+  applied TEXT NOT NULL,          -- UTC time the migration ran
+  tool_version TEXT NOT NULL
+);
+CREATE TABLE models (
+  id TEXT PRIMARY KEY,            -- sha256 of the weights
+  name TEXT NOT NULL,
+  architecture TEXT,
+  spec TEXT,
+  parameters INTEGER,             -- parameter count
+  info TEXT,                      -- JSON object
+  created TEXT NOT NULL,
+  tool_version TEXT NOT NULL
+);
+CREATE INDEX models_name ON models(name);
+CREATE TABLE layers (
+  model TEXT NOT NULL REFERENCES models(id),
+  name TEXT NOT NULL,
+  PRIMARY KEY (model, name)
+) WITHOUT ROWID;
+CREATE TABLE neurons (
+  model TEXT NOT NULL,
+  layer TEXT NOT NULL,
+  channel INTEGER NOT NULL,
+  label TEXT,
+  label_source TEXT,              -- 'user', or the tool that proposed it ('extract', ...)
+  label_created TEXT,             -- when the label was written; merge keeps the newest (user beats tools)
+  notes TEXT,
+  PRIMARY KEY (model, layer, channel),
+  FOREIGN KEY (model, layer) REFERENCES layers(model, name)
+);
+CREATE TABLE label_history (
+  model TEXT NOT NULL,
+  layer TEXT NOT NULL,
+  channel INTEGER NOT NULL,
+  label TEXT NOT NULL,
+  source TEXT NOT NULL,
+  created TEXT NOT NULL,
+  PRIMARY KEY (model, layer, channel, label, source, created),
+  FOREIGN KEY (model, layer, channel) REFERENCES neurons(model, layer, channel)
+) WITHOUT ROWID;
+CREATE TABLE circuits (
+  id TEXT PRIMARY KEY,            -- sha256 of the canonical circuit (see circuits.catalog.payload)
+  model TEXT NOT NULL REFERENCES models(id),
+  target TEXT NOT NULL,           -- LAYER:CHANNEL
+  method TEXT NOT NULL,
+  parameters TEXT NOT NULL,       -- JSON object
+  created TEXT NOT NULL
+);
+CREATE INDEX circuits_model_target ON circuits(model, target);
+CREATE TABLE circuit_nodes (
+  circuit TEXT NOT NULL REFERENCES circuits(id),
+  node TEXT NOT NULL,             -- LAYER:CHANNEL
+  layer TEXT NOT NULL,
+  channel INTEGER NOT NULL,
+  depth INTEGER NOT NULL,
+  PRIMARY KEY (circuit, node)
+) WITHOUT ROWID;
+CREATE INDEX circuit_nodes_neuron ON circuit_nodes(layer, channel);
+CREATE TABLE edges (
+  circuit TEXT NOT NULL REFERENCES circuits(id),
+  source TEXT NOT NULL,           -- LAYER:CHANNEL
+  target TEXT NOT NULL,           -- LAYER:CHANNEL
+  weight REAL,                    -- strength: signed sum of the kernel
+  kernel TEXT NOT NULL,           -- JSON [[dy][dx]]
+  PRIMARY KEY (circuit, source, target)
+) WITHOUT ROWID;
+CREATE TABLE motifs (
+  id TEXT PRIMARY KEY,            -- KIND or KIND/TRANSFORM
+  kind TEXT NOT NULL,
+  transform TEXT,
+  description TEXT NOT NULL
+);
+CREATE TABLE motif_instances (
+  id TEXT PRIMARY KEY,            -- sha256 of the canonical instance
+  motif TEXT NOT NULL REFERENCES motifs(id),
+  model TEXT NOT NULL REFERENCES models(id),
+  circuit TEXT REFERENCES circuits(id),
+  target TEXT,
+  members TEXT NOT NULL,          -- JSON list of LAYER:CHANNEL
+  score REAL,
+  evidence TEXT NOT NULL,         -- JSON object
+  created TEXT NOT NULL
+);
+CREATE INDEX motif_instances_motif_model ON motif_instances(motif, model);
+CREATE INDEX motif_instances_model ON motif_instances(model);
+CREATE INDEX motif_instances_circuit ON motif_instances(circuit);
+CREATE TABLE modules (
+  id TEXT PRIMARY KEY,            -- sha256 of circuit id + code
+  circuit TEXT NOT NULL REFERENCES circuits(id),
+  code TEXT NOT NULL,
+  faithfulness TEXT NOT NULL,     -- JSON object
+  created TEXT NOT NULL
+);
+CREATE INDEX modules_circuit ON modules(circuit);
+CREATE TABLE motif_families (
+  id TEXT PRIMARY KEY,            -- sha256 of the sorted member instance ids
+  motif TEXT NOT NULL REFERENCES motifs(id),
+  name TEXT NOT NULL,
+  description TEXT,
+  created TEXT NOT NULL
+);
+CREATE TABLE motif_family_members (
+  family TEXT NOT NULL REFERENCES motif_families(id),
+  instance TEXT NOT NULL REFERENCES motif_instances(id),
+  PRIMARY KEY (family, instance)
+) WITHOUT ROWID;
+CREATE INDEX motif_family_members_instance ON motif_family_members(instance);
+"""
+    + _fts_ddl()
+)
+
+# MIGRATIONS[n - 1] takes a catalog from version n - 1 to version n.
+MIGRATIONS: list[str] = [V1]
+
+# Content tables in dependency order, with the columns that order their rows (for export and comparison).
+TABLES: dict[str, tuple[str, ...]] = {
+    "models": ("id",),
+    "layers": ("model", "name"),
+    "neurons": ("model", "layer", "channel"),
+    "label_history": ("model", "layer", "channel", "label", "source", "created"),
+    "circuits": ("id",),
+    "circuit_nodes": ("circuit", "node"),
+    "edges": ("circuit", "source", "target"),
+    "motifs": ("id",),
+    "motif_instances": ("id",),
+    "modules": ("id",),
+    "motif_families": ("id",),
+    "motif_family_members": ("family", "instance"),
+}
+
+FTS_TABLES = tuple(_FTS)
+
+
+def current_version() -> int:
+    return len(MIGRATIONS)
