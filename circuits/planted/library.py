@@ -1,0 +1,279 @@
+"""Ready specs: small networks whose circuits are known exactly, for tests and tutorials.
+
+Each builder returns a fresh :class:`PlantedSpec`; :data:`LIBRARY` maps the kebab-case names that
+``circuits planted list`` shows (and ``planted:NAME`` loads) to them. Inputs are one gray channel of 24x24
+pixels. Every spec's ``motifs`` lists what it plants, with neurons as ``LAYER:CHANNEL``, so tests elsewhere
+can use it as the oracle (see docs/planted.md).
+
+Angles follow :mod:`circuits.planted.kernels`: degrees counter-clockwise from +x with y up the image, so
+``rot90`` of the image adds 90° and a horizontal flip maps θ to 180° - θ.
+"""
+
+from __future__ import annotations
+
+from circuits.planted.spec import BatchNorm, Input, InputSpec, Layer, Neuron, PlantedSpec
+
+SIZE = 24
+LINE_ANGLES = [22.5 * i for i in range(8)]  # 0, 22.5, ..., 157.5: orientations, so 8 cover the half-turn
+CURVE_ANGLES = [45 * i for i in range(8)]  # 0, 45, ..., 315: curves have a direction, so the full turn
+LINE_KERNEL, WEDGE_KERNEL, CURVE_KERNEL = 5, 5, 7
+LINE_BIAS = -1.5
+WEDGE_BIAS = -8.0
+AND_BIAS = -5.0
+
+
+def line_name(angle: float) -> str:
+    """``line_0``, ``line_22``, ``line_45``, ``line_67``, ``line_90``, ``line_112``, ``line_135``, ``line_157``."""
+    return f"line_{int(angle)}"
+
+
+def _gray() -> InputSpec:
+    return InputSpec(channels=["gray"], height=SIZE, width=SIZE)
+
+
+def _lines_layer() -> Layer:
+    return Layer(
+        name="lines",
+        kernel_size=LINE_KERNEL,
+        neurons=[
+            Neuron(line_name(a), [Input("gray", kernel={"generator": "line", "angle": a})], bias=LINE_BIAS)
+            for a in LINE_ANGLES
+        ],
+    )
+
+
+def _arm(direction: tuple[int, int], size: int = WEDGE_KERNEL) -> list[list[float]]:
+    """A kernel that reads a line map along one arm going out from the centre (weight 1 at steps 1..c)."""
+    kernel = [[0.0] * size for _ in range(size)]
+    c = size // 2
+    for t in range(1, c + 1):
+        kernel[c + t * direction[0]][c + t * direction[1]] = 1.0
+    return kernel
+
+
+UP_RIGHT, DOWN_RIGHT, UP_LEFT, DOWN_LEFT = (-1, 1), (1, 1), (-1, -1), (1, -1)  # (dy, dx) in array rows/cols
+
+
+def _wedge_left() -> Neuron:
+    """'<': the vertex here, arms going up-right (a 45° line) and down-right (a 135° line)."""
+    return Neuron(
+        "wedge_left",
+        [Input("line_45", kernel=_arm(UP_RIGHT)), Input("line_135", kernel=_arm(DOWN_RIGHT))],
+        bias=WEDGE_BIAS,
+    )
+
+
+def _wedge_right() -> Neuron:
+    """'>': the mirror image of '<' — arms up-left (135°) and down-left (45°)."""
+    return Neuron(
+        "wedge_right",
+        [Input("line_135", kernel=_arm(UP_LEFT)), Input("line_45", kernel=_arm(DOWN_LEFT))],
+        bias=WEDGE_BIAS,
+    )
+
+
+def _decoys(names: list[str], sources: list[str], size: int, seed: int) -> list[Neuron]:
+    """Neurons reading every source with seeded random kernels: plausible-looking, but no planted motif."""
+    return [
+        Neuron(
+            name,
+            [
+                Input(s, kernel={"generator": "random", "seed": seed + 100 * k + j, "scale": 0.3})
+                for j, s in enumerate(sources)
+            ],
+            bias=-0.1,
+        )
+        for k, name in enumerate(names)
+    ]
+
+
+def _readout_neurons(sources: list[str]) -> list[Neuron]:
+    return [
+        Neuron("union", [Input("wedge_left", 1.0), Input("wedge_right", 1.0)]),
+        Neuron("opponent", [Input("wedge_left", 1.0), Input("wedge_right", -1.0)]),
+        Neuron("cross", [Input("wedge_left", 1.0), Input("wedge_right", 1.0)], bias=AND_BIAS),
+        *_decoys(["decoy_2"], sources, size=1, seed=7),
+    ]
+
+
+def _line_motifs(spec: PlantedSpec) -> list[dict]:
+    def ident(angle):
+        return spec.neuron_id("lines", line_name(angle % 180))
+
+    return [
+        {
+            "kind": "rotation",
+            "description": "rot90 of the image maps line θ to line θ+90 (mod 180)",
+            "rot90": {ident(a): ident(a + 90) for a in LINE_ANGLES},
+        },
+        {
+            "kind": "reflection",
+            "description": "a horizontal flip of the image maps line θ to line 180-θ",
+            "flip": {ident(a): ident(180 - a) for a in LINE_ANGLES},
+        },
+    ]
+
+
+def _wedge_motifs(spec: PlantedSpec, left_layer: str, right_layer: str) -> list[dict]:
+    left, right = spec.neuron_id(left_layer, "wedge_left"), spec.neuron_id(right_layer, "wedge_right")
+    return [
+        {
+            "kind": "reflection-pair",
+            "description": "wedge_left ('<') and wedge_right ('>') are mirror images: a flip swaps them",
+            "flip": {left: right, right: left},
+            "inputs": {
+                left: [spec.neuron_id("lines", "line_45"), spec.neuron_id("lines", "line_135")],
+                right: [spec.neuron_id("lines", "line_135"), spec.neuron_id("lines", "line_45")],
+            },
+        }
+    ]
+
+
+def _readout_motifs(spec: PlantedSpec, left: str, right: str, decoys: list[str]) -> list[dict]:
+    def ident(name):
+        return spec.neuron_id("union", name)
+
+    return [
+        {"kind": "union", "neuron": ident("union"), "of": [left, right],
+         "description": "relu(L + R): responds to a wedge facing either way (union over reflection)"},
+        {"kind": "opponent", "neuron": ident("opponent"), "excite": left, "inhibit": right,
+         "description": "relu(L - R): left-facing wedges excite, right-facing ones inhibit"},
+        {"kind": "and", "neuron": ident("cross"), "of": [left, right], "bias": AND_BIAS,
+         "description": "relu(L + R - 5): fires only where both wedges meet (an X), not for either alone"},
+        {"kind": "decoy", "neurons": [*decoys, ident("decoy_2")],
+         "description": "seeded random weights: no planted motif; extraction should not rank them above L, R"},
+    ]
+
+
+def lines() -> PlantedSpec:
+    """Eight oriented line detectors (0°, 22.5°, ..., 157.5°): a rotation-equivariant family.
+
+    Layer ``lines`` (5x5, relu): ``line_0 ... line_157`` read the gray image through ``line`` kernels.
+    Rotating the image by 90° permutes them exactly (θ -> θ + 90); flipping it maps θ -> 180 - θ.
+    """
+    spec = PlantedSpec("lines", _gray(), [_lines_layer()], description=lines.__doc__.splitlines()[0])
+    spec.motifs = _line_motifs(spec)
+    return spec
+
+
+def wedges() -> PlantedSpec:
+    """Lines, then a left-facing and a right-facing wedge detector built from them (a reflection pair).
+
+    Layers ``lines`` (as in ``lines``) and ``wedges`` (5x5, relu): ``wedge_left`` ('<') reads ``line_45``
+    along its up-right arm and ``line_135`` along its down-right arm; ``wedge_right`` ('>') is its mirror.
+    Flipping the image swaps the two maps (flipped) exactly.
+    """
+    wedge_layer = Layer("wedges", [_wedge_left(), _wedge_right()], kernel_size=WEDGE_KERNEL)
+    spec = PlantedSpec("wedges", _gray(), [_lines_layer(), wedge_layer], description=wedges.__doc__.splitlines()[0])
+    spec.motifs = _line_motifs(spec) + _wedge_motifs(spec, "wedges", "wedges")
+    return spec
+
+
+def _union_spec(name: str, description: str, bn: bool) -> PlantedSpec:
+    line_names = [line_name(a) for a in LINE_ANGLES]
+    wedge_neurons = [_wedge_left(), _wedge_right(), *_decoys(["decoy_0", "decoy_1"], line_names, WEDGE_KERNEL, 1)]
+    layers = [
+        _lines_layer(),
+        Layer("wedges", wedge_neurons, kernel_size=WEDGE_KERNEL),
+        Layer("union", _readout_neurons([n.name for n in wedge_neurons]), kernel_size=1),
+    ]
+    if bn:
+        for layer in layers:
+            layer.bn = BatchNorm()
+    spec = PlantedSpec(name, _gray(), layers, description=description)
+    left, right = spec.neuron_id("wedges", "wedge_left"), spec.neuron_id("wedges", "wedge_right")
+    decoys = [spec.neuron_id("wedges", d) for d in ("decoy_0", "decoy_1")]
+    spec.motifs = (
+        _line_motifs(spec) + _wedge_motifs(spec, "wedges", "wedges")
+        + _readout_motifs(spec, left, right, decoys)
+    )
+    return spec
+
+
+def union() -> PlantedSpec:
+    """Lines -> wedges -> a union, an opponent and an AND neuron, with decoys beside them.
+
+    Layers ``lines``; ``wedges`` (5x5): ``wedge_left``, ``wedge_right``, ``decoy_0``, ``decoy_1`` (seeded
+    random kernels over all eight lines); ``union`` (1x1): ``union`` = relu(L + R), ``opponent`` =
+    relu(L - R), ``cross`` = relu(L + R - 5) (AND), ``decoy_2`` (random over the wedges layer).
+    """
+    return _union_spec("union", union.__doc__.splitlines()[0], bn=False)
+
+
+def bn_union() -> PlantedSpec:
+    """``union`` with BatchNorm after every conv (bias-free conv, non-trivial eval statistics).
+
+    Same neurons and *effective* weights as ``union``: the spec states the folded weights, so the raw conv
+    weights differ from them by BN's per-channel scale and only folding recovers the spec.
+    """
+    return _union_spec("bn-union", bn_union.__doc__.splitlines()[0], bn=True)
+
+
+def inception_union() -> PlantedSpec:
+    """``union`` with the wedges layer split into Inception-style branches joined by a concat.
+
+    Layers ``lines``; ``mixed`` (concat of branches ``left`` 5x5: ``wedge_left``; ``right`` 5x5:
+    ``wedge_right``; ``decoys`` 3x3: ``decoy_0``, ``decoy_1``); ``union`` (1x1) reading the concat:
+    ``union``, ``opponent``, ``cross``, ``decoy_2``. Neuron layers are ``mixed.left``, ``mixed.right``,
+    ``mixed.decoys``; the union neuron's inputs come from two different source layers.
+    """
+    line_names = [line_name(a) for a in LINE_ANGLES]
+    mixed = Layer(
+        "mixed",
+        branches=[
+            Layer("left", [_wedge_left()], kernel_size=WEDGE_KERNEL),
+            Layer("right", [_wedge_right()], kernel_size=WEDGE_KERNEL),
+            Layer("decoys", _decoys(["decoy_0", "decoy_1"], line_names, 3, 1), kernel_size=3),
+        ],
+    )
+    readout = Layer("union", _readout_neurons(mixed.channel_names), kernel_size=1)
+    spec = PlantedSpec(
+        "inception-union", _gray(), [_lines_layer(), mixed, readout],
+        description=inception_union.__doc__.splitlines()[0],
+    )
+    left, right = spec.neuron_id("mixed", "wedge_left"), spec.neuron_id("mixed", "wedge_right")
+    decoys = [spec.neuron_id("mixed", d) for d in ("decoy_0", "decoy_1")]
+    spec.motifs = (
+        _line_motifs(spec) + _wedge_motifs(spec, "mixed.left", "mixed.right")
+        + _readout_motifs(spec, left, right, decoys)
+    )
+    return spec
+
+
+def curves() -> PlantedSpec:
+    """Eight curve detectors (arcs bulging towards 0°, 45°, ..., 315°): a rotation-equivariant family.
+
+    Layer ``curves`` (7x7, relu): ``curve_0 ... curve_315`` read the gray image through ``curve`` kernels
+    of radius 4. Rotating the image by 90° maps curve θ to curve θ + 90; flipping maps θ to 180 - θ.
+    """
+    layer = Layer(
+        "curves",
+        kernel_size=CURVE_KERNEL,
+        neurons=[
+            Neuron(f"curve_{a}", [Input("gray", kernel={"generator": "curve", "angle": a, "radius": 4.0})],
+                   bias=LINE_BIAS)
+            for a in CURVE_ANGLES
+        ],
+    )
+    spec = PlantedSpec("curves", _gray(), [layer], description=curves.__doc__.splitlines()[0])
+
+    def ident(angle):
+        return spec.neuron_id("curves", f"curve_{int(angle % 360)}")
+
+    spec.motifs = [
+        {"kind": "rotation", "description": "rot90 of the image maps curve θ to curve θ+90",
+         "rot90": {ident(a): ident(a + 90) for a in CURVE_ANGLES}},
+        {"kind": "reflection", "description": "a horizontal flip maps curve θ to curve 180-θ",
+         "flip": {ident(a): ident(180 - a) for a in CURVE_ANGLES}},
+    ]
+    return spec
+
+
+LIBRARY = {
+    "lines": lines,
+    "wedges": wedges,
+    "union": union,
+    "bn-union": bn_union,
+    "inception-union": inception_union,
+    "curves": curves,
+}
