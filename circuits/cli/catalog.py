@@ -1,0 +1,259 @@
+"""``circuits catalog``: read, label, merge, export and browse the shared catalog.
+
+Each subcommand parses its options, calls one method of :class:`circuits.catalog.Catalog`, and prints.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+
+import click
+
+from circuits.cli._common import echo_json
+
+KINDS = ("models", "circuits", "neurons", "motifs", "instances", "modules", "families")
+
+
+def catalog_options(json_flag: bool = True):
+    """--catalog PATH (or $CIRCUITS_CATALOG, default ./catalog.db), and --json where output is data."""
+
+    def decorate(func):
+        @click.option("--catalog", "catalog_path", envvar="CIRCUITS_CATALOG", default="catalog.db",
+                      show_default=True, type=click.Path(dir_okay=False),
+                      help="Catalog file (or set CIRCUITS_CATALOG).")
+        @functools.wraps(func)
+        def wrapper(*args, **kwargs):
+            return func(*args, **kwargs)
+
+        if json_flag:
+            wrapper = click.option("--json", "as_json", is_flag=True, help="Print JSON with provenance.")(wrapper)
+        return wrapper
+
+    return decorate
+
+
+def _open(path, create=False):
+    from circuits.catalog import Catalog
+
+    return Catalog(path, create=create)
+
+
+def _table(rows: list[dict], columns: list[str]) -> None:
+    click.echo("\t".join(columns))
+    for row in rows:
+        click.echo("\t".join("" if row.get(c) is None else str(row[c]) for c in columns))
+
+
+@click.group()
+def catalog():
+    """The shared catalog of models, neurons, circuits, motifs and modules (one SQLite file).
+
+    \b
+    Every command takes --catalog PATH (default ./catalog.db, or $CIRCUITS_CATALOG).
+    `circuits extract ... --catalog PATH` and `circuits motifs ... --catalog PATH` write to it.
+    """
+
+
+@catalog.command()
+@catalog_options()
+def stats(catalog_path, as_json):
+    """Row counts per table.
+
+    \b
+    Example:
+      circuits catalog stats --catalog lab.db
+    """
+    with _open(catalog_path) as cat:
+        result = cat.stats()
+    if as_json:
+        echo_json(result, {"catalog": catalog_path})
+        return
+    click.echo(f"{result['path']} (schema version {result['catalog_schema_version']})")
+    for table, count in result["counts"].items():
+        click.echo(f"{table:22} {count}")
+    click.echo(f"{'labelled neurons':22} {result['labelled_neurons']}")
+
+
+@catalog.command(name="list")
+@click.option("--kind", type=click.Choice(KINDS), default="circuits", show_default=True, help="What to list.")
+@catalog_options()
+def list_(kind, catalog_path, as_json):
+    """One line per entry of a kind.
+
+    \b
+    Example:
+      circuits catalog list --kind motifs
+    """
+    with _open(catalog_path) as cat:
+        rows = cat.list(kind)
+    if as_json:
+        echo_json({"kind": kind, "items": rows}, {"catalog": catalog_path, "kind": kind})
+        return
+    columns = list(rows[0]) if rows else []
+    if columns:
+        _table([{k: (json.dumps(v) if isinstance(v, (list, dict)) else v) for k, v in r.items()} for r in rows], columns)
+
+
+@catalog.command()
+@click.argument("id")
+@catalog_options()
+def show(id, catalog_path, as_json):
+    """Show one entry in full, as JSON.
+
+    ID is a circuit, model, motif instance, module or family id (or a unique prefix of one), a model
+    name, a motif id such as union/reflect, or a neuron as MODEL/LAYER:CHANNEL.
+
+    \b
+    Example:
+      circuits catalog show 3f2a9c
+      circuits catalog show zoo:plain-cnn/conv3:12
+    """
+    with _open(catalog_path) as cat:
+        item = cat.show(id)
+    if as_json:
+        echo_json({"item": item}, {"catalog": catalog_path, "id": id})
+    else:
+        click.echo(json.dumps(item, indent=2))
+
+
+@catalog.command()
+@click.argument("text")
+@click.option("--limit", type=click.IntRange(1), default=50, show_default=True, help="Most results to print.")
+@catalog_options()
+def search(text, limit, catalog_path, as_json):
+    """Full-text search of neuron labels and notes, motif descriptions and module code.
+
+    Every word of TEXT must match.
+
+    \b
+    Example:
+      circuits catalog search "curve detector"
+    """
+    with _open(catalog_path) as cat:
+        results = cat.search(text, limit=limit)
+    if as_json:
+        echo_json({"query": text, "results": results}, {"catalog": catalog_path, "text": text, "limit": limit})
+        return
+    for row in results:
+        click.echo(f"{row['kind']}\t{row['id']}\t{(row['text'] or '').splitlines()[0] if row['text'] else ''}")
+
+
+@catalog.command()
+@click.argument("model")
+@click.argument("neuron", metavar="LAYER:CH")
+@click.argument("text")
+@click.option("--notes", help="Free-text notes kept with the neuron (searchable).")
+@click.option("--source", default="user", show_default=True, help="Who proposes the label; user labels win merges.")
+@catalog_options()
+def label(model, neuron, text, notes, source, catalog_path, as_json):
+    """Label a neuron of MODEL (name, id or id prefix).
+
+    \b
+    Example:
+      circuits catalog label zoo:plain-cnn conv3:12 "curve detector" --notes "fires on 30-degree arcs"
+    """
+    with _open(catalog_path) as cat:
+        row = cat.label(model, neuron, text, source=source, notes=notes)
+    if as_json:
+        echo_json({"neuron": row}, {"catalog": catalog_path, "model": model, "neuron": neuron, "text": text,
+                                    "notes": notes, "source": source})
+    elif row["label"] == text.strip():
+        click.echo(f"labelled {model} {neuron}: {row['label']}")
+    else:
+        click.echo(f"recorded in label history; {model} {neuron} keeps the {row['label_source']} label: {row['label']}")
+
+
+@catalog.command()
+@click.argument("other", type=click.Path(dir_okay=False))
+@catalog_options()
+def merge(other, catalog_path, as_json):
+    """Merge a colleague's catalog OTHER into this one (OTHER is only read).
+
+    Content-addressed rows are unioned; a neuron keeps the newest user label (labels from tools rank
+    below), and every label stays in its history with its source.
+
+    \b
+    Example:
+      circuits catalog merge ~/shared/alice.db --catalog lab.db
+    """
+    with _open(catalog_path, create=True) as cat:
+        added = cat.merge(other)
+    if as_json:
+        echo_json({"added": added}, {"catalog": catalog_path, "other": other})
+        return
+    for table, count in added.items():
+        click.echo(f"{table:22} +{count}")
+
+
+@catalog.command()
+@click.option("--format", "fmt", type=click.Choice(["json", "csv", "sql"]), default="json", show_default=True)
+@click.option("--table", help="For CSV: the one table to write.")
+@click.option("--output", "-o", type=click.Path(), help="File to write (for CSV without --table: a directory).")
+@catalog_options(json_flag=False)
+def export(fmt, table, output, catalog_path):
+    """Dump the catalog as JSON, CSV or an SQL script, rows in key order.
+
+    \b
+    Examples:
+      circuits catalog export --format json > catalog.json
+      circuits catalog export --format csv --table neurons
+      circuits catalog export --format csv --output dump/     # one CSV per table
+      circuits catalog export --format sql | sqlite3 copy.db
+    """
+    from circuits.catalog import schema
+    from circuits.errors import UsageError
+
+    with _open(catalog_path) as cat:
+        if fmt == "csv" and table is None:
+            if output is None:
+                raise UsageError("CSV holds one table: pass --table TABLE, or --output DIR for one file per table.")
+            os.makedirs(output, exist_ok=True)
+            for name in schema.TABLES:
+                with open(os.path.join(output, f"{name}.csv"), "w", encoding="utf-8", newline="") as handle:
+                    handle.write(cat.export("csv", name))
+            return
+        if fmt == "json":
+            from circuits.provenance import dumps, envelope
+
+            text = dumps(envelope(cat.export("json"), {"catalog": catalog_path, "format": fmt})) + "\n"
+        else:
+            text = cat.export(fmt, table)
+    if output is None:
+        click.echo(text, nl=False)
+    else:
+        with open(output, "w", encoding="utf-8") as handle:
+            handle.write(text)
+
+
+@catalog.command()
+@click.option("--port", type=click.IntRange(1, 65535), default=8001, show_default=True)
+@catalog_options(json_flag=False)
+def serve(port, catalog_path):
+    """Browse the catalog in datasette on http://127.0.0.1:PORT (loopback only).
+
+    Canned queries include "motifs found in more than one model", "labelled neurons" and "strongest
+    edges into a neuron". Needs datasette (pip install 'datasette>=0.64,<1').
+
+    \b
+    Example:
+      circuits catalog serve --catalog lab.db --port 8001
+    """
+    import subprocess
+    import tempfile
+
+    from circuits.catalog import serve as serving
+
+    with _open(catalog_path):
+        pass  # validates (and upgrades) the file before datasette sees it
+    with tempfile.TemporaryDirectory() as tmp:
+        metadata_file = os.path.join(tmp, "metadata.json")
+        with open(metadata_file, "w", encoding="utf-8") as handle:
+            json.dump(serving.metadata(catalog_path), handle)
+        argv = serving.command(catalog_path, metadata_file, port)
+        click.echo(f"serving {catalog_path} on http://127.0.0.1:{port} (Ctrl-C to stop)", err=True)
+        try:
+            subprocess.run(argv, check=False)
+        except KeyboardInterrupt:
+            pass
