@@ -81,8 +81,8 @@ def _load_spec(spec: str) -> LoadedModel:
         return _load_exported(Path(spec))
     if ":" in spec:
         target, _, attr = spec.rpartition(":")
-        obj = _import_attr(target, attr, spec)
-        return LoadedModel(_instantiate(obj, spec), spec=spec)
+        module = _instantiate(_import_attr(target, attr, spec), spec)
+        return LoadedModel(module, spec=spec, input_shape=_shape_attr(module))
     path = Path(spec)
     if path.suffix in {".pt", ".pth", ".ckpt", ".bin"}:
         raise BadSpecError(

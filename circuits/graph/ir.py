@@ -1,0 +1,319 @@
+"""The neuron-graph IR: neuron layers joined by linear paths (definitions: NEURON-GRAPH.md).
+
+A *neuron layer* is the model input, the output of a nonlinearity, a multiplicative gate, a channel concat
+of neuron layers (an alias whose channels belong to its parts), or a model output. Everything between
+two neuron layers is a linear path; ``sources`` lists the layers that feed a layer's pre-activation
+through paths with no nonlinearity in between.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+import torch
+from torch import fx, nn
+
+from circuits.errors import UnknownNeuronError, UnsupportedOpError, UsageError, close_matches_hint
+from circuits.graph import ops
+from circuits.graph.capture import Captured, capture, shape_propagate
+
+
+@dataclass
+class NeuronLayer:
+    """One neuron layer. ``node``/``preact`` are FX node names of the activation and of its pre-activation."""
+
+    name: str
+    kind: str  # "input" | "activation" | "gate" | "concat" | "output"
+    node: str
+    shape: tuple[int, ...]  # without batch: (C, H, W) for conv layers, (C,) for dense ones
+    preact: str | None = None
+    nonlinearity: str | None = None
+    sources: list[str] = field(default_factory=list)
+    path_ops: list[str] = field(default_factory=list)
+    parts: list[tuple[str, int, int]] = field(default_factory=list)  # concat: (layer, start, stop)
+    is_output: bool = False
+
+    @property
+    def channels(self) -> int:
+        return self.shape[0] if self.shape else 1
+
+    @property
+    def spatial(self) -> tuple[int, ...]:
+        return tuple(self.shape[1:])
+
+    def to_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "channels": self.channels,
+            "spatial": list(self.spatial),
+            "nonlinearity": self.nonlinearity,
+            "sources": list(self.sources),
+            "path_ops": list(self.path_ops),
+            "parts": [{"layer": p, "start": a, "stop": b} for p, a, b in self.parts],
+            "is_output": self.is_output,
+        }
+
+
+class NeuronGraph:
+    """Neuron layers of one model, in topological order, over a private eval-mode FX copy of it."""
+
+    def __init__(self, gm: fx.GraphModule, layers: list[NeuronLayer], input_shape, capture_method: str):
+        from circuits.models.loaded import weights_hash
+
+        self.gm = gm
+        self.weights_hash = weights_hash(gm)
+        self.spec: str | None = None
+        self.labels: dict[str, str] = {}
+        self.layers: dict[str, NeuronLayer] = {layer.name: layer for layer in layers}
+        self.input_shape = tuple(input_shape)
+        self.capture_method = capture_method
+        self.nodes: dict[str, fx.Node] = {n.name: n for n in gm.graph.nodes}
+        self.modules: dict[str, nn.Module] = dict(gm.named_modules())
+
+    def __repr__(self):
+        return f"NeuronGraph({len(self.layers)} layers: {', '.join(self.layers)})"
+
+    def layer(self, name: str) -> NeuronLayer:
+        if name not in self.layers:
+            raise UnknownNeuronError(
+                f"unknown layer '{name}'{close_matches_hint(name, self.layers)} (`circuits layers MODEL` lists them)"
+            )
+        return self.layers[name]
+
+    def neuron(self, spec: str) -> tuple[str, int]:
+        """Parse ``LAYER:CHANNEL`` and check it exists; concat aliases resolve to the part that owns it."""
+        layer_name, sep, channel_text = str(spec).rpartition(":")
+        if not sep or not layer_name:
+            raise UsageError(f"bad neuron '{spec}': write LAYER:CHANNEL, e.g. conv2:5")
+        try:
+            channel = int(channel_text)
+        except ValueError:
+            raise UsageError(f"bad neuron '{spec}': the channel '{channel_text}' is not an integer") from None
+        layer = self.layer(layer_name)
+        if not 0 <= channel < layer.channels:
+            raise UnknownNeuronError(
+                f"channel {channel} is out of range for layer '{layer_name}', which has {layer.channels} "
+                f"channels (0..{layer.channels - 1})"
+            )
+        return self.resolve(layer_name, channel)
+
+    def resolve(self, layer_name: str, channel: int) -> tuple[str, int]:
+        """Follow concat aliases down to the layer that computes this channel."""
+        layer = self.layers[layer_name]
+        while layer.kind == "concat":
+            for part, start, stop in layer.parts:
+                if start <= channel < stop:
+                    layer, channel = self.layers[part], channel - start
+                    break
+        return layer.name, channel
+
+    def targets(self) -> list[NeuronLayer]:
+        """Layers that have weights into them (everything but the input, gates and concat aliases)."""
+        return [layer for layer in self.layers.values() if layer.preact is not None]
+
+    def to_dict(self) -> dict:
+        return {
+            "input_shape": list(self.input_shape),
+            "capture": self.capture_method,
+            "layers": [layer.to_dict() for layer in self.layers.values()],
+        }
+
+
+def build_graph(model, input_shape: tuple[int, ...] | None = None) -> NeuronGraph:
+    """Trace ``model`` (an nn.Module or a LoadedModel) into its neuron graph.
+
+    The model is deep-copied and put in eval mode first: the caller's model and its train/eval mode are
+    never touched. ``input_shape`` (C, H, W) comes from the argument, the LoadedModel, or the model's
+    ``input_shape`` attribute.
+    """
+    import copy
+
+    from circuits.models import LoadedModel
+
+    if isinstance(model, NeuronGraph):
+        return model
+    if isinstance(model, str):
+        from circuits.models import load
+
+        model = load(model)
+    if isinstance(model, LoadedModel):
+        input_shape = input_shape or model.input_shape or getattr(model.module, "input_shape", None)
+        module = model.module
+    else:
+        module = model
+        input_shape = input_shape or getattr(module, "input_shape", None)
+    if input_shape is None:
+        raise UsageError("the model does not say its input shape: pass --input-shape C,H,W (e.g. 3,32,32)")
+    module = copy.deepcopy(module).eval()
+    for p in module.parameters():
+        p.requires_grad_(False)
+    example = torch.randn(1, *input_shape, generator=torch.Generator().manual_seed(0))
+    captured = capture(module, example)
+    shape_propagate(captured.gm, example)
+    layers = _find_layers(captured)
+    graph = NeuronGraph(captured.gm, layers, input_shape, captured.method)
+    if isinstance(model, LoadedModel):
+        graph.spec, graph.labels = model.spec, dict(model.labels)
+    return graph
+
+
+# --------------------------------------------------------------------------------------------------------
+# Finding layers
+
+
+def _tensor_args(node: fx.Node) -> list[fx.Node]:
+    found = []
+
+    def visit(a):
+        if isinstance(a, fx.Node):
+            found.append(a)
+        elif isinstance(a, (list, tuple)):
+            for x in a:
+                visit(x)
+        elif isinstance(a, dict):
+            for x in a.values():
+                visit(x)
+
+    visit(node.args)
+    visit(node.kwargs)
+    return [a for a in found if a.meta.get("shape") is not None]
+
+
+def _find_layers(captured: Captured) -> list[NeuronLayer]:
+    gm = captured.gm
+    modules = dict(gm.named_modules())
+    nodes = list(gm.graph.nodes)
+    placeholders = [n for n in nodes if n.op == "placeholder" and n.meta.get("shape") is not None]
+    dependent = _input_dependent(nodes, placeholders)
+
+    kinds: dict[str, str] = {}
+    for n in placeholders:
+        kinds[n.name] = "input"
+    for n in nodes:
+        if n.name not in dependent or n.op in ("placeholder", "output", "get_attr"):
+            continue
+        if ops.is_nonlinearity(n, modules):
+            kinds[n.name] = "activation"
+        elif ops.is_scaling(n, modules):
+            if sum(a.name in dependent for a in _tensor_args(n)) >= 2:
+                kinds[n.name] = "gate"
+        elif not ops.is_linear(n, modules) and n.meta.get("shape") is not None:
+            raise UnsupportedOpError(
+                f"unsupported op '{ops.op_name(n, modules)}' at node '{n.name}': the neuron-graph IR knows only "
+                "the ops listed in circuits/graph/ops.py (CONTRIBUTING.md: adding an op)"
+            )
+    for n in nodes:  # channel concats of neuron layers are neuron layers too (Inception's mixed4c)
+        if n.name in dependent and ops.is_cat(n, modules) and _cat_dim(n) == 1:
+            parts = _tensor_args(n)
+            if parts and all(p.name in kinds and kinds[p.name] != "output" for p in parts):
+                kinds[n.name] = "concat"
+
+    output_node = next(n for n in nodes if n.op == "output")
+    outputs = [a for a in _tensor_args(output_node) if a.name in dependent]
+    for n in outputs:
+        kinds.setdefault(n.name, "output")
+
+    names = _name_layers([n for n in nodes if n.name in kinds], kinds, captured, modules, len(placeholders))
+    layers: dict[str, NeuronLayer] = {}
+    for n in nodes:
+        if n.name not in kinds:
+            continue
+        kind = kinds[n.name]
+        shape = tuple(n.meta["shape"][1:])
+        layer = NeuronLayer(name=names[n.name], kind=kind, node=n.name, shape=shape)
+        layer.is_output = n in outputs
+        if kind == "activation":
+            preact = _tensor_args(n)[0]
+            layer.preact = preact.name
+            layer.nonlinearity = ops.op_name(n, modules)
+            if ops.is_output_marker(n, modules):
+                layer.is_output = True
+        elif kind == "output":
+            layer.preact = n.name
+        if kind == "concat":
+            start = 0
+            for part in _tensor_args(n):
+                stop = start + part.meta["shape"][1]
+                layer.parts.append((names[part.name], start, stop))
+                start = stop
+            layer.sources = [p for p, _, _ in layer.parts]
+        elif kind == "gate":
+            layer.sources, layer.path_ops = _walk_sources(_tensor_args(n), kinds, names, modules)
+        elif kind == "output":  # a linear output (logits): its own op is part of the path
+            layer.sources, layer.path_ops = _walk_sources(_tensor_args(n), kinds, names, modules)
+            layer.path_ops = sorted({*layer.path_ops, ops.op_name(n, modules)})
+        elif kind == "activation":
+            layer.sources, layer.path_ops = _walk_sources(_tensor_args(n)[:1], kinds, names, modules)
+        layers[n.name] = layer
+    return list(layers.values())
+
+
+def _cat_dim(node: fx.Node) -> int:
+    dim = node.kwargs.get("dim", node.args[1] if len(node.args) > 1 else 0)
+    shape = node.meta.get("shape") or ()
+    return dim + len(shape) if isinstance(dim, int) and dim < 0 else dim
+
+
+def _input_dependent(nodes, placeholders) -> set[str]:
+    dependent = {p.name for p in placeholders}
+    for n in nodes:
+        if n.op not in ("placeholder", "get_attr") and any(a.name in dependent for a in n.all_input_nodes):
+            dependent.add(n.name)
+    return dependent
+
+
+def _walk_sources(starts, kinds, names, modules):
+    """Walk back through linear ops from ``starts`` to the neuron layers that feed them.
+
+    Concat aliases are walked through, so sources are always layers that compute their own channels.
+    """
+    sources: list[str] = []
+    path_ops: set[str] = set()
+    stack = list(starts)
+    seen = set()
+    while stack:
+        n = stack.pop()
+        if n.name in seen:
+            continue
+        seen.add(n.name)
+        if n.name in kinds and kinds[n.name] not in ("concat", "output"):
+            if names[n.name] not in sources:
+                sources.append(names[n.name])
+            continue
+        if n.op in ("call_module", "call_function", "call_method") and n.meta.get("shape") is not None:
+            label = ops.op_name(n, modules)
+            path_ops.add(f"{label} (read as average pooling)" if ops.is_maxpool(n, modules) else label)
+        stack.extend(a for a in _tensor_args(n) if a.op != "get_attr")
+    return sorted(sources, key=list(names.values()).index), sorted(path_ops)
+
+
+def _name_layers(layer_nodes, kinds, captured: Captured, modules, n_inputs: int) -> dict[str, str]:
+    """Names users can read in ``print(model)``: see CONTRIBUTING.md, "How layers are named"."""
+    calls = Counter(n.target for n in captured.gm.graph.nodes if n.op == "call_module")
+    names: dict[str, str] = {}
+    used: set[str] = set()
+    for n in layer_nodes:
+        name = None
+        if kinds[n.name] == "input":
+            name = "input" if n_inputs == 1 else n.name
+        for qualname, mtype in captured.module_outputs.get(n.name, []):
+            if qualname and mtype is not nn.Sequential:
+                name = name or qualname
+                break
+        if name is None and n.op == "call_module" and calls[n.target] == 1:
+            name = n.target
+        if name is None and n.op != "call_module" and kinds[n.name] == "activation":
+            producer = _tensor_args(n)[0]
+            if producer.op == "call_module" and calls[producer.target] == 1 and producer.name not in kinds:
+                name = producer.target
+        if name is None:
+            name = n.target if n.op == "call_module" else n.name
+        base, k = name, 1
+        while name in used:
+            name = f"{base}_{k}"
+            k += 1
+        used.add(name)
+        names[n.name] = name
+    return names

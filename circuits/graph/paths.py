@@ -1,0 +1,251 @@
+"""Evaluate the linear path from some neuron layers to a node, as an ordinary differentiable function.
+
+The tracing engine differentiates these functions: a direct weight is the Jacobian of a target's
+pre-activation with respect to its direct sources. Only nodes that depend on the sources *and* feed the
+target are computed. Tensors that do not depend on the sources are either structural zeros (``ZERO``:
+additive constants drop out of a Jacobian of a linear map) or, for attribution on real data, their real
+values from a forward pass (``context``).
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import fx, nn
+from torch.func import functional_call
+
+from circuits.errors import UnsupportedOpError
+from circuits.graph import ops
+
+
+class _Zero:
+    """A tensor that does not depend on the sources, standing in as zero (its shape is in node.meta)."""
+
+    def __init__(self, node: fx.Node):
+        self.node = node
+
+    def __repr__(self):
+        return f"ZERO({self.node.name})"
+
+
+_OUT_OF_PLACE = {operator.iadd: operator.add, operator.isub: operator.sub, operator.imul: operator.mul,
+                 operator.itruediv: operator.truediv}  # fmt: skip
+
+
+def path_nodes(graph, source_nodes: list[str], target_node: str) -> list[fx.Node]:
+    """Nodes that depend on a source and feed the target, in topological order (sources excluded)."""
+    nodes = list(graph.gm.graph.nodes)
+    target = graph.nodes[target_node]
+    ancestors = {target.name}
+    for n in reversed(nodes):  # stop at sources: what lies behind one is replaced by its value
+        if n.name in ancestors and n.name not in source_nodes:
+            ancestors.update(a.name for a in n.all_input_nodes)
+    reached = set(source_nodes)
+    for n in nodes:
+        if n.name not in reached and any(a.name in reached for a in n.all_input_nodes):
+            reached.add(n.name)
+    return [n for n in nodes if n.name in reached and n.name in ancestors and n.name not in source_nodes]
+
+
+def make_path_function(
+    graph,
+    sources: list[str],
+    target_node: str,
+    *,
+    linearise: bool = False,
+    context: dict[str, torch.Tensor] | None = None,
+    positive: bool = False,
+) -> Callable[..., torch.Tensor]:
+    """A function ``f(*source_values) -> value of target_node`` over the model's own operations.
+
+    sources: FX node names whose values are the function's arguments.
+    linearise: replace every nonlinearity on the path by the identity (expanded weights); otherwise a
+        nonlinearity on the path is evaluated for real (attribution) or, without ``context``, refused.
+    context: real values of nodes off the path (from a forward pass on data); without it they are ZERO.
+    positive: evaluate a surrogate with every parameter replaced by ``|p| + 1`` so no weight cancels; its
+        Jacobian is nonzero exactly where the real one can be (the receptive field).
+    Max pooling is always read as average pooling of the same window (Distill's convention).
+    """
+    steps = path_nodes(graph, sources, target_node)
+    modules = graph.modules
+    if not any(s.name == target_node for s in steps) and target_node not in sources:
+        raise UnsupportedOpError(f"node '{target_node}' does not depend on {sources}: there is no path")
+    for n in steps:
+        if n.name == target_node:
+            break
+        if ops.is_nonlinearity(n, modules) and not linearise and context is None:
+            raise UnsupportedOpError(f"the path to '{target_node}' passes the nonlinearity '{n.name}'")
+
+    def run(*values):
+        env: dict[str, object] = dict(zip(sources, values, strict=True))
+
+        def value_of(a):
+            if isinstance(a, fx.Node):
+                if a.name in env:
+                    return env[a.name]
+                if a.op == "get_attr":
+                    return _positive(_fetch_attr(graph.gm, a.target)) if positive else _fetch_attr(graph.gm, a.target)
+                if context is not None and a.name in context:
+                    return context[a.name]
+                return _Zero(a)
+            if isinstance(a, (list, tuple)):
+                return type(a)(value_of(x) for x in a)
+            if isinstance(a, dict):
+                return {k: value_of(v) for k, v in a.items()}
+            return a
+
+        for n in steps:
+            args, kwargs = value_of(n.args), value_of(n.kwargs)
+            env[n.name] = _evaluate(n, args, kwargs, modules, linearise, positive, context is not None)
+            if n.name == target_node:
+                break
+        return env[target_node]
+
+    return run
+
+
+def _fetch_attr(gm: fx.GraphModule, target: str):
+    obj = gm
+    for part in target.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def _positive(t):
+    return t.abs() + 1 if isinstance(t, torch.Tensor) and t.is_floating_point() else t
+
+
+def _evaluate(n: fx.Node, args, kwargs, modules, linearise: bool, positive: bool, real: bool):
+    if ops.is_nonlinearity(n, modules) and (linearise or positive):
+        return args[0]
+    if ops.is_maxpool(n, modules):
+        return _as_average_pool(n, args, kwargs, modules)
+    args, kwargs = _resolve_zeros(n, args, kwargs, modules)
+    if isinstance(args, _Zero):
+        return args
+    if n.op == "call_module":
+        module = modules[n.target]
+        if positive:
+            params = {k: _positive(v) for k, v in {**dict(module.named_parameters()), **dict(module.named_buffers())}.items()}
+            return functional_call(module, params, args, kwargs)
+        if getattr(module, "inplace", False):
+            return _without_inplace(module)(*args, **kwargs)
+        return module(*args, **kwargs)
+    if n.op == "call_method":
+        method = str(n.target)
+        if method.endswith("_") and not method.endswith("__") and hasattr(torch.Tensor, method[:-1]):
+            method = method[:-1]
+        return getattr(args[0], method)(*args[1:], **kwargs)
+    target = _OUT_OF_PLACE.get(n.target, n.target)
+    if kwargs.get("inplace"):
+        kwargs = {**kwargs, "inplace": False}
+    return target(*args, **kwargs)
+
+
+def _without_inplace(module: nn.Module) -> nn.Module:
+    import copy
+
+    clone = copy.copy(module)
+    clone.inplace = False
+    return clone
+
+
+def _resolve_zeros(n: fx.Node, args, kwargs, modules):
+    """Apply ZERO semantics: x + 0 = x, cat fills zeros, an op on ZERO alone stays ZERO."""
+    flat = [a for a in _flatten(args) if isinstance(a, (_Zero, torch.Tensor))]
+    zeros = [a for a in flat if isinstance(a, _Zero)]
+    if not zeros:
+        return args, kwargs
+    live = [a for a in flat if isinstance(a, torch.Tensor)]
+    if not live:
+        return _Zero(n), kwargs
+    name = ops.op_name(n, modules)
+    if name in {"add", "add_", "iadd"} and len(args) >= 2:
+        a, b = args[0], args[1]
+        zero = torch.zeros((), dtype=live[0].dtype)
+        return ((zero, b) if isinstance(a, _Zero) else (a, zero)), {}
+    if name in {"sub", "sub_", "isub"} and len(args) >= 2:
+        a, b = args[0], args[1]
+        zero = torch.zeros((), dtype=live[0].dtype)
+        return ((a, zero) if isinstance(b, _Zero) else (zero, b)), {}
+    if ops.is_cat(n, modules):
+        tensors = args[0]
+        dim = kwargs.get("dim", args[1] if len(args) > 1 else 0)
+        like = next(t for t in tensors if isinstance(t, torch.Tensor))
+        filled = []
+        for t in tensors:
+            if isinstance(t, _Zero):
+                shape = list(like.shape)
+                shape[dim] = t.node.meta["shape"][dim]
+                t = like.new_zeros(shape)
+            filled.append(t)
+        return (filled, *args[1:]), kwargs
+    raise UnsupportedOpError(
+        f"cannot evaluate '{n.name}' ({name}) on a linear path: one of its inputs does not depend on the "
+        "source layer (a multiplicative gate?); trace from a layer after it, or give data for attribution"
+    )
+
+
+def _flatten(value):
+    if isinstance(value, (list, tuple)):
+        for v in value:
+            yield from _flatten(v)
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from _flatten(v)
+    else:
+        yield value
+
+
+def _as_average_pool(n: fx.Node, args, kwargs, modules):
+    """Max pooling read as average pooling of the same window (padding never counted)."""
+    x = args[0]
+    if isinstance(x, _Zero):
+        return x
+    if n.op == "call_module":
+        m = modules[n.target]
+        if isinstance(m, (nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d)):
+            return _adaptive_avg(x, m.output_size)
+        kernel, stride, padding, dilation, ceil = m.kernel_size, m.stride, m.padding, m.dilation, m.ceil_mode
+    else:
+        name = ops.op_name(n, modules)
+        params = _maxpool_args(name, args[1:], kwargs)
+        if name.startswith("adaptive"):
+            out = _adaptive_avg(x, params["output_size"])
+            return (out, None) if _returns_pair(n) else out
+        kernel, stride, padding, dilation, ceil = (
+            params["kernel_size"], params.get("stride"), params.get("padding", 0), params.get("dilation", 1),
+            params.get("ceil_mode", False),
+        )  # fmt: skip
+    if any(d != 1 for d in _tuple(dilation)):
+        raise UnsupportedOpError(f"dilated max pooling at '{n.name}' has no average-pooling reading")
+    stride = stride if stride not in (None, [], ()) else kernel
+    pool = {3: F.avg_pool1d, 4: F.avg_pool2d, 5: F.avg_pool3d}[x.dim()]
+    out = pool(x, kernel, stride, padding, ceil, count_include_pad=False)
+    return (out, None) if _returns_pair(n) else out
+
+
+def _returns_pair(n: fx.Node) -> bool:
+    return "with_indices" in str(n.target)  # aten's max_pool2d_with_indices returns (values, indices)
+
+
+def _maxpool_args(name: str, args, kwargs) -> dict:
+    if name.startswith("adaptive"):
+        keys = ["output_size", "return_indices"]
+    else:
+        keys = ["kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices"]
+    params = dict(zip(keys, args))
+    params.update(kwargs)
+    return params
+
+
+def _adaptive_avg(x, output_size):
+    pool = {3: F.adaptive_avg_pool1d, 4: F.adaptive_avg_pool2d, 5: F.adaptive_avg_pool3d}[x.dim()]
+    return pool(x, output_size)
+
+
+def _tuple(v):
+    return tuple(v) if isinstance(v, (list, tuple)) else (v,)
