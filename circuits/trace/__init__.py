@@ -1,0 +1,59 @@
+"""Weight tracing: which neurons feed which, with what sign and spatial kernel.
+
+    weights(model, target, source=None, expanded=False) -> Weights      direct or expanded kernels
+    attribution(model, source, target, data)             -> Attribution  edge attributions on data
+
+``model`` is anything :func:`circuits.graph.build_graph` takes (a spec string, nn.Module, LoadedModel) or a
+NeuronGraph you already built (reuse it: building traces the model).
+"""
+
+from __future__ import annotations
+
+from circuits.errors import UsageError
+from circuits.graph import NeuronGraph, build_graph
+from circuits.trace import cache
+from circuits.trace.kernels import KernelSet, compute_kernels
+from circuits.trace.result import Attribution, Edge, Weights
+
+
+def weights(model, target: str, source: str | list[str] | None = None, *, expanded: bool = False,
+            input_shape=None, use_cache: bool = True) -> Weights:  # fmt: skip
+    """Kernels into layer ``target`` from ``source`` (default: all its direct sources).
+
+    With ``expanded=True`` the source may be any earlier layer: nonlinearities between are read as the
+    identity and max pooling as average pooling (Distill's expanded weights), and every path counts.
+    """
+    graph = build_graph(model, input_shape)
+    t_layer = graph.layer(target)
+    if source is None:
+        sources = list(t_layer.sources)
+    else:
+        sources = [source] if isinstance(source, str) else list(source)
+        for s in sources:
+            graph.layer(s)
+        if not expanded:
+            indirect = [s for s in sources if s not in t_layer.sources]
+            if indirect:
+                raise UsageError(
+                    f"'{indirect[0]}' is not a direct source of '{target}' (its direct sources: "
+                    f"{', '.join(t_layer.sources) or 'none'}); use expanded weights to reach further back"
+                )
+    key = {"target": target, "sources": sources, "expanded": expanded}
+    kernel_sets = cache.load(graph.weights_hash, **key) if use_cache else None
+    if kernel_sets is None:
+        kernel_sets = compute_kernels(graph, sources, target, expanded=expanded)
+        if not kernel_sets and source is not None:
+            raise UsageError(f"no path from '{sources[0]}' to '{target}': it does not feed that layer")
+        if use_cache:
+            cache.store(kernel_sets, graph.weights_hash, **key)
+    return Weights(kernel_sets, t_layer.name, t_layer.channels)
+
+
+def attribution(model, source: str, target: str, data, **kwargs) -> Attribution:
+    """Edge attributions ``source -> target`` on images ``data`` (see circuits.trace.attribution)."""
+    from circuits.trace.attribution import attribute
+
+    return attribute(build_graph(model), source, target, data, **kwargs)
+
+
+__all__ = ["Attribution", "Edge", "KernelSet", "NeuronGraph", "Weights", "attribution", "compute_kernels", "weights"]

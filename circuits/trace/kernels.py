@@ -1,0 +1,195 @@
+"""The Jacobian engine: weights between neuron layers as spatial kernels, all channel pairs at once.
+
+A direct weight is the Jacobian of a target's pre-activation at one output position with respect to a
+source layer, cropped to the receptive field (NEURON-GRAPH.md). Expanded weights are the same Jacobian
+through the *linearised* path (nonlinearities replaced by the identity). The path is linear, so one
+batched backward pass over all target channels gives every kernel exactly: no per-neuron autograd loop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from circuits.errors import UsageError
+from circuits.graph.paths import make_path_function
+
+CHUNK_ELEMENTS = 2**25  # elements per batched backward (~128 MB of float32): bounds memory on big layers
+
+
+@dataclass
+class KernelSet:
+    """Kernels from one source layer into one target layer's pre-activation.
+
+    kernels: [target_channels, source_channels, *window] — window is (kh, kw) for a spatial source, the
+        whole (H, W) map for a dense target reading a spatial source, and (1, 1) for a dense source.
+    origin: source coordinates of ``kernels[..., 0, 0]`` when the target sits at ``position``.
+    stride: source pixels per target pixel, measured (None where the map is too small to tell).
+    bias: the pre-activation at ``position`` with every source at zero (direct weights only).
+    clipped: the receptive field reaches past the source map's border (kernels are cut there).
+    """
+
+    source: str
+    target: str
+    kernels: torch.Tensor
+    origin: tuple[int, ...]
+    position: tuple[int, ...] | None
+    stride: tuple[int, ...] | None
+    bias: torch.Tensor | None
+    clipped: bool
+    expanded: bool
+
+    @property
+    def strength(self) -> torch.Tensor:
+        """Signed sum of each kernel: the response to a spatially constant input. [target, source]"""
+        return self.kernels.flatten(2).sum(-1)
+
+    @property
+    def magnitude(self) -> torch.Tensor:
+        """L2 norm of each kernel. [target, source]"""
+        return self.kernels.flatten(2).norm(dim=-1)
+
+    def apply(self, source: torch.Tensor, out_size: tuple[int, ...] | None = None) -> torch.Tensor:
+        """Convolve source activations [N, C_S, H, W] with the kernels: this layer pair's contribution.
+
+        Exact wherever the real path is a zero-padded strided convolution (conv, BatchNorm, padding,
+        concat, add); border pixels differ where the path pools with padding.
+        """
+        if self.position is None:  # dense target: a plain matrix product over the whole source map
+            return source.flatten(1) @ self.kernels.flatten(1).T
+        if source.dim() != 4 or self.stride is None:
+            raise UsageError(f"cannot apply kernels {self.source} -> {self.target}: need a 2-D conv path")
+        (py, px), (y0, x0), (sy, sx) = self.position, self.origin, self.stride
+        kh, kw = self.kernels.shape[-2:]
+        top, left = py * sy - y0, px * sx - x0
+        out_h, out_w = out_size or (None, None)
+        h, w = source.shape[-2:]
+        out_h = out_h or (h + top - kh) // sy + 1
+        out_w = out_w or (w + left - kw) // sx + 1
+        bottom = max(0, (out_h - 1) * sy + kh - top - h)
+        right = max(0, (out_w - 1) * sx + kw - left - w)
+        padded = F.pad(source, (max(left, 0), right, max(top, 0), bottom))
+        padded = padded[..., max(-top, 0) :, max(-left, 0) :]
+        return F.conv2d(padded, self.kernels.to(source.dtype), stride=(sy, sx))[..., :out_h, :out_w]
+
+
+def compute_kernels(graph, sources: list[str], target: str, *, expanded: bool = False) -> list[KernelSet]:
+    """Kernels from each layer in ``sources`` into ``target``'s pre-activation, in one batched pass.
+
+    With ``expanded=False`` the sources must be ``target``'s direct sources (a subset is fine: the others
+    are held at zero). With ``expanded=True`` each source may lie any number of layers back.
+    """
+    t_layer = graph.layer(target)
+    if t_layer.preact is None:
+        raise UsageError(
+            f"layer '{target}' is a {t_layer.kind} layer with no weights into it; pick one of its sources "
+            f"({', '.join(t_layer.sources) or 'none'}) or a later layer"
+        )
+    s_layers = [graph.layer(s) for s in sources]
+    s_nodes = [s.node for s in s_layers]
+    spatial = tuple(t_layer.shape[1:])
+    position = tuple(d // 2 for d in spatial) if spatial else None
+
+    support_fn = make_path_function(graph, s_nodes, t_layer.preact, linearise=True, positive=True)
+    windows = [_window(support_fn, s_layers, position)]
+    if position and all(p > 0 for p in position):
+        before = tuple(p - 1 for p in position)
+        windows.append(_window(support_fn, s_layers, before))
+
+    fn = make_path_function(graph, s_nodes, t_layer.preact, linearise=expanded)
+    kernels = _batched_jacobian(fn, s_layers, t_layer.channels, position, windows[0])
+    bias = None
+    if not expanded:
+        with torch.no_grad():
+            zero_out = fn(*[torch.zeros(1, *s.shape) for s in s_layers])
+        bias = zero_out[0][(slice(None), *position)] if position else zero_out[0]
+        bias = bias.detach().clone()
+
+    results = []
+    for i, s in enumerate(s_layers):
+        box = windows[0][i]
+        if box is None:
+            continue
+        start, stop, clipped = box
+        stride = None
+        if len(windows) > 1 and windows[1][i] is not None:
+            prev_start, prev_stop, prev_clipped = windows[1][i]
+            if not clipped and not prev_clipped and len(start) == 2:
+                stride = tuple(a - b for a, b in zip(start, prev_start))
+                if any(v <= 0 for v in stride):
+                    stride = None
+        results.append(
+            KernelSet(
+                source=s.name, target=t_layer.name, kernels=kernels[i], origin=tuple(start), position=position,
+                stride=stride, bias=bias, clipped=clipped, expanded=expanded,
+            )
+        )  # fmt: skip
+    return results
+
+
+def _window(support_fn, s_layers, position):
+    """Per source: (start, stop, clipped) of the receptive field of ``position``, or None (no path)."""
+    xs = [torch.ones(1, *s.shape, requires_grad=True) for s in s_layers]
+    out = support_fn(*xs)
+    picked = out[0][(slice(None), *position)] if position else out[0]
+    grads = torch.autograd.grad(picked.sum(), xs, allow_unused=True)
+    boxes = []
+    for s, g in zip(s_layers, grads):
+        if g is None or not (g != 0).any():
+            boxes.append(None)
+            continue
+        spatial = s.shape[1:]
+        if not spatial or not position:  # dense source, or dense target: the whole map
+            boxes.append(((0,) * len(spatial), tuple(spatial), False))
+            continue
+        mask = (g[0] != 0).any(0)
+        start, stop, clipped = [], [], False
+        for dim in range(mask.dim()):
+            other = tuple(d for d in range(mask.dim()) if d != dim)
+            hits = mask.any(other) if other else mask
+            idx = hits.nonzero().flatten()
+            lo, hi = int(idx.min()), int(idx.max()) + 1
+            clipped |= lo == 0 or hi == spatial[dim]  # touching the border: the field may extend past it
+            start.append(lo)
+            stop.append(hi)
+        boxes.append((tuple(start), tuple(stop), clipped))
+    return boxes
+
+
+def _batched_jacobian(fn, s_layers, n_targets: int, position, window):
+    """Rows of the Jacobian for all target channels, in chunks of one backward pass each."""
+    per_row = sum(s.channels * max(1, _numel(s.shape[1:])) for s in s_layers)
+    chunk = max(1, min(n_targets, CHUNK_ELEMENTS // max(per_row, 1)))
+    out_kernels = [[] for _ in s_layers]
+    for first in range(0, n_targets, chunk):
+        rows = list(range(first, min(first + chunk, n_targets)))
+        xs = [torch.zeros(len(rows), *s.shape, requires_grad=True) for s in s_layers]
+        out = fn(*xs)
+        grad_out = torch.zeros_like(out)
+        index = torch.arange(len(rows))
+        if position:
+            grad_out[(index, torch.tensor(rows), *[torch.full_like(index, p) for p in position])] = 1.0
+        else:
+            grad_out[index, torch.tensor(rows)] = 1.0
+        grads = torch.autograd.grad(out, xs, grad_out, allow_unused=True)
+        for i, (s, g, box) in enumerate(zip(s_layers, grads, window)):
+            if box is None:
+                out_kernels[i].append(None)
+                continue
+            g = torch.zeros_like(xs[i]) if g is None else g
+            if not s.shape[1:]:
+                out_kernels[i].append(g.reshape(len(rows), s.channels, 1, 1))
+            else:
+                start, stop, _ = box
+                crop = g[(slice(None), slice(None), *[slice(a, b) for a, b in zip(start, stop)])]
+                out_kernels[i].append(crop)
+    return [None if parts[0] is None else torch.cat(parts).detach() for parts in out_kernels]
+
+
+def _numel(shape) -> int:
+    n = 1
+    for d in shape:
+        n *= d
+    return n
