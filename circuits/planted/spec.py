@@ -489,9 +489,18 @@ def _keys(data, allowed: tuple[str, ...], where: str, required: tuple[str, ...] 
     return data
 
 
+def _number(value, where: str) -> float:
+    """A float from JSON/YAML; YAML 1.1 reads ``1e-5`` (no dot) as a string, so accept numeric strings."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise BadSpecError(f"{where} must be a number, got {value!r}") from None
+
+
 def _input_from_dict(data, where: str) -> Input:
     data = _keys(data, ("source", "weight", "kernel"), where, required=("source",))
-    return Input(source=data["source"], weight=data.get("weight", 1.0), kernel=data.get("kernel"))
+    weight = _number(data.get("weight", 1.0), f"{where} weight")
+    return Input(source=data["source"], weight=weight, kernel=data.get("kernel"))
 
 
 def _neuron_from_dict(data, where: str) -> Neuron:
@@ -502,7 +511,7 @@ def _neuron_from_dict(data, where: str) -> Neuron:
         raise BadSpecError(f"{where} neuron '{name}': inputs must be a list")
     return Neuron(
         name=name,
-        bias=data.get("bias", 0.0),
+        bias=_number(data.get("bias", 0.0), f"{where} neuron '{name}' bias"),
         inputs=[_input_from_dict(i, f"{where} neuron '{name}' input {k}") for k, i in enumerate(inputs)],
     )
 
@@ -513,14 +522,18 @@ def _bn_from_dict(data, where: str) -> BatchNorm | None:
     if data is True:
         return BatchNorm()
     data = _keys(data, ("gamma", "mean", "var", "eps"), f"{where} bn")
-    return BatchNorm(gamma=data.get("gamma"), mean=data.get("mean"), var=data.get("var"), eps=data.get("eps", 1e-5))
+    return BatchNorm(
+        gamma=data.get("gamma"), mean=data.get("mean"), var=data.get("var"),
+        eps=_number(data.get("eps", 1e-5), f"{where} bn eps"),
+    )
 
 
 def _layer_from_dict(data, where: str) -> Layer:
     allowed = ("name", "neurons", "kernel_size", "padding", "act", "bn", "branches")
+    if isinstance(data, dict) and "name" in data:
+        where = f"layer '{data['name']}'"
     data = _keys(data, allowed, where, required=("name",))
     name = data["name"]
-    where = f"layer '{name}'"
     if data.get("branches"):
         extra = sorted(set(data) - {"name", "branches"})
         if extra:
@@ -576,9 +589,14 @@ def load_spec(source: str | Path | dict) -> PlantedSpec:
             raise BadSpecError(f"planted spec file '{path}' does not exist: check the path")
         text = path.read_text()
     try:
-        import yaml
+        data = json.loads(text)
+    except ValueError:
+        data = None
+    try:
+        if data is None:
+            import yaml
 
-        data = yaml.safe_load(text)  # YAML is a superset of JSON
+            data = yaml.safe_load(text)
     except Exception as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise BadSpecError(f"cannot parse planted spec: {first}; check the YAML/JSON syntax") from None
