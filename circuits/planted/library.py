@@ -27,6 +27,11 @@ def line_name(angle: float) -> str:
     return f"line_{int(angle)}"
 
 
+def _summary(builder) -> str:
+    """A builder's docstring's first line, as plain text: the spec's description."""
+    return builder.__doc__.strip().splitlines()[0].replace("``", "")
+
+
 def _gray() -> InputSpec:
     return InputSpec(channels=["gray"], height=SIZE, width=SIZE)
 
@@ -151,7 +156,7 @@ def lines() -> PlantedSpec:
     Layer ``lines`` (5x5, relu): ``line_0 ... line_157`` read the gray image through ``line`` kernels.
     Rotating the image by 90° permutes them exactly (θ -> θ + 90); flipping it maps θ -> 180 - θ.
     """
-    spec = PlantedSpec("lines", _gray(), [_lines_layer()], description=lines.__doc__.splitlines()[0])
+    spec = PlantedSpec("lines", _gray(), [_lines_layer()], description=_summary(lines))
     spec.motifs = _line_motifs(spec)
     return spec
 
@@ -164,7 +169,7 @@ def wedges() -> PlantedSpec:
     Flipping the image swaps the two maps (flipped) exactly.
     """
     wedge_layer = Layer("wedges", [_wedge_left(), _wedge_right()], kernel_size=WEDGE_KERNEL)
-    spec = PlantedSpec("wedges", _gray(), [_lines_layer(), wedge_layer], description=wedges.__doc__.splitlines()[0])
+    spec = PlantedSpec("wedges", _gray(), [_lines_layer(), wedge_layer], description=_summary(wedges))
     spec.motifs = _line_motifs(spec) + _wedge_motifs(spec, "wedges", "wedges")
     return spec
 
@@ -197,7 +202,7 @@ def union() -> PlantedSpec:
     random kernels over all eight lines); ``union`` (1x1): ``union`` = relu(L + R), ``opponent`` =
     relu(L - R), ``cross`` = relu(L + R - 5) (AND), ``decoy_2`` (random over the wedges layer).
     """
-    return _union_spec("union", union.__doc__.splitlines()[0], bn=False)
+    return _union_spec("union", _summary(union), bn=False)
 
 
 def bn_union() -> PlantedSpec:
@@ -206,7 +211,7 @@ def bn_union() -> PlantedSpec:
     Same neurons and *effective* weights as ``union``: the spec states the folded weights, so the raw conv
     weights differ from them by BN's per-channel scale and only folding recovers the spec.
     """
-    return _union_spec("bn-union", bn_union.__doc__.splitlines()[0], bn=True)
+    return _union_spec("bn-union", _summary(bn_union), bn=True)
 
 
 def inception_union() -> PlantedSpec:
@@ -229,7 +234,7 @@ def inception_union() -> PlantedSpec:
     readout = Layer("union", _readout_neurons(mixed.channel_names), kernel_size=1)
     spec = PlantedSpec(
         "inception-union", _gray(), [_lines_layer(), mixed, readout],
-        description=inception_union.__doc__.splitlines()[0],
+        description=_summary(inception_union),
     )
     left, right = spec.neuron_id("mixed", "wedge_left"), spec.neuron_id("mixed", "wedge_right")
     decoys = [spec.neuron_id("mixed", d) for d in ("decoy_0", "decoy_1")]
@@ -255,7 +260,7 @@ def curves() -> PlantedSpec:
             for a in CURVE_ANGLES
         ],
     )
-    spec = PlantedSpec("curves", _gray(), [layer], description=curves.__doc__.splitlines()[0])
+    spec = PlantedSpec("curves", _gray(), [layer], description=_summary(curves))
 
     def ident(angle):
         return spec.neuron_id("curves", f"curve_{int(angle % 360)}")
