@@ -49,7 +49,8 @@ def _attribute_batch(fn, s_act: torch.Tensor, n_targets: int) -> torch.Tensor:
         cotangents = torch.zeros(len(ks), *summed.shape)
         cotangents[torch.arange(len(ks)), :, ks] = 1.0
         (grads,) = torch.autograd.grad(summed, s, cotangents, is_grads_batched=True, retain_graph=True)
-        contrib = (grads * s.detach().unsqueeze(0)).flatten(3).sum(-1)  # [k, N, C_S]
+        contrib = grads * s.detach().unsqueeze(0)  # [k, N, C_S, *spatial]
+        contrib = contrib.flatten(3).sum(-1) if contrib.dim() > 3 else contrib
         rows.append(contrib.sum(1))
     return torch.cat(rows).detach()
 

@@ -1,0 +1,87 @@
+"""A circuit as a layered diagram: one row per layer, edge colour by sign, width by strength, and each
+edge's spatial kernel as a thumbnail on the edge (as in Distill's circuit figures)."""
+
+from __future__ import annotations
+
+import html
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+import networkx as nx
+
+from circuits.errors import CircuitsError, UsageError
+from circuits.render.thumbnails import data_uri, kernel_png
+
+POSITIVE, NEGATIVE = "#2166ac", "#b2182b"
+
+
+def circuit_dot(circuit: nx.DiGraph, thumbnail_dir: Path | None = None):
+    """A ``graphviz.Digraph`` of the circuit; kernel thumbnails are written into ``thumbnail_dir``."""
+    import graphviz
+
+    dot = graphviz.Digraph("circuit", graph_attr={"rankdir": "BT", "nodesep": "0.3", "ranksep": "0.6",
+                                                  "fontname": "Helvetica"})  # fmt: skip
+    dot.attr("node", shape="box", style="rounded,filled", fillcolor="#f7f7f7", fontname="Helvetica", fontsize="11")
+    dot.attr("edge", fontname="Helvetica", fontsize="9", arrowsize="0.6")
+    by_layer: dict[str, list[str]] = {}
+    for node, attrs in circuit.nodes(data=True):
+        by_layer.setdefault(attrs["layer"], []).append(node)
+    for layer, nodes in by_layer.items():
+        with dot.subgraph(name=f"row_{_ident(layer)}") as row:
+            row.attr(rank="same")
+            for node in sorted(nodes, key=lambda n: circuit.nodes[n]["channel"]):
+                attrs = circuit.nodes[node]
+                label = node if not attrs.get("label") else f"{node}\n{attrs['label']}"
+                fill = "#fee8c8" if attrs["depth"] == 0 else "#f7f7f7"
+                row.node(_ident(node), label=label, fillcolor=fill, tooltip=node)
+    weights = [abs(a["weight"]) for _, _, a in circuit.edges(data=True)] or [1.0]
+    top = max(weights) or 1.0
+    for i, (source, target, attrs) in enumerate(circuit.edges(data=True)):
+        colour = POSITIVE if attrs["weight"] >= 0 else NEGATIVE
+        width = 0.6 + 3.4 * abs(attrs["weight"]) / top
+        label = f"{attrs['weight']:+.2f}"
+        kernel = attrs.get("kernel")
+        if thumbnail_dir is not None and kernel is not None and _is_spatial(kernel):
+            path = thumbnail_dir / f"k{i}.png"
+            path.write_bytes(kernel_png(kernel))
+            label = (f'<<TABLE BORDER="0" CELLSPACING="0" CELLPADDING="1"><TR><TD><IMG SRC="{html.escape(str(path))}"/>'
+                     f'</TD></TR><TR><TD>{html.escape(label)}</TD></TR></TABLE>>')  # fmt: skip
+        dot.edge(_ident(source), _ident(target), label=label, color=colour, penwidth=f"{width:.2f}",
+                 tooltip=f"{source} -> {target}: {attrs['weight']:+.4f}")  # fmt: skip
+    return dot
+
+
+def render_circuit(circuit: nx.DiGraph, out: str | Path) -> Path:
+    """Write the diagram to ``out`` (.svg or .png). SVG files embed their thumbnails, so they travel alone."""
+    out = Path(out)
+    fmt = out.suffix.lower().lstrip(".")
+    if fmt not in {"svg", "png"}:
+        raise UsageError(f"cannot render to '{out}': use a file name ending in .svg or .png")
+    if shutil.which("dot") is None:
+        raise CircuitsError("graphviz's `dot` program is not installed: apt-get install graphviz (or brew install graphviz)")
+    with tempfile.TemporaryDirectory() as tmp:
+        dot = circuit_dot(circuit, Path(tmp))
+        data = dot.pipe(format=fmt)
+        if fmt == "svg":
+            data = _embed_images(data.decode()).encode()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(data)
+    return out
+
+
+def _embed_images(svg: str) -> str:
+    def inline(match):
+        path = Path(html.unescape(match.group(2)))
+        return f'{match.group(1)}="{data_uri(path.read_bytes())}"' if path.is_file() else match.group(0)
+
+    return re.sub(r'(xlink:href|href)="([^"]+\.png)"', inline, svg)
+
+
+def _is_spatial(kernel) -> bool:
+    return len(kernel) * len(kernel[0]) > 1
+
+
+def _ident(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_]", "_", name)
