@@ -258,6 +258,7 @@ def test_module_children_are_named_after_spec_layers():
     bn = compile(get_spec("bn-union"))
     assert [n for n, _ in bn.wedges.named_children()] == ["conv", "bn", "act"]
     assert not hasattr(model.lines, "bn")
+    assert compile("union").spec.to_dict() == get_spec("union").to_dict()
 
 
 def test_compiled_model_traces_with_torch_fx():

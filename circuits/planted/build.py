@@ -107,7 +107,7 @@ def _compile_layer(layer: Layer) -> PlantedLayer:
 def compile(spec) -> PlantedNet:  # noqa: A001 - the issue's name for it; shadows the builtin only here
     """Build the ``nn.Module`` a spec describes, with exactly its weights, in eval mode.
 
-    ``spec`` is a :class:`PlantedSpec`, a dict, or a YAML/JSON file path or text. The module keeps the spec
+    ``spec`` is a :class:`PlantedSpec`, a ready spec's name, a dict, or a YAML/JSON file path or text. The module keeps the spec
     as ``module.spec``; the neuron names are the channel labels (``spec.labels()``).
 
     Examples
@@ -117,7 +117,9 @@ def compile(spec) -> PlantedNet:  # noqa: A001 - the issue's name for it; shadow
     >>> net.union.conv.weight.shape
     torch.Size([5, 4, 1, 1])
     """
-    spec = load_spec(spec)
+    from circuits.planted.library import LIBRARY
+
+    spec = LIBRARY[spec]() if isinstance(spec, str) and spec in LIBRARY else load_spec(spec)
     layers: dict[str, nn.Module] = {}
     for layer in spec.layers:
         if layer.is_concat:
