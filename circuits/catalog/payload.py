@@ -12,8 +12,11 @@ import hashlib
 import json
 import math
 from dataclasses import dataclass
+from operator import itemgetter
 
 from circuits.errors import CatalogError
+
+_compact = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode  # one encoder: json.dumps(**kw) builds one per call
 
 
 def canonical(obj) -> str:
@@ -99,26 +102,29 @@ def circuit_rows(model_id: str, payload) -> CircuitRows:
             source, tgt, kernel = edge["source"], edge["target"], edge.get("kernel", [])
         except (TypeError, KeyError):
             raise CatalogError(f"every edge needs 'source' and 'target', got {edge!r}.") from None
-        for end in (source, tgt):
-            if end not in seen:
-                split_neuron(end, "edge end")
-                raise CatalogError(f"edge {source} -> {tgt} names {end!r}, which is not among the circuit's nodes.")
+        if source not in seen or tgt not in seen:
+            end = source if source not in seen else tgt
+            split_neuron(end, "edge end")
+            raise CatalogError(f"edge {source} -> {tgt} names {end!r}, which is not among the circuit's nodes.")
         try:
-            kernel_json = json.dumps(kernel, separators=(",", ":"), allow_nan=False)
+            kernel_json = _compact(kernel)
         except (TypeError, ValueError):
             raise CatalogError(f"edge {source} -> {tgt} has a kernel that is not a finite [[number]] list.") from None
-        edges.append((source, tgt, _finite(edge.get("weight"), f"edge {source} -> {tgt}'s weight"), kernel_json))
-    edges.sort(key=lambda e: (e[0], e[1]))
+        weight = edge.get("weight")
+        if type(weight) is not float or weight - weight != 0:  # the fast path is a finite float
+            weight = _finite(weight, f"edge {source} -> {tgt}'s weight")
+        edges.append((source, tgt, weight, kernel_json))
+    edges.sort(key=itemgetter(0, 1))
     for previous, edge in zip(edges, edges[1:]):
         if previous[:2] == edge[:2]:
             raise CatalogError(f"edge {edge[0]} -> {edge[1]} appears twice in the circuit.")
 
-    digest = hashlib.sha256()
     header = {"model": model_id, "target": target, "method": method, "parameters": parameters,
               "nodes": [[n, d] for n, _, _, d in nodes]}
-    digest.update(canonical(header).encode())
-    for source, tgt, weight, kernel_json in edges:
-        digest.update(f"\n{json.dumps(source)},{json.dumps(tgt)},{weight!r},{kernel_json}".encode())
+    quoted = {node: _compact(node) for node in seen}
+    lines = [canonical(header)]
+    lines.extend(f"{quoted[s]},{quoted[t]},{w!r},{k}" for s, t, w, k in edges)
+    digest = hashlib.sha256("\n".join(lines).encode())
     return CircuitRows(digest.hexdigest(), target, method, parameters_json, nodes, labels, edges)
 
 

@@ -117,6 +117,9 @@ def _neuron(store, model_id, neuron):
     return {"kind": "neuron", **rows[0],
             "history": store.rows("""SELECT label, source, created FROM label_history
                                      WHERE model = ? AND layer = ? AND channel = ? ORDER BY created, label""", key),
+            # targets come from an index; membership is a scan (an index on it would slow every ingest ~30%)
+            "target_of": [r[0] for r in store.conn.execute(
+                "SELECT id FROM circuits WHERE model = ? AND target = ? ORDER BY id", (model_id, neuron))],
             "circuits": [r[0] for r in store.conn.execute(
                 """SELECT DISTINCT cn.circuit FROM circuit_nodes cn JOIN circuits c ON c.id = cn.circuit
                    WHERE c.model = ? AND cn.layer = ? AND cn.channel = ? ORDER BY cn.circuit""", key)]}

@@ -104,7 +104,6 @@ CREATE TABLE circuit_nodes (
   depth INTEGER NOT NULL,
   PRIMARY KEY (circuit, node)
 ) WITHOUT ROWID;
-CREATE INDEX circuit_nodes_neuron ON circuit_nodes(layer, channel);
 CREATE TABLE edges (
   circuit TEXT NOT NULL REFERENCES circuits(id),
   source TEXT NOT NULL,           -- LAYER:CHANNEL

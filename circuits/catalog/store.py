@@ -113,6 +113,7 @@ class Store:
     def __init__(self, path, create: bool = True):
         self.path = os.fspath(path)
         self._depth = 0
+        self._known = set()  # (model, layer, channel) and (model, layer) rows known to exist; cleared on rollback
         version = inspect_file(self.path)
         if version is None and not create:
             raise CatalogError(
@@ -181,6 +182,7 @@ class Store:
             try:
                 yield self
             except BaseException:
+                self._known.clear()
                 self.conn.execute(f"ROLLBACK TO {name}")
                 self.conn.execute(f"RELEASE {name}")
                 raise
@@ -195,6 +197,7 @@ class Store:
             yield self
         except BaseException:
             self._depth = 0
+            self._known.clear()
             self.conn.execute("ROLLBACK")
             raise
         self._depth = 0
@@ -276,15 +279,23 @@ class Store:
             conn = self.conn
             conn.execute("INSERT INTO circuits VALUES (?, ?, ?, ?, ?, ?)",
                          (rows.id, model, rows.target, rows.method, rows.parameters, now()))
-            conn.executemany("INSERT OR IGNORE INTO layers VALUES (?, ?)", [(model, n[1]) for n in rows.nodes])
-            conn.executemany("INSERT OR IGNORE INTO neurons (model, layer, channel) VALUES (?, ?, ?)",
-                             [(model, n[1], n[2]) for n in rows.nodes])
+            self._add_neurons(model, [(n[1], n[2]) for n in rows.nodes])
             conn.executemany("INSERT INTO circuit_nodes VALUES (?, ?, ?, ?, ?)", [(rows.id, *n) for n in rows.nodes])
             conn.executemany("INSERT INTO edges VALUES (?, ?, ?, ?, ?)", [(rows.id, *e) for e in rows.edges])
             for node, text in sorted(rows.labels.items()):
                 layer, channel = split_neuron(node)
                 self._set_label(model, layer, channel, text, "extract", None)
         return rows.id
+
+    def _add_neurons(self, model, neurons):
+        """Make sure layer and neuron rows exist (nothing deletes them, so what we saw committed stays true)."""
+        known = self._known
+        layers = sorted({(model, layer) for layer, _ in neurons} - known)
+        fresh = [(model, layer, channel) for layer, channel in neurons if (model, layer, channel) not in known]
+        self.conn.executemany("INSERT OR IGNORE INTO layers VALUES (?, ?)", layers)
+        self.conn.executemany("INSERT OR IGNORE INTO neurons (model, layer, channel) VALUES (?, ?, ?)", fresh)
+        known.update(layers)
+        known.update(fresh)
 
     def add_motifs(self, model_id: str, motifs_payload: dict, circuit_id: str | None = None) -> list[str]:
         """Store a ``circuits motifs --json`` object; returns the instance ids, in payload order."""
