@@ -58,6 +58,7 @@ def make_path_function(
     linearise: bool = False,
     context: dict[str, torch.Tensor] | None = None,
     positive: bool = False,
+    valid: bool = False,
 ) -> Callable[..., torch.Tensor]:
     """A function ``f(*source_values) -> value of target_node`` over the model's own operations.
 
@@ -67,17 +68,28 @@ def make_path_function(
     context: real values of nodes off the path (from a forward pass on data); without it they are ZERO.
     positive: evaluate a surrogate with every parameter replaced by ``|p| + 1`` so no weight cancels; its
         Jacobian is nonzero exactly where the real one can be (the receptive field).
+    valid: evaluate on a receptive-field crop: convolutions and pools without padding, padding ops
+        skipped, branches centre-cropped to a common size. Only translation-equivariant ops are allowed
+        (others raise ``NotTranslationEquivariant``); the caller checks the result against the full map.
     Max pooling is always read as average pooling of the same window (Distill's convention).
     """
     steps = path_nodes(graph, sources, target_node)
     modules = graph.modules
     if not any(s.name == target_node for s in steps) and target_node not in sources:
         raise UnsupportedOpError(f"node '{target_node}' does not depend on {sources}: there is no path")
+    on_path = {n.name for n in steps} | set(sources)
+    layer_of = {layer.node: layer.name for layer in graph.layers.values()}
     for n in steps:
         if n.name == target_node:
             break
         if ops.is_nonlinearity(n, modules) and not linearise and context is None:
-            raise UnsupportedOpError(f"the path to '{target_node}' passes the nonlinearity '{n.name}'")
+            raise UnsupportedOpError(f"the path passes the nonlinearity '{layer_of.get(n.name, n.name)}'")
+        gated = ops.is_scaling(n, modules) and sum(a.name in on_path for a in n.all_input_nodes) >= 2
+        if gated and context is None:
+            raise UnsupportedOpError(
+                f"the path passes the multiplicative gate '{layer_of.get(n.name, n.name)}', which has no weights; "
+                "trace from the gate's layer or after it, or use attribution on data"
+            )
 
     def run(*values):
         env: dict[str, object] = dict(zip(sources, values, strict=True))
@@ -99,7 +111,10 @@ def make_path_function(
 
         for n in steps:
             args, kwargs = value_of(n.args), value_of(n.kwargs)
-            env[n.name] = _evaluate(n, args, kwargs, modules, linearise, positive, context is not None)
+            if valid:
+                env[n.name] = _evaluate_valid(n, args, kwargs, modules, linearise)
+            else:
+                env[n.name] = _evaluate(n, args, kwargs, modules, linearise, positive)
             if n.name == target_node:
                 break
         return env[target_node]
@@ -118,7 +133,7 @@ def _positive(t):
     return t.abs() + 1 if isinstance(t, torch.Tensor) and t.is_floating_point() else t
 
 
-def _evaluate(n: fx.Node, args, kwargs, modules, linearise: bool, positive: bool, real: bool):
+def _evaluate(n: fx.Node, args, kwargs, modules, linearise: bool, positive: bool):
     if ops.is_nonlinearity(n, modules) and (linearise or positive):
         return args[0]
     if ops.is_maxpool(n, modules):
@@ -249,3 +264,100 @@ def _adaptive_avg(x, output_size):
 
 def _tuple(v):
     return tuple(v) if isinstance(v, (list, tuple)) else (v,)
+
+
+class NotTranslationEquivariant(Exception):
+    """The path has an op that a receptive-field crop cannot evaluate (dense, adaptive, resampling)."""
+
+
+_VALID_PASSTHROUGH = {
+    "BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "Dropout", "Dropout1d", "Dropout2d", "Dropout3d", "AlphaDropout",
+    "Identity", "batch_norm", "_native_batch_norm_legit_no_training", "dropout", "dropout_", "feature_dropout",
+    "alpha_dropout", "contiguous", "clone", "alias", "detach", "to", "float", "type_as", "getitem", "neg",
+    "chunk", "split", "split_with_sizes", "mul", "mul_", "imul", "truediv", "div", "div_", "itruediv",
+}  # fmt: skip
+_PADS = {"ZeroPad1d", "ZeroPad2d", "ConstantPad1d", "ConstantPad2d", "ConstantPad3d", "pad", "constant_pad_nd"}
+_CONV_MODULES = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+_CONV_FUNCS = {"conv1d": F.conv1d, "conv2d": F.conv2d, "conv3d": F.conv3d}
+
+
+def _evaluate_valid(n: fx.Node, args, kwargs, modules, linearise: bool):
+    """Evaluate ``n`` on a receptive-field crop (see ``make_path_function(valid=True)``)."""
+    if ops.is_nonlinearity(n, modules):
+        if not linearise:
+            raise NotTranslationEquivariant(n.name)
+        return args[0]
+    name = ops.op_name(n, modules)
+    if name in _PADS:
+        return args[0]
+    if ops.is_cat(n, modules) or name in {"add", "add_", "iadd", "sub", "sub_", "isub"}:
+        args = _centre_crop_operands(n, args, modules)
+    if n.op == "call_module" and isinstance(modules[n.target], _CONV_MODULES):
+        m = modules[n.target]
+        if m.padding_mode != "zeros" and m.padding != 0:
+            pass  # the crop never reaches the padding: the mode does not matter
+        conv = _CONV_FUNCS[f"conv{m.weight.dim() - 2}d"]
+        return conv(args[0], m.weight, m.bias, m.stride, 0, m.dilation, m.groups)
+    if name in _CONV_FUNCS:
+        params = dict(zip(["input", "weight", "bias", "stride", "padding", "dilation", "groups"], args))
+        params.update(kwargs)
+        params["padding"] = 0
+        return _CONV_FUNCS[name](**params)
+    if ops.is_maxpool(n, modules) or name in {"AvgPool1d", "AvgPool2d", "AvgPool3d", "avg_pool1d", "avg_pool2d"}:
+        return _valid_pool(n, args, kwargs, modules)
+    if name in _VALID_PASSTHROUGH or ops.is_cat(n, modules) or name in {"add", "add_", "iadd", "sub", "sub_", "isub"}:
+        if name in SCALE_NAMES and not _is_channelwise_constant(args):
+            raise NotTranslationEquivariant(n.name)
+        return _evaluate(n, args, kwargs, modules, linearise, False)
+    raise NotTranslationEquivariant(n.name)
+
+
+SCALE_NAMES = {"mul", "mul_", "imul", "truediv", "div", "div_", "itruediv"}
+
+
+def _is_channelwise_constant(args) -> bool:
+    constants = [a for a in args[1:] if isinstance(a, torch.Tensor) and not a.requires_grad]
+    return all(a.dim() < 2 or all(d == 1 for d in a.shape[2:]) for a in constants)
+
+
+def _centre_crop_operands(n, args, modules):
+    tensors = [a for a in _flatten(args) if isinstance(a, torch.Tensor) and a.dim() >= 3]
+    if len({tuple(t.shape[2:]) for t in tensors}) <= 1:
+        return args
+    smallest = [min(t.shape[d] for t in tensors) for d in range(2, tensors[0].dim())]
+
+    def crop(t):
+        if not isinstance(t, torch.Tensor) or t.dim() < 3:
+            return t
+        index = [slice(None), slice(None)]
+        for d, size in zip(range(2, t.dim()), smallest):
+            extra = t.shape[d] - size
+            if extra % 2:
+                raise NotTranslationEquivariant(n.name)  # no common centre
+            index.append(slice(extra // 2, extra // 2 + size))
+        return t[tuple(index)]
+
+    if ops.is_cat(n, modules):
+        return (type(args[0])(crop(t) for t in args[0]), *args[1:])
+    return tuple(crop(a) for a in args)
+
+
+def _valid_pool(n, args, kwargs, modules):
+    x = args[0]
+    if n.op == "call_module":
+        m = modules[n.target]
+        if isinstance(m, (nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d)):
+            raise NotTranslationEquivariant(n.name)
+        kernel, stride, dilation = m.kernel_size, m.stride, getattr(m, "dilation", 1)
+    else:
+        name = ops.op_name(n, modules)
+        if name.startswith("adaptive"):
+            raise NotTranslationEquivariant(n.name)
+        params = _maxpool_args(name, args[1:], kwargs)
+        kernel, stride, dilation = params["kernel_size"], params.get("stride"), params.get("dilation", 1)
+    if any(d != 1 for d in _tuple(dilation)):
+        raise NotTranslationEquivariant(n.name)
+    stride = stride if stride not in (None, [], ()) else kernel
+    pool = {3: F.avg_pool1d, 4: F.avg_pool2d, 5: F.avg_pool3d}[x.dim()]
+    out = pool(x, kernel, stride, 0)
+    return (out, None) if _returns_pair(n) else out

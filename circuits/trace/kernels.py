@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from circuits.errors import UsageError
-from circuits.graph.paths import make_path_function
+from circuits.graph.paths import NotTranslationEquivariant, make_path_function
 
 CHUNK_ELEMENTS = 2**25  # elements per batched backward (~128 MB of float32): bounds memory on big layers
 
@@ -99,7 +99,9 @@ def compute_kernels(graph, sources: list[str], target: str, *, expanded: bool = 
         windows.append(_window(support_fn, s_layers, before))
 
     fn = make_path_function(graph, s_nodes, t_layer.preact, linearise=expanded)
-    kernels = _batched_jacobian(fn, s_layers, t_layer.channels, position, windows[0])
+    kernels = _receptive_field_kernels(graph, s_layers, s_nodes, t_layer, windows[0], expanded, fn, position)
+    if kernels is None:
+        kernels = _batched_jacobian(fn, _shapes(s_layers), range(t_layer.channels), position, windows[0])
     bias = None
     if not expanded:
         with torch.no_grad():
@@ -158,33 +160,67 @@ def _window(support_fn, s_layers, position):
     return boxes
 
 
-def _batched_jacobian(fn, s_layers, n_targets: int, position, window):
-    """Rows of the Jacobian for all target channels, in chunks of one backward pass each."""
-    per_row = sum(s.channels * max(1, _numel(s.shape[1:])) for s in s_layers)
-    chunk = max(1, min(n_targets, CHUNK_ELEMENTS // max(per_row, 1)))
-    out_kernels = [[] for _ in s_layers]
-    for first in range(0, n_targets, chunk):
-        rows = list(range(first, min(first + chunk, n_targets)))
-        xs = [torch.zeros(len(rows), *s.shape, requires_grad=True) for s in s_layers]
-        out = fn(*xs)
-        grad_out = torch.zeros_like(out)
-        index = torch.arange(len(rows))
-        if position:
-            grad_out[(index, torch.tensor(rows), *[torch.full_like(index, p) for p in position])] = 1.0
-        else:
-            grad_out[index, torch.tensor(rows)] = 1.0
-        grads = torch.autograd.grad(out, xs, grad_out, allow_unused=True)
-        for i, (s, g, box) in enumerate(zip(s_layers, grads, window)):
+def _shapes(s_layers) -> list[tuple[int, ...]]:
+    return [tuple(s.shape) for s in s_layers]
+
+
+def _receptive_field_kernels(graph, s_layers, s_nodes, t_layer, window, expanded, fn, position):
+    """The fast path: evaluate only on each source's receptive-field crop, with unpadded convolutions.
+
+    Translation-equivariant paths (conv, BN, pooling, concat, add) then produce the target at exactly one
+    position, and the backward pass costs about as much as contracting the kernels directly. The result is
+    checked against the full-map Jacobian on two target channels; on any doubt the caller falls back.
+    """
+    if position is None or len(position) != 2 or any(box is None or box[2] for box in window):
+        return None
+    valid_fn = make_path_function(graph, s_nodes, t_layer.preact, linearise=expanded, valid=True)
+    crops = [(s.channels, *(b - a for a, b in zip(box[0], box[1]))) for s, box in zip(s_layers, window)]
+    full_boxes = [((0, 0), crop[1:], False) for crop in crops]
+    try:
+        kernels = _batched_jacobian(valid_fn, crops, range(t_layer.channels), (0, 0), full_boxes, expect=(1, 1))
+    except (NotTranslationEquivariant, RuntimeError):
+        return None
+    check = sorted({0, t_layer.channels - 1})
+    reference = _batched_jacobian(fn, _shapes(s_layers), check, position, window)
+    for fast, slow in zip(kernels, reference):
+        scale = float(slow.abs().max()) or 1.0
+        if not torch.allclose(fast[check], slow, rtol=1e-4, atol=1e-5 * scale):
+            return None
+    return kernels
+
+
+def _batched_jacobian(fn, shapes, rows, position, window, expect=None):
+    """Rows of the Jacobian of ``fn`` at ``position`` for the target channels ``rows``.
+
+    One forward pass at batch 1 (the map is linear, so the point does not matter), then the backward pass
+    vmapped over one-hot cotangents (``is_grads_batched``), in chunks that bound memory.
+    """
+    rows = list(rows)
+    xs = [torch.zeros(1, *shape, requires_grad=True) for shape in shapes]
+    out = fn(*xs)
+    if expect is not None and tuple(out.shape[2:]) != expect:
+        raise NotTranslationEquivariant(f"output {tuple(out.shape)}")
+    per_row = sum(_numel(shape) for shape in shapes) + _numel(out.shape[1:])
+    chunk = max(1, min(len(rows), CHUNK_ELEMENTS // max(per_row, 1)))
+    out_kernels = [[] for _ in shapes]
+    for first in range(0, len(rows), chunk):
+        part = torch.tensor(rows[first : first + chunk])
+        index = torch.arange(len(part))
+        cotangents = torch.zeros(len(part), *out.shape)
+        at = [torch.full_like(index, p) for p in position] if position else []
+        cotangents[(index, torch.zeros_like(index), part, *at)] = 1.0
+        grads = torch.autograd.grad(out, xs, cotangents, allow_unused=True, retain_graph=True, is_grads_batched=True)
+        for i, (shape, g, box) in enumerate(zip(shapes, grads, window)):
             if box is None:
                 out_kernels[i].append(None)
                 continue
-            g = torch.zeros_like(xs[i]) if g is None else g
-            if not s.shape[1:]:
-                out_kernels[i].append(g.reshape(len(rows), s.channels, 1, 1))
+            g = torch.zeros(len(part), 1, *shape) if g is None else g
+            g = g[:, 0]
+            if len(shape) == 1:  # dense source: 1x1 kernels
+                out_kernels[i].append(g.reshape(len(part), shape[0], 1, 1))
             else:
                 start, stop, _ = box
-                crop = g[(slice(None), slice(None), *[slice(a, b) for a, b in zip(start, stop)])]
-                out_kernels[i].append(crop)
+                out_kernels[i].append(g[(slice(None), slice(None), *[slice(a, b) for a, b in zip(start, stop)])])
     return [None if parts[0] is None else torch.cat(parts).detach() for parts in out_kernels]
 
 
