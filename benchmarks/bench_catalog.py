@@ -31,6 +31,8 @@ from circuits.catalog import Catalog  # noqa: E402
 from circuits.catalog.search import like_search  # noqa: E402
 
 MODEL = hashlib.sha256(b"benchmark model").hexdigest()
+RARE = [a + b + c for a in ("ka", "lo", "mi", "ter", "su", "van", "pre", "dol") for b in ("ri", "no", "ca", "the", "lu")
+        for c in ("x", "m", "nd", "st", "ph", "l", "r", "k")]  # 320 less common words
 WORDS = ("curve edge texture fur eye dog wheel window grid circle spiral color contrast frequency boundary "
          "orientation snout head leg car arc corner line stripe dot blob shadow gradient").split()
 
@@ -105,7 +107,7 @@ def bench_search(tmp, scale, rng):
         n_labels = max(10, n_circuits // 2)
         with cat.transaction():
             for k in range(n_labels):
-                text = " ".join(rng.sample(WORDS, 3)) + f" detector {k}"
+                text = " ".join(rng.sample(WORDS, 2)) + f" {rng.choice(RARE)} detector {k}"
                 notes = " ".join(rng.sample(WORDS, 5)) if k % 4 == 0 else None
                 cat.label(MODEL, f"layer{k % 100}:{k // 100}", text, notes=notes)
             for k, cid in enumerate(ids[: n_circuits // 10]):
@@ -115,7 +117,8 @@ def bench_search(tmp, scale, rng):
                     {"kind": kind, "transform": t, "target": None, "members": ["mixed4a:1"], "score": 0.5, "evidence": {}}
                     for t in ("rotate90", "reflect", None)]})
         build_s = time.perf_counter() - start
-        queries = [" ".join(rng.sample(WORDS, rng.choice((1, 2)))) for _ in range(200)]
+        queries = [rng.choice((rng.choice(RARE), f"{rng.choice(WORDS)} {rng.choice(RARE)}", rng.choice(WORDS)))
+                   for _ in range(200)]  # a rare word, a common and a rare word, or one common word
         fts, like, hits = [], [], 0
         for q in queries:
             t0 = time.perf_counter()

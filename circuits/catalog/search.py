@@ -52,5 +52,5 @@ def like_search(store, text: str, limit: int = 50) -> list[dict]:
     """The same neuron search by ``LIKE`` scans: the baseline the benchmark compares FTS against."""
     words = re.findall(r"\w+", text)
     where = " AND ".join("(coalesce(label, '') || ' ' || coalesce(notes, '')) LIKE ?" for _ in words)
-    return store.rows(f"SELECT model, layer, channel, label FROM neurons WHERE {where} LIMIT ?",
-                      [f"%{w}%" for w in words] + [limit])
+    return store.rows(f"SELECT model, layer, channel, label FROM neurons WHERE {where} ORDER BY label LIMIT ?",
+                      [f"%{w}%" for w in words] + [limit])  # ordered, like FTS's ranking: every row is read
