@@ -1,0 +1,192 @@
+"""Probe-data specs: one parser, used by every command that needs images.
+
+Accepted specs (see :func:`load_data`):
+
+- ``toyworld[:TASK][:N][:SEED]``  rendered toy-world images (task ``objects`` by default; N defaults to
+                                  ``default_n``, SEED to 0), adapted to the model's channels and size
+- ``noise:N[:SEED]``              uniform noise in [0, 1]
+- ``PATH``                        a folder of PNG/JPG images, or a ``.npy`` / ``.pt`` tensor N x C x H x W
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from circuits.errors import BadSpecError, DataError, close_matches_hint
+
+DATA_HELP = "use toyworld[:TASK][:N][:SEED], noise:N[:SEED], a folder of PNG/JPG images, or a .npy/.pt file"
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
+DEFAULT_SHAPE = (1, 32, 32)
+
+
+def load_data(spec: str, input_shape: tuple[int, ...] | None = None, default_n: int = 256) -> torch.Tensor:
+    """Turn a data spec into an N x C x H x W float32 tensor, the same tensor every time.
+
+    ``input_shape`` (C, H, W), when given, is what the model expects: generated data is made to fit it,
+    and a file or folder that does not fit raises :class:`~circuits.errors.DataError` naming both shapes.
+
+    Examples
+    --------
+    >>> load_data("toyworld:64:1").shape
+    torch.Size([64, 1, 32, 32])
+    >>> load_data("noise:8", input_shape=(3, 16, 16)).shape
+    torch.Size([8, 3, 16, 16])
+    """
+    spec = str(spec).strip()
+    if not spec:
+        raise BadSpecError(f"empty data spec: {DATA_HELP}")
+    if input_shape is not None:
+        input_shape = tuple(int(d) for d in input_shape)
+    scheme, _, rest = spec.partition(":")
+    if scheme == "toyworld":
+        return _toyworld(rest, spec, input_shape, default_n)
+    if scheme == "noise":
+        return _noise(rest, spec, input_shape)
+    path = Path(spec)
+    if path.exists():
+        data = _read_path(path, input_shape)
+        if input_shape is not None:
+            _check_fits(data, input_shape, spec)
+        return data
+    if close_matches_hint(scheme, ["toyworld", "noise"]):
+        raise BadSpecError(f"unknown data spec '{spec}'{close_matches_hint(scheme, ['toyworld', 'noise'])}")
+    raise DataError(f"data path '{spec}' does not exist: {DATA_HELP}")
+
+
+def _image_geometry(input_shape, spec: str) -> tuple[int, int]:
+    """(channels, size) to generate for a model expecting ``input_shape``."""
+    if input_shape is None:
+        return DEFAULT_SHAPE[0], DEFAULT_SHAPE[1]
+    if len(input_shape) != 3:
+        raise DataError(
+            f"'{spec}' makes images (C, H, W) but the model expects input shape {input_shape}; "
+            "pass a .npy/.pt tensor of that shape instead"
+        )
+    channels, height, width = input_shape
+    if channels not in (1, 3) or height != width:
+        raise DataError(
+            f"'{spec}' renders square grey (1) or RGB (3) images, not shape {input_shape}; "
+            "pass a .npy/.pt tensor of that shape instead"
+        )
+    return channels, height
+
+
+def _ints(parts: list[str], spec: str, names: list[str]) -> list[int]:
+    values = []
+    for part, name in zip(parts, names):
+        try:
+            values.append(int(part))
+        except ValueError:
+            raise BadSpecError(f"bad data spec '{spec}': {name} must be an integer, got '{part}'") from None
+    return values
+
+
+def _toyworld(rest: str, spec: str, input_shape, default_n: int) -> torch.Tensor:
+    from circuits.data import toyworld
+
+    parts = [p for p in rest.split(":")] if rest else []
+    task = "objects"
+    if parts and not parts[0].lstrip("-").isdigit():
+        task = parts.pop(0)
+        toyworld._check_task(task)
+    if len(parts) > 2:
+        raise BadSpecError(f"bad data spec '{spec}': use toyworld[:TASK][:N][:SEED]")
+    values = _ints(parts, spec, ["N", "SEED"])
+    n = values[0] if values else default_n
+    seed = values[1] if len(values) > 1 else 0
+    if n <= 0:
+        raise BadSpecError(f"bad data spec '{spec}': N must be positive")
+    channels, size = _image_geometry(input_shape, spec)
+    images, _, _ = toyworld.generate(n, seed=seed, size=size, rgb=channels == 3, task=task)
+    return images
+
+
+def _noise(rest: str, spec: str, input_shape) -> torch.Tensor:
+    parts = rest.split(":") if rest else []
+    if not parts or len(parts) > 2:
+        raise BadSpecError(f"bad data spec '{spec}': use noise:N or noise:N:SEED")
+    values = _ints(parts, spec, ["N", "SEED"])
+    n, seed = values[0], (values[1] if len(values) > 1 else 0)
+    if n <= 0:
+        raise BadSpecError(f"bad data spec '{spec}': N must be positive")
+    shape = tuple(input_shape) if input_shape is not None else DEFAULT_SHAPE
+    rng = np.random.default_rng(seed)
+    return torch.from_numpy(rng.random((n, *shape), dtype=np.float32))
+
+
+def _read_path(path: Path, input_shape) -> torch.Tensor:
+    if path.is_dir():
+        return _read_folder(path, input_shape)
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        try:
+            array = np.load(path, allow_pickle=False)
+        except Exception as exc:
+            raise DataError(f"cannot read '{path}' as a .npy array: {exc}") from None
+        return _as_batch(torch.from_numpy(np.asarray(array)), path)
+    if suffix in {".pt", ".pth"}:
+        try:
+            tensor = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception:
+            raise DataError(f"cannot read '{path}': not a tensor saved with torch.save (or it holds pickled code)") from None
+        if not isinstance(tensor, torch.Tensor):
+            raise DataError(f"'{path}' holds a {type(tensor).__name__}, not a tensor N x C x H x W")
+        return _as_batch(tensor, path)
+    if suffix in IMAGE_SUFFIXES:
+        return _read_images([path], input_shape)
+    raise DataError(f"cannot read '{path}' as probe data: {DATA_HELP}")
+
+
+def _as_batch(tensor: torch.Tensor, path: Path) -> torch.Tensor:
+    if tensor.ndim != 4:
+        raise DataError(f"'{path}' has shape {tuple(tensor.shape)}; expected N x C x H x W (4 dimensions)")
+    if not (tensor.is_floating_point() or tensor.dtype == torch.uint8):
+        raise DataError(f"'{path}' holds {tensor.dtype} values; expected floats (or uint8 pixels)")
+    if tensor.dtype == torch.uint8:
+        return tensor.float() / 255.0
+    return tensor.detach().to(torch.float32).contiguous()
+
+
+def _read_folder(path: Path, input_shape) -> torch.Tensor:
+    files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    if not files:
+        raise DataError(f"folder '{path}' holds no .png/.jpg images")
+    return _read_images(files, input_shape)
+
+
+def _read_images(files: list[Path], input_shape) -> torch.Tensor:
+    from PIL import Image, UnidentifiedImageError
+
+    channels, size = None, None
+    if input_shape is not None and len(input_shape) == 3 and input_shape[0] in (1, 3):
+        channels, size = input_shape[0], (input_shape[2], input_shape[1])
+    arrays = []
+    for file in files:
+        try:
+            with Image.open(file) as image:
+                image.load()
+                if channels is None:
+                    channels = 1 if image.mode in ("L", "1", "I", "I;16", "F") else 3
+                image = image.convert("L" if channels == 1 else "RGB")
+                if size is not None and image.size != size:
+                    image = image.resize(size, Image.BILINEAR)
+                array = np.asarray(image, dtype=np.float32) / 255.0
+        except (UnidentifiedImageError, OSError) as exc:
+            raise DataError(f"cannot read image '{file}': {exc}") from None
+        arrays.append(array[None] if array.ndim == 2 else array.transpose(2, 0, 1))
+    shapes = {a.shape for a in arrays}
+    if len(shapes) > 1:
+        raise DataError(
+            f"images in '{files[0].parent}' have different sizes {sorted(shapes)}; resize them, or load them "
+            "for a model with a known input shape"
+        )
+    return torch.from_numpy(np.stack(arrays))
+
+
+def _check_fits(data: torch.Tensor, input_shape, spec: str) -> None:
+    got = tuple(data.shape[1:])
+    if got != tuple(input_shape):
+        raise DataError(f"data '{spec}' has images of shape {got} but the model expects {tuple(input_shape)}")
