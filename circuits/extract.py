@@ -134,7 +134,7 @@ def _activation_stats(circuit: nx.DiGraph, graph: NeuronGraph, data):
 
     layers = sorted({d["layer"] for _, d in circuit.nodes(data=True)})
     acts = layer_activations(graph, data, layers)
-    for node, attrs in circuit.nodes(data=True):
+    for _, attrs in circuit.nodes(data=True):
         a = acts[attrs["layer"]][:, attrs["channel"]]
         peak = a.flatten(1).amax(1) if a.dim() > 1 else a
         attrs["act_mean"] = float(peak.mean())

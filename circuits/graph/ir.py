@@ -66,6 +66,7 @@ class NeuronGraph:
         self.weights_hash = weights_hash(gm)
         self.spec: str | None = None
         self.labels: dict[str, str] = {}
+        self.dtype = torch.float32
         self.layers: dict[str, NeuronLayer] = {layer.name: layer for layer in layers}
         self.input_shape = tuple(input_shape)
         self.capture_method = capture_method
@@ -149,11 +150,13 @@ def build_graph(model, input_shape: tuple[int, ...] | None = None) -> NeuronGrap
     module = copy.deepcopy(module).eval()
     for p in module.parameters():
         p.requires_grad_(False)
-    example = torch.randn(1, *input_shape, generator=torch.Generator().manual_seed(0))
+    dtype = next((p.dtype for p in module.parameters() if p.is_floating_point()), torch.float32)
+    example = torch.randn(1, *input_shape, generator=torch.Generator().manual_seed(0)).to(dtype)
     captured = capture(module, example)
     shape_propagate(captured.gm, example)
     layers = _find_layers(captured)
     graph = NeuronGraph(captured.gm, layers, input_shape, captured.method)
+    graph.dtype = dtype
     if isinstance(model, LoadedModel):
         graph.spec, graph.labels = model.spec, dict(model.labels)
     return graph
@@ -199,7 +202,7 @@ def _find_layers(captured: Captured) -> list[NeuronLayer]:
         elif ops.is_scaling(n, modules):
             if sum(a.name in dependent for a in _tensor_args(n)) >= 2:
                 kinds[n.name] = "gate"
-        elif not ops.is_linear(n, modules) and n.meta.get("shape") is not None:
+        elif not ops.is_linear(n, modules):  # tuple-returning ops (sort, max(dim)) included
             raise UnsupportedOpError(
                 f"unsupported op '{ops.op_name(n, modules)}' at node '{n.name}': the neuron-graph IR knows only "
                 "the ops listed in circuits/graph/ops.py (CONTRIBUTING.md: adding an op)"

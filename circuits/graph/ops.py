@@ -58,7 +58,9 @@ MAXPOOL_FUNCS = {
     "adaptive_max_pool2d",
 }  # fmt: skip
 # Ops whose results are not tensors (shapes, sizes): they never carry activations.
-META_FUNCS = {"size", "dim", "numel", "getattr", "sym_size", "shape", "_assert", "eq", "floordiv", "_assert_async"}
+META_FUNCS = {
+    "size", "dim", "numel", "getattr", "sym_size", "shape", "_assert", "eq", "floordiv", "_assert_async", "len",
+}  # fmt: skip
 CAT_FUNCS = {"cat", "concat", "concatenate"}
 
 

@@ -31,13 +31,6 @@ def weights(model, target: str, source: str | list[str] | None = None, *, expand
         sources = [source] if isinstance(source, str) else list(source)
         for s in sources:
             graph.layer(s)
-        if not expanded:
-            indirect = [s for s in sources if s not in t_layer.sources]
-            if indirect:
-                raise UsageError(
-                    f"'{indirect[0]}' is not a direct source of '{target}' (its direct sources: "
-                    f"{', '.join(t_layer.sources) or 'none'}); use expanded weights to reach further back"
-                )
     key = {"target": target, "sources": sources, "expanded": expanded}
     kernel_sets = cache.load(graph.weights_hash, **key) if use_cache else None
     if kernel_sets is None:

@@ -16,7 +16,7 @@ def check_data(graph, data: torch.Tensor) -> torch.Tensor:
             f"probe images have shape {tuple(data.shape[1:])} but the model takes {tuple(graph.input_shape)}; "
             "give data of the model's input shape"
         )
-    return data.float()
+    return data.to(graph.dtype)
 
 
 def node_values(graph, x: torch.Tensor, keep: set[str] | None = None) -> dict[str, torch.Tensor]:

@@ -46,7 +46,7 @@ def _attribute_batch(fn, s_act: torch.Tensor, n_targets: int) -> torch.Tensor:
     rows = []
     for first in range(0, n_targets, chunk):
         ks = torch.arange(first, min(first + chunk, n_targets))
-        cotangents = torch.zeros(len(ks), *summed.shape)
+        cotangents = summed.new_zeros(len(ks), *summed.shape)
         cotangents[torch.arange(len(ks)), :, ks] = 1.0
         (grads,) = torch.autograd.grad(summed, s, cotangents, is_grads_batched=True, retain_graph=True)
         contrib = grads * s.detach().unsqueeze(0)  # [k, N, C_S, *spatial]

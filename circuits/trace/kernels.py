@@ -40,6 +40,7 @@ class KernelSet:
     bias: torch.Tensor | None
     clipped: bool
     expanded: bool
+    target_spatial: tuple[int, ...] = ()
 
     @property
     def strength(self) -> torch.Tensor:
@@ -52,7 +53,8 @@ class KernelSet:
         return self.kernels.flatten(2).norm(dim=-1)
 
     def apply(self, source: torch.Tensor, out_size: tuple[int, ...] | None = None) -> torch.Tensor:
-        """Convolve source activations [N, C_S, H, W] with the kernels: this layer pair's contribution.
+        """Convolve source activations [N, C_S, H, W] with the kernels: this layer pair's contribution,
+        on the target's own map size unless ``out_size`` says otherwise.
 
         Exact wherever the real path is a zero-padded strided convolution (conv, BatchNorm, padding,
         concat, add); border pixels differ where the path pools with padding.
@@ -64,7 +66,7 @@ class KernelSet:
         (py, px), (y0, x0), (sy, sx) = self.position, self.origin, self.stride
         kh, kw = self.kernels.shape[-2:]
         top, left = py * sy - y0, px * sx - x0
-        out_h, out_w = out_size or (None, None)
+        out_h, out_w = out_size or self.target_spatial or (None, None)
         h, w = source.shape[-2:]
         out_h = out_h or (h + top - kh) // sy + 1
         out_w = out_w or (w + left - kw) // sx + 1
@@ -87,32 +89,43 @@ def compute_kernels(graph, sources: list[str], target: str, *, expanded: bool = 
             f"layer '{target}' is a {t_layer.kind} layer with no weights into it; pick one of its sources "
             f"({', '.join(t_layer.sources) or 'none'}) or a later layer"
         )
+    requested = list(sources)
+    indirect = [s for s in requested if s not in t_layer.sources]
+    if indirect and not expanded:
+        raise UsageError(
+            f"'{indirect[0]}' is not a direct source of '{target}' (its direct sources: "
+            f"{', '.join(t_layer.sources) or 'none'}); use expanded weights to reach further back"
+        )
+    if not expanded:  # every direct source bounds the path, even those not asked for (held at zero)
+        sources = requested + [s for s in t_layer.sources if s not in requested]
     s_layers = [graph.layer(s) for s in sources]
     s_nodes = [s.node for s in s_layers]
     spatial = tuple(t_layer.shape[1:])
     position = tuple(d // 2 for d in spatial) if spatial else None
 
     support_fn = make_path_function(graph, s_nodes, t_layer.preact, linearise=True, positive=True)
-    windows = [_window(support_fn, s_layers, position)]
+    windows = [_window(support_fn, s_layers, position, graph.dtype)]
     if position and all(p > 0 for p in position):
         before = tuple(p - 1 for p in position)
-        windows.append(_window(support_fn, s_layers, before))
+        windows.append(_window(support_fn, s_layers, before, graph.dtype))
 
     fn = make_path_function(graph, s_nodes, t_layer.preact, linearise=expanded)
     kernels = _receptive_field_kernels(graph, s_layers, s_nodes, t_layer, windows[0], expanded, fn, position)
     if kernels is None:
-        kernels = _batched_jacobian(fn, _shapes(s_layers), range(t_layer.channels), position, windows[0])
+        kernels = _batched_jacobian(
+            fn, _shapes(s_layers), range(t_layer.channels), position, windows[0], dtype=graph.dtype
+        )
     bias = None
     if not expanded:
         with torch.no_grad():
-            zero_out = fn(*[torch.zeros(1, *s.shape) for s in s_layers])
+            zero_out = fn(*[torch.zeros(1, *s.shape, dtype=graph.dtype) for s in s_layers])
         bias = zero_out[0][(slice(None), *position)] if position else zero_out[0]
         bias = bias.detach().clone()
 
     results = []
     for i, s in enumerate(s_layers):
         box = windows[0][i]
-        if box is None:
+        if box is None or s.name not in requested:
             continue
         start, stop, clipped = box
         stride = None
@@ -125,15 +138,15 @@ def compute_kernels(graph, sources: list[str], target: str, *, expanded: bool = 
         results.append(
             KernelSet(
                 source=s.name, target=t_layer.name, kernels=kernels[i], origin=tuple(start), position=position,
-                stride=stride, bias=bias, clipped=clipped, expanded=expanded,
+                stride=stride, bias=bias, clipped=clipped, expanded=expanded, target_spatial=spatial,
             )
         )  # fmt: skip
     return results
 
 
-def _window(support_fn, s_layers, position):
+def _window(support_fn, s_layers, position, dtype):
     """Per source: (start, stop, clipped) of the receptive field of ``position``, or None (no path)."""
-    xs = [torch.ones(1, *s.shape, requires_grad=True) for s in s_layers]
+    xs = [torch.ones(1, *s.shape, dtype=dtype, requires_grad=True) for s in s_layers]
     out = support_fn(*xs)
     picked = out[0][(slice(None), *position)] if position else out[0]
     grads = torch.autograd.grad(picked.sum(), xs, allow_unused=True)
@@ -177,11 +190,13 @@ def _receptive_field_kernels(graph, s_layers, s_nodes, t_layer, window, expanded
     crops = [(s.channels, *(b - a for a, b in zip(box[0], box[1]))) for s, box in zip(s_layers, window)]
     full_boxes = [((0, 0), crop[1:], False) for crop in crops]
     try:
-        kernels = _batched_jacobian(valid_fn, crops, range(t_layer.channels), (0, 0), full_boxes, expect=(1, 1))
+        kernels = _batched_jacobian(
+            valid_fn, crops, range(t_layer.channels), (0, 0), full_boxes, expect=(1, 1), dtype=graph.dtype
+        )
     except (NotTranslationEquivariant, RuntimeError):
         return None
     check = sorted({0, t_layer.channels - 1})
-    reference = _batched_jacobian(fn, _shapes(s_layers), check, position, window)
+    reference = _batched_jacobian(fn, _shapes(s_layers), check, position, window, dtype=graph.dtype)
     for fast, slow in zip(kernels, reference):
         scale = float(slow.abs().max()) or 1.0
         if not torch.allclose(fast[check], slow, rtol=1e-4, atol=1e-5 * scale):
@@ -189,14 +204,14 @@ def _receptive_field_kernels(graph, s_layers, s_nodes, t_layer, window, expanded
     return kernels
 
 
-def _batched_jacobian(fn, shapes, rows, position, window, expect=None):
+def _batched_jacobian(fn, shapes, rows, position, window, expect=None, dtype=torch.float32):
     """Rows of the Jacobian of ``fn`` at ``position`` for the target channels ``rows``.
 
     One forward pass at batch 1 (the map is linear, so the point does not matter), then the backward pass
     vmapped over one-hot cotangents (``is_grads_batched``), in chunks that bound memory.
     """
     rows = list(rows)
-    xs = [torch.zeros(1, *shape, requires_grad=True) for shape in shapes]
+    xs = [torch.zeros(1, *shape, dtype=dtype, requires_grad=True) for shape in shapes]
     out = fn(*xs)
     if expect is not None and tuple(out.shape[2:]) != expect:
         raise NotTranslationEquivariant(f"output {tuple(out.shape)}")
@@ -206,7 +221,7 @@ def _batched_jacobian(fn, shapes, rows, position, window, expect=None):
     for first in range(0, len(rows), chunk):
         part = torch.tensor(rows[first : first + chunk])
         index = torch.arange(len(part))
-        cotangents = torch.zeros(len(part), *out.shape)
+        cotangents = out.new_zeros(len(part), *out.shape)
         at = [torch.full_like(index, p) for p in position] if position else []
         cotangents[(index, torch.zeros_like(index), part, *at)] = 1.0
         grads = torch.autograd.grad(out, xs, cotangents, allow_unused=True, retain_graph=True, is_grads_batched=True)
@@ -214,7 +229,7 @@ def _batched_jacobian(fn, shapes, rows, position, window, expect=None):
             if box is None:
                 out_kernels[i].append(None)
                 continue
-            g = torch.zeros(len(part), 1, *shape) if g is None else g
+            g = out.new_zeros(len(part), 1, *shape) if g is None else g
             g = g[:, 0]
             if len(shape) == 1:  # dense source: 1x1 kernels
                 out_kernels[i].append(g.reshape(len(part), shape[0], 1, 1))
