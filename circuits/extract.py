@@ -114,7 +114,8 @@ class _Tracer:
                     "sign": 1 if float(scores[c]) >= 0 else -1, "kernel": kernels[c].tolist(),
                     "method": self.method, "expanded": ks.expanded,
                 })  # fmt: skip
-        edges.sort(key=lambda e: (-abs(e["weight"]), e["source"]))
+        # |strength| ranks; ties (zero-sum kernels such as edge detectors) go to the larger kernel
+        edges.sort(key=lambda e: (-abs(e["weight"]), -e["magnitude"], e["source"]))
         bias = None if weights.kernel_sets[0].bias is None else float(weights.kernel_sets[0].bias[channel])
         total = sum(abs(e["weight"]) for e in edges)
         return edges, geometry, bias, total

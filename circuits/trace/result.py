@@ -125,8 +125,8 @@ class Attribution:
 
 
 def _rank(edges: list[Edge]) -> list[Edge]:
-    # |strength| first; ties broken by name so rankings are deterministic
-    return sorted(edges, key=lambda e: (-abs(e.weight), e.source))
+    # |strength| first, then kernel magnitude (zero-sum kernels), then name so rankings are deterministic
+    return sorted(edges, key=lambda e: (-abs(e.weight), -e.magnitude, e.source))
 
 
 def _graph(edges: list[Edge], method: str) -> nx.DiGraph:
