@@ -390,12 +390,6 @@ class ShapeDependentBranch(_Stem):
         return self.fc(y.flatten(1))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=UnsupportedOpError,
-    reason="BUG (regression in 1eda2f8): torch.export graphs hold a '_guards_fn' call_module node (GuardsFn) "
-    "that used to be skipped as shapeless; it is now refused as an unsupported op, so the export fallback fails",
-)
 def test_shape_dependent_control_flow_falls_back_to_torch_export():
     graph = build_graph(ShapeDependentBranch())
     assert graph.capture_method == "export"

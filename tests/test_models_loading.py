@@ -203,11 +203,6 @@ def test_corrupt_weights_file_is_a_model_load_error_saying_corrupt(model_file, t
     assert "corrupt" in str(info.value) and "broken.pt" in str(info.value)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a file of random non-pickle bytes is reported as 'refused ... it holds pickled Python objects, "
-    "not just tensors' (torch.load raises UnpicklingError for garbage too), instead of 'corrupt'",
-)
 def test_garbage_bytes_weights_file_is_reported_corrupt_not_pickled_code(model_file, tmp_path):
     path = tmp_path / "garbage.pt"
     path.write_bytes(b"this is not a checkpoint at all" * 4)
@@ -351,20 +346,15 @@ def test_pt2_archive_loads_with_its_example_input_shape(pt2_file):
         assert torch.allclose(loaded.module(x[:1]), nets.PlainCNN().eval()(x[:1]), atol=1e-6)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=UnsupportedOpError,
-    reason="BUG (regression in 1eda2f8): export graphs hold a '_guards_fn' call_module node (GuardsFn) that "
-    "used to be skipped as shapeless; it is now refused as an unsupported op, so no .pt2 archive builds",
-)
 def test_pt2_archive_builds_a_graph_with_the_fx_versions_layers(pt2_file):
     graph = build_graph(load(str(pt2_file)))
     fx_graph = build_graph(nets.PlainCNN())
     assert graph.capture_method == "export"
     shapes = [(layer.kind, layer.shape) for layer in graph.layers.values()]
     assert shapes == [(layer.kind, layer.shape) for layer in fx_graph.layers.values()]
-    # export keeps no module for a functional F.relu: those layers take their FX node names
-    assert list(graph.layers) == ["input", "relu", "relu_1", "relu_2", "fc"]
+    # names come from nn_module_stack: F.relu(self.conv1(x)) is conv1 whichever way the model was captured
+    assert list(graph.layers) == list(fx_graph.layers) == ["input", "conv1", "conv2", "conv3", "fc"]
+    assert [layer.sources for layer in graph.layers.values()] == [layer.sources for layer in fx_graph.layers.values()]
 
 
 # --------------------------------------------------------------------------------------------------------

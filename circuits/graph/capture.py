@@ -21,6 +21,11 @@ class Captured:
     gm: fx.GraphModule
     module_outputs: dict[str, list[tuple[str, type]]]
     method: str  # "fx" or "export"
+    leaf_calls: dict[str, tuple[str, str]] = None  # node -> (leaf module's qualified name, call key)
+
+    def __post_init__(self):
+        if self.leaf_calls is None:  # fx: a leaf module call is exactly one call_module node
+            self.leaf_calls = {n.name: (n.target, n.name) for n in self.gm.graph.nodes if n.op == "call_module"}
 
 
 class _RecordingTracer(fx.Tracer):
@@ -53,7 +58,8 @@ def _proxies(value):
 def capture(module: nn.Module, example: torch.Tensor) -> Captured:
     """Trace ``module`` (already in eval mode, already a private copy) into an FX graph."""
     if isinstance(module, fx.GraphModule):
-        return Captured(module, _outputs_from_stack(module.graph), "export")
+        outputs, leaf_calls = _outputs_from_stack(module.graph)
+        return Captured(module, outputs, "export", leaf_calls)
     tracer = _RecordingTracer()
     try:
         graph = tracer.trace(module)
@@ -66,17 +72,23 @@ def capture(module: nn.Module, example: torch.Tensor) -> Captured:
                 f"said '{_first_line(export_error)}'; make forward() free of data-dependent Python control flow"
             ) from None
         gm = program.module()
-        return Captured(gm, _outputs_from_stack(gm.graph), "export")
+        outputs, leaf_calls = _outputs_from_stack(gm.graph)
+        return Captured(gm, outputs, "export", leaf_calls)
     gm = fx.GraphModule(tracer.root, graph, type(module).__name__)
     return Captured(gm, tracer.module_outputs, "fx")
 
 
-def _outputs_from_stack(graph: fx.Graph) -> dict[str, list[tuple[str, type]]]:
-    """For export graphs: a node is a module's output when some user of it lies outside that module."""
+def _outputs_from_stack(graph: fx.Graph):
+    """For export graphs, from ``nn_module_stack``: which non-leaf module calls each node leaves (a user
+    lies outside that call), and which leaf module call (Conv2d, ReLU, ...) each node belongs to."""
     outputs: dict[str, list[tuple[str, type]]] = {}
+    leaf_calls: dict[str, tuple[str, str]] = {}
     for node in graph.nodes:
-        stack = node.meta.get("nn_module_stack") or {}
-        scopes = list(stack.items())
+        scopes = list((node.meta.get("nn_module_stack") or {}).items())
+        if scopes and _is_leaf_type(scopes[-1][1][1]):
+            key, (qualname, _) = scopes[-1][0], scopes[-1][1][:2]
+            leaf_calls[node.name] = (_clean_qualname(qualname), key)
+            scopes = scopes[:-1]
         found = []
         for key, value in reversed(scopes):  # innermost first
             qualname, mtype = value[0], value[1]
@@ -84,10 +96,20 @@ def _outputs_from_stack(graph: fx.Graph) -> dict[str, list[tuple[str, type]]]:
                 user.op == "output" or key not in (user.meta.get("nn_module_stack") or {}) for user in node.users
             )
             if leaves_scope and qualname:
-                found.append((_clean_qualname(qualname), mtype if isinstance(mtype, type) else object))
+                found.append((_clean_qualname(qualname), nn.Sequential if _type_name(mtype) == "Sequential" else mtype))
         if found:
             outputs[node.name] = found
-    return outputs
+    return outputs, leaf_calls
+
+
+def _type_name(mtype) -> str:
+    return mtype.__name__ if isinstance(mtype, type) else str(mtype).rpartition(".")[2]
+
+
+def _is_leaf_type(mtype) -> bool:
+    """torch.nn's own modules (Conv2d, ReLU, BatchNorm2d) are leaves; containers and user classes are not."""
+    path = f"{mtype.__module__}.{mtype.__name__}" if isinstance(mtype, type) else str(mtype)
+    return path.startswith("torch.nn.modules.") and _type_name(mtype) not in {"Sequential", "ModuleList", "ModuleDict"}
 
 
 def _clean_qualname(name: str) -> str:
@@ -100,11 +122,13 @@ def _clean_qualname(name: str) -> str:
 def shape_propagate(gm: fx.GraphModule, example: torch.Tensor) -> None:
     """Record each node's output shape in ``node.meta['shape']`` by running ``example`` through the graph."""
     shapes: dict[str, object] = {}
+    returns: dict[str, str] = {}
 
     class _Recorder(fx.Interpreter):
         def run_node(self, n):
             result = super().run_node(n)
             shapes[n.name] = tuple(result.shape) if isinstance(result, torch.Tensor) else None
+            returns[n.name] = _returns(result)
             return result
 
     try:
@@ -117,6 +141,16 @@ def shape_propagate(gm: fx.GraphModule, example: torch.Tensor) -> None:
         ) from None
     for node in gm.graph.nodes:
         node.meta["shape"] = shapes.get(node.name)
+        node.meta["returns"] = returns.get(node.name, "other")
+
+
+def _returns(result) -> str:
+    """"tensor", "tensors" (a tuple of them, as sort or max(dim) return) or "other" (sizes, guards)."""
+    if isinstance(result, torch.Tensor):
+        return "tensor"
+    if isinstance(result, (tuple, list)) and result and all(isinstance(r, torch.Tensor) for r in result):
+        return "tensors"
+    return "other"
 
 
 def _first_line(exc: BaseException) -> str:

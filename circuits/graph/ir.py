@@ -202,7 +202,7 @@ def _find_layers(captured: Captured) -> list[NeuronLayer]:
         elif ops.is_scaling(n, modules):
             if sum(a.name in dependent for a in _tensor_args(n)) >= 2:
                 kinds[n.name] = "gate"
-        elif not ops.is_linear(n, modules):  # tuple-returning ops (sort, max(dim)) included
+        elif not ops.is_linear(n, modules) and n.meta.get("returns") != "other":  # sort, max(dim) included
             raise UnsupportedOpError(
                 f"unsupported op '{ops.op_name(n, modules)}' at node '{n.name}': the neuron-graph IR knows only "
                 "the ops listed in circuits/graph/ops.py (CONTRIBUTING.md: adding an op)"
@@ -294,25 +294,24 @@ def _walk_sources(starts, kinds, names, modules):
 
 def _name_layers(layer_nodes, kinds, captured: Captured, modules, n_inputs: int) -> dict[str, str]:
     """Names users can read in ``print(model)``: see CONTRIBUTING.md, "How layers are named"."""
-    calls = Counter(n.target for n in captured.gm.graph.nodes if n.op == "call_module")
+    leaf = captured.leaf_calls
+    calls = Counter(qualname for qualname, _ in set(leaf.values()))
     names: dict[str, str] = {}
     used: set[str] = set()
     for n in layer_nodes:
-        name = None
-        if kinds[n.name] == "input":
-            name = "input" if n_inputs == 1 else n.name
+        name = "input" if kinds[n.name] == "input" and n_inputs == 1 else None
         for qualname, mtype in captured.module_outputs.get(n.name, []):
             if qualname and mtype is not nn.Sequential:
                 name = name or qualname
                 break
-        if name is None and n.op == "call_module" and calls[n.target] == 1:
-            name = n.target
-        if name is None and n.op != "call_module" and kinds[n.name] == "activation":
-            producer = _tensor_args(n)[0]
-            if producer.op == "call_module" and calls[producer.target] == 1 and producer.name not in kinds:
-                name = producer.target
+        if name is None and n.name in leaf and calls[leaf[n.name][0]] == 1:
+            name = leaf[n.name][0]  # a nonlinearity module called once
+        if name is None and n.name not in leaf and kinds[n.name] == "activation":
+            producer = _tensor_args(n)[0]  # F.relu(self.conv2(x)) is named after conv2
+            if producer.name in leaf and calls[leaf[producer.name][0]] == 1 and producer.name not in kinds:
+                name = leaf[producer.name][0]
         if name is None:
-            name = n.target if n.op == "call_module" else n.name
+            name = leaf[n.name][0] if n.name in leaf else n.name
         base, k = name, 1
         while name in used:
             name = f"{base}_{k}"
