@@ -13,6 +13,7 @@ import networkx as nx
 
 from circuits.errors import UsageError
 from circuits.graph import NeuronGraph, build_graph
+from circuits.graph.nonlinearity import describe as describe_nonlinearity
 
 METHODS = ("weights", "attribution")
 
@@ -58,7 +59,9 @@ def extract(
                 continue  # the input, or a gate: nothing to walk through
             jump = through if (step == 1 and through) else None
             edges, geometry, bias, total = tracer.inputs(t_layer, t_ch, jump)
-            kept = [e for e in edges if threshold is None or abs(e["weight"]) >= threshold][:top_k]
+            # an all-zero kernel is no connection at all, whatever top_k asks for
+            live = [e for e in edges if e["magnitude"] > 0 or e["weight"] != 0]
+            kept = [e for e in live if threshold is None or abs(e["weight"]) >= threshold][:top_k]
             circuit.nodes[node].update(bias=bias, inputs=geometry)
             kept_mass = sum(abs(e["weight"]) for e in kept)
             circuit.nodes[node]["pruned_share"] = 0.0 if total == 0 else max(0.0, 1 - kept_mass / total)
@@ -126,7 +129,8 @@ def _add_node(circuit: nx.DiGraph, graph: NeuronGraph, node: str, depth: int):
     info = graph.layers[layer]
     circuit.add_node(
         node, layer=layer, channel=int(ch), depth=depth, label=graph.labels.get(node), kind=info.kind,
-        nonlinearity=info.nonlinearity, shape=list(info.shape),
+        nonlinearity=info.nonlinearity, activation=describe_nonlinearity(graph, layer, int(ch)),
+        shape=list(info.shape),
     )  # fmt: skip
 
 

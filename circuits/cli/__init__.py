@@ -19,6 +19,7 @@ from circuits import __version__
 COMMANDS = {
     "layers": "circuits.cli.layers:layers",
     "extract": "circuits.cli.extract:extract",
+    "verify": "circuits.cli.verify:verify",
     "planted": "circuits.cli.planted:planted",
     "zoo": "circuits.cli.zoo:zoo",
     "catalog": "circuits.cli.catalog:catalog",

@@ -16,11 +16,13 @@ from circuits.cli._common import echo_json, load_model, model_options
 @click.option("--threshold", type=float, help="Drop edges whose |weight| is below this.")
 @click.option("--through", metavar="LAYER", help="First step jumps straight to LAYER with expanded weights.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (schema in the README).")
+@click.option("--emit", "emit_path", type=click.Path(dir_okay=False),
+              help="Reverse-compile the circuit into OUT.py and measure its faithfulness on --data.")  # fmt: skip
 @click.option("--render", "render_path", type=click.Path(dir_okay=False), help="Write a diagram: OUT.svg or OUT.png.")
 @click.option("--catalog", "catalog_path", type=click.Path(dir_okay=False), envvar="CIRCUITS_CATALOG",
               help="Record the circuit in this catalog (also $CIRCUITS_CATALOG).")  # fmt: skip
 def extract(model, weights, input_shape, neuron, depth, top_k, method, data, threshold, through, as_json,
-            render_path, catalog_path):  # fmt: skip
+            emit_path, render_path, catalog_path):  # fmt: skip
     """Extract the circuit that feeds one neuron of MODEL.
 
     Walks back from --neuron, keeping the --top-k strongest inputs of each neuron (by |strength|,
@@ -33,6 +35,7 @@ def extract(model, weights, input_shape, neuron, depth, top_k, method, data, thr
       circuits extract zoo:plain-cnn --neuron conv3:0 --depth 3 --top-k 4 --render conv3_0.svg
       circuits extract planted:union --neuron union:0 --json
       circuits extract zoo:plain-cnn --neuron conv3:0 --method attribution --data toyworld:256
+      circuits extract zoo:plain-cnn --neuron conv3:0 --emit conv3_0.py   # then: python conv3_0.py
     """
     from circuits.extract import extract as run_extract
     from circuits.extract import to_json
@@ -55,6 +58,10 @@ def extract(model, weights, input_shape, neuron, depth, top_k, method, data, thr
         from circuits.render import render_circuit
 
         render_circuit(circuit, render_path)
+    emitted = None
+    if emit_path:
+        emitted = _emit_and_verify(circuit, loaded, emit_path, data)
+        payload["emitted"] = {"path": emit_path, "faithfulness": emitted[1]}
     if catalog_path:
         from circuits.catalog import Catalog
 
@@ -62,13 +69,36 @@ def extract(model, weights, input_shape, neuron, depth, top_k, method, data, thr
             with catalog.transaction():
                 catalog.add_model(loaded.weights_hash, loaded.spec, architecture=type(loaded.module).__name__,
                                   spec=loaded.spec, parameters=sum(p.numel() for p in loaded.module.parameters()))  # fmt: skip
-                catalog.add_circuit(loaded.weights_hash, {**payload, "parameters": arguments})
+                circuit_id = catalog.add_circuit(loaded.weights_hash, {**payload, "parameters": arguments})
+                if emitted:
+                    catalog.add_module(circuit_id, emitted[0], emitted[1])
     if as_json:
         echo_json(payload, arguments, loaded.weights_hash)
         return
     click.echo(format_tree(payload))
     if render_path:
         click.echo(f"diagram written to {render_path}", err=True)
+    if emitted:
+        from circuits.cli.verify import summary
+
+        click.echo(f"module written to {emit_path}; faithfulness:\n{summary(emitted[1])}", err=True)
+
+
+def _emit_and_verify(circuit, loaded, emit_path, data_spec):
+    """Write the module, measure it on held-out data, record the numbers in it; returns (code, report)."""
+    from pathlib import Path
+
+    from circuits.cli.verify import DEFAULT_DATA
+    from circuits.compile import emit, record, verify
+    from circuits.data import load_data
+
+    spec = data_spec or DEFAULT_DATA
+    path = emit(circuit).write(emit_path)
+    report = verify(path, loaded, load_data(spec, loaded.input_shape))
+    record(path, report, spec)
+    summary = {k: v for k, v in report.items() if k != "neurons"}
+    summary["neurons"] = {n: v for n, v in report["neurons"].items()}
+    return Path(path).read_text(), summary
 
 
 def format_tree(payload: dict) -> str:

@@ -1,0 +1,56 @@
+"""`circuits verify`: measure how faithful an emitted module is to the model it came from."""
+
+import click
+
+from circuits.cli._common import echo_json
+
+DEFAULT_DATA = "toyworld:256:12345"  # held out: the zoo trains on other seeds
+
+
+@click.command()
+@click.argument("module_path", metavar="OUT.py", type=click.Path(dir_okay=False))
+@click.option("--model", "model", required=True, metavar="MODEL", help="The model the module was emitted from.")
+@click.option("--weights", type=click.Path(dir_okay=False), help="state_dict file (loaded with weights_only=True).")
+@click.option("--input-shape", metavar="C,H,W", help="Example input shape, if the model does not say.")
+@click.option("--data", default=DEFAULT_DATA, show_default=True, metavar="SPEC", help="Held-out probe images.")
+@click.option("--record/--no-record", default=True, show_default=True,
+              help="Write the numbers into the module's FAITHFULNESS block.")  # fmt: skip
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def verify(module_path, model, weights, input_shape, data, record, as_json):
+    """Run an emitted circuit module on MODEL's real leaf activations and compare every neuron.
+
+    Reports R², Pearson r and top-image agreement (top 10 images by peak activation) per neuron;
+    when the circuit reaches the input, the target's numbers are end to end.
+
+    \b
+    Example:
+      circuits extract zoo:plain-cnn --neuron conv3:0 --emit conv3_0.py
+      circuits verify conv3_0.py --model zoo:plain-cnn --data toyworld:512:7 --json
+    """
+    from circuits.cli._common import load_model
+    from circuits.compile import record as record_numbers
+    from circuits.compile import verify as run_verify
+    from circuits.data import load_data
+
+    loaded = load_model(model, weights, input_shape)
+    report = run_verify(module_path, loaded, load_data(data, loaded.input_shape))
+    if record:
+        record_numbers(module_path, report, data)
+    arguments = {"module": module_path, "model": model, "weights": weights, "data": data}
+    if as_json:
+        echo_json({"model": loaded.spec, **report}, arguments, loaded.weights_hash)
+        return
+    click.echo(summary(report))
+
+
+def summary(report: dict) -> str:
+    def number(value):
+        return "n/a (constant)" if value is None else f"{value:.4f}"
+
+    lines = [f"{report['target']}: R² {number(report['r2'])}, r {number(report['pearson'])}, "
+             f"top-image agreement {number(report['top_image_agreement'])} on {report['images']} images"
+             + (" (end to end)" if report["end_to_end"] else "")]  # fmt: skip
+    for neuron, numbers in report["neurons"].items():
+        if neuron != report["target"]:
+            lines.append(f"  {neuron}: R² {number(numbers['r2'])}")
+    return "\n".join(lines)

@@ -1,0 +1,110 @@
+"""Faithfulness: run an emitted module on the model's real leaf activations and compare every neuron.
+
+Per neuron: R² (1 - residual / total variance over all images and positions), Pearson r, and agreement
+on the top-activating images (overlap of the top 10 images by spatial maximum). When every leaf is an
+input channel, the target's numbers are end-to-end: image in, neuron out.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from circuits.compile.emit import FAITHFULNESS_BEGIN, FAITHFULNESS_END
+from circuits.errors import BadSpecError, UsageError
+
+TOP_IMAGES = 10
+
+
+def load_module(path: str | Path):
+    """Import an emitted module from its file (it is plain numpy code written by `emit`)."""
+    path = Path(path)
+    if not path.is_file():
+        raise BadSpecError(f"emitted module '{path}' does not exist: check the path")
+    name = f"_circuits_emitted_{abs(hash(str(path.resolve())))}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        raise UsageError(f"cannot import '{path}': {type(exc).__name__}: {exc}") from None
+    if not all(hasattr(module, a) for a in ("run", "LEAVES", "TARGET", "NEURONS")):
+        raise UsageError(f"'{path}' is not a module emitted by circuits (no run/LEAVES/TARGET/NEURONS)")
+    sys.modules.pop(name, None)
+    return module
+
+
+def verify(module, model, data: torch.Tensor, check_weights: bool = True) -> dict:
+    """Faithfulness of an emitted module (path or imported module) to ``model`` on ``data``."""
+    from circuits.graph import build_graph
+    from circuits.trace.activations import layer_activations
+
+    if isinstance(module, (str, Path)):
+        module = load_module(module)
+    graph = build_graph(model)
+    if check_weights and getattr(module, "WEIGHTS_SHA256", None) not in (None, graph.weights_hash):
+        raise UsageError(
+            "the module was emitted from different weights than this model's "
+            f"({module.WEIGHTS_SHA256[:12]}… vs {graph.weights_hash[:12]}…): pass the model it came from"
+        )
+    neurons = list(module.LEAVES) + list(module.NEURONS)
+    for neuron in neurons:
+        graph.neuron(neuron)
+    layers = sorted({n.rpartition(":")[0] for n in neurons})
+    acts = layer_activations(graph, data, layers)
+    real = {n: acts[n.rpartition(":")[0]][:, int(n.rpartition(":")[2])].double().numpy() for n in neurons}
+    emitted = module.run({leaf: real[leaf] for leaf in module.LEAVES})
+    per_neuron = {n: _compare(real[n], np.asarray(emitted[n])) for n in module.NEURONS}
+    end_to_end = all(leaf.rpartition(":")[0] == "input" for leaf in module.LEAVES)
+    target = per_neuron[module.TARGET]
+    return {
+        "target": module.TARGET,
+        "images": int(len(data)),
+        "end_to_end": end_to_end,
+        "r2": target["r2"],
+        "pearson": target["pearson"],
+        "top_image_agreement": target["top_image_agreement"],
+        "max_abs_error": target["max_abs_error"],
+        "neurons": per_neuron,
+    }
+
+
+def _compare(real: np.ndarray, emitted: np.ndarray) -> dict:
+    """R² and r are None where the real neuron is constant on the data: there is nothing to explain."""
+    if real.shape != emitted.shape:
+        raise UsageError(f"emitted map has shape {emitted.shape}, the model's has {real.shape}")
+    a, b = real.ravel(), emitted.ravel()
+    error = float(np.abs(a - b).max()) if a.size else 0.0
+    constant = a.std() <= 1e-6 * max(1.0, float(np.abs(a).max()))
+    r2 = pearson = None
+    if not constant:
+        r2 = 1.0 - float(((a - b) ** 2).sum()) / float(((a - a.mean()) ** 2).sum())
+        pearson = float(np.corrcoef(a, b)[0, 1]) if b.std() > 0 else 0.0
+    peak_real = real.reshape(len(real), -1).max(1)
+    peak_emitted = emitted.reshape(len(emitted), -1).max(1)
+    k = min(TOP_IMAGES, len(real))
+    top_real = set(np.argsort(-peak_real, kind="stable")[:k].tolist())
+    top_emitted = set(np.argsort(-peak_emitted, kind="stable")[:k].tolist())
+    agreement = len(top_real & top_emitted) / k if k and not constant else None
+    return {"r2": r2, "pearson": pearson, "top_image_agreement": agreement, "max_abs_error": error}
+
+
+def record(path: str | Path, report: dict, data_spec: str | None) -> None:
+    """Write the measured numbers into the module's FAITHFULNESS block (and nothing else)."""
+    path = Path(path)
+    source = path.read_text()
+    keys = ("target", "images", "end_to_end", "r2", "pearson", "top_image_agreement", "max_abs_error")
+    summary = {k: report[k] for k in keys}
+    summary["data"] = data_spec
+    summary = {k: (round(v, 6) if isinstance(v, float) else v) for k, v in summary.items()}
+    lines = ["FAITHFULNESS = {"] + [f"    {k!r}: {v!r}," for k, v in summary.items()] + ["}"]
+    block = FAITHFULNESS_BEGIN + "\n" + "\n".join(lines) + "\n" + FAITHFULNESS_END
+    pattern = re.escape(FAITHFULNESS_BEGIN) + r".*?" + re.escape(FAITHFULNESS_END)
+    if not re.search(pattern, source, flags=re.S):
+        raise UsageError(f"'{path}' has no FAITHFULNESS block: was it emitted by circuits?")
+    path.write_text(re.sub(pattern, lambda _: block, source, count=1, flags=re.S))
