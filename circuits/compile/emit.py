@@ -87,12 +87,13 @@ def emit(circuit: nx.DiGraph, motifs: list[dict] | None = None, inline_limit: in
     literals: list[str] = []
     helpers: set[str] = set()
     functions: list[str] = []
+    wiring: dict[str, list[tuple[str, str]]] = {}
     for node in order:
         if node in leaves:
             continue
-        functions.append(_function(circuit, node, names, roles, constants, literals, helpers, inline_limit))
+        functions.append(_function(circuit, node, names, roles, constants, literals, helpers, inline_limit, wiring))
     npz_name = _npz_name(constants) if constants else None
-    code = _module(circuit, order, leaves, names, functions, literals, helpers, npz_name)
+    code = _module(circuit, order, leaves, names, functions, literals, helpers, npz_name, wiring)
     return EmittedModule(code=code, constants=constants, npz_name=npz_name, functions={n: names[n] for n in order})
 
 
@@ -101,7 +102,7 @@ def _sort_key(circuit, node):
     return f"{999 - attrs['depth']:03d}|{attrs['layer']}|{attrs['channel']:06d}"
 
 
-def _function(circuit, node, names, roles, constants, literals, helpers, inline_limit) -> str:
+def _function(circuit, node, names, roles, constants, literals, helpers, inline_limit, wiring) -> str:
     attrs = circuit.nodes[node]
     inputs = sorted(circuit.in_edges(node, data=True), key=lambda e: (-abs(e[2]["weight"]), e[0]))
     body, lines = [], []
@@ -113,6 +114,7 @@ def _function(circuit, node, names, roles, constants, literals, helpers, inline_
         else:
             constants[const] = kernel
             literals.append(f"{const} = _CONSTANTS[{const!r}]  # {text(source)} -> {text(node)}, {kernel.shape}")
+        wiring.setdefault(node, []).append((source, const))
         term, helper = _term(circuit, source, node, const, kernel)
         if helper:
             helpers.add(helper)
@@ -198,7 +200,7 @@ def _roles(motifs: list[dict], circuit) -> dict[str, list[str]]:
     return roles
 
 
-def _module(circuit, order, leaves, names, functions, literals, helpers, npz_name) -> str:
+def _module(circuit, order, leaves, names, functions, literals, helpers, npz_name, wiring) -> str:
     g = circuit.graph
     header = [
         f'"""Reverse-compiled circuit of {text(g["target"])} in {text(g.get("model"))}.',
@@ -244,4 +246,8 @@ def _module(circuit, order, leaves, names, functions, literals, helpers, npz_nam
     parts.append('def target(inputs):\n    """The target neuron\'s activation map."""\n    return run(inputs)[TARGET]')
     neurons = [f"    {n!r}: {names[n]}," for n in order if n not in leaves]
     parts.append("NEURONS = {\n" + "\n".join(neurons) + "\n}")
+    wires = []
+    for n in (n for n in order if n in wiring):
+        wires += [f"    {n!r}: ["] + [f"        ({s!r}, {c})," for s, c in wiring[n]] + ["    ],"]
+    parts.append("# who feeds whom: target -> [(source, kernel)]\nWIRING = {\n" + "\n".join(wires) + "\n}")
     return "\n\n\n".join(parts) + "\n"
