@@ -71,8 +71,8 @@ def generate(n: int, seed: int = 0, size: int = 32, rgb: bool = False, task: str
         channels = 3 if rgb else 1
         return torch.zeros(0, channels, size, size), torch.zeros(0, dtype=torch.long), {}
     grid = _grid(size)
-    alpha, labels, latents = _RENDER[task](rng, n, grid, size)
-    images = _compose(rng, alpha, rgb)
+    alpha, labels, latents, background = _RENDER[task](rng, n, grid, size)
+    images = _compose(rng, alpha, rgb, background)
     return torch.from_numpy(images), torch.from_numpy(labels.astype(np.int64)), latents
 
 
@@ -239,9 +239,9 @@ def _render_objects(rng, n, grid, size):
         body[idx] = _coverage(d_body * _col(scale[idx]) * px)
         if d_eye is not None:
             eye[idx] = _coverage(d_eye * _col(scale[idx]) * px)
-    layers.append((body * (1 - eye), rng.uniform(0.85, 1.0, n).astype(np.float32)))
+    layers.append((body * (1 - eye), rng.uniform(0.95, 1.0, n).astype(np.float32)))
     latents = {"facing": facing, "angle": angle, "x": cx, "y": cy, "scale": scale}
-    return layers, labels, latents
+    return layers, labels, latents, (0.05, 0.1)
 
 
 def _arc_distance(grid, cx, cy, orient_deg, radius, span_deg, thickness_px, size):
@@ -274,7 +274,7 @@ def _render_curves(rng, n, grid, size):
         "facing": np.zeros(n, np.int64), "angle": orient, "x": cx, "y": cy, "scale": radius,
         "radius": radius, "span": span,
     }
-    return [(cov, rng.uniform(0.7, 1.0, n).astype(np.float32))], labels, latents
+    return [(cov, rng.uniform(0.7, 1.0, n).astype(np.float32))], labels, latents, (0.0, 0.2)
 
 
 def _render_primitives(rng, n, grid, size):
@@ -303,16 +303,21 @@ def _render_primitives(rng, n, grid, size):
         idx = labels == k
         cov[idx] = image[idx]
     latents = {"facing": np.zeros(n, np.int64), "angle": angle, "x": cx, "y": cy, "scale": scale}
-    return [(cov, rng.uniform(0.7, 1.0, n).astype(np.float32))], labels, latents
+    return [(cov, rng.uniform(0.7, 1.0, n).astype(np.float32))], labels, latents, (0.0, 0.2)
 
 
 _RENDER = {"objects": _render_objects, "curves": _render_curves, "primitives": _render_primitives}
 
 
-def _compose(rng, layers, rgb: bool) -> np.ndarray:
-    """Paint coverage layers over a background, in grey or colour, then add sensor noise."""
+def _compose(rng, layers, rgb: bool, background_range=(0.0, 0.2)) -> np.ndarray:
+    """Paint coverage layers over a background, in grey or colour, then add sensor noise.
+
+    Objects are drawn at nearly constant contrast (bright on a dark background): a contrast that varies
+    by a factor of two scales every activation alike and hides how differently neurons respond to an
+    object and to its mirror image, which is what the reflection measurements look at.
+    """
     n, size, _ = layers[0][0].shape
-    background = rng.uniform(0.0, 0.2, n).astype(np.float32)
+    background = rng.uniform(*background_range, n).astype(np.float32)
     noise_sigma = rng.uniform(0.01, 0.06, n).astype(np.float32)
     if rgb:
         bg_colour = rng.uniform(0.0, 0.35, (n, 3)).astype(np.float32)
