@@ -14,6 +14,7 @@ import networkx as nx
 from circuits.errors import UsageError
 from circuits.graph import NeuronGraph, build_graph
 from circuits.graph.nonlinearity import describe as describe_nonlinearity
+from circuits.graph.paths import pooled_entry
 
 METHODS = ("weights", "attribution")
 
@@ -97,8 +98,11 @@ class _Tracer:
             attributions = None
             if self.method == "attribution":
                 attributions = {s: trace.attribution(self.graph, s, layer, self.data) for s in weights.sources}
-            self.memo[key] = (weights, attributions)
-        weights, attributions = self.memo[key]
+            pooled = None
+            if not through and any(pooled_entry(self.graph, s, layer) for s in weights.sources):
+                pooled = {k.source: k for k in trace.weights(self.graph, layer, at_entry=True).kernel_sets}
+            self.memo[key] = (weights, attributions, pooled)
+        weights, attributions, pooled = self.memo[key]
         edges, geometry = [], {}
         for ks in weights.kernel_sets:
             geometry[ks.source] = {
@@ -106,6 +110,14 @@ class _Tracer:
                 "stride": None if ks.stride is None else list(ks.stride), "clipped": ks.clipped,
                 "expanded": ks.expanded,
             }  # fmt: skip
+            entry = pooled.get(ks.source) if pooled else None
+            if entry is not None and entry.entry is not None:
+                geometry[ks.source]["entry"] = {
+                    "pool": entry.entry, "origin": list(entry.origin), "stride": None if entry.stride is None
+                    else list(entry.stride), "position": None if entry.position is None else list(entry.position),
+                }  # fmt: skip
+            else:
+                entry = None
             kernels = ks.kernels[channel]
             strengths = kernels.flatten(1).sum(-1)
             scores = attributions[ks.source].tensor[channel] if attributions else strengths
@@ -116,6 +128,7 @@ class _Tracer:
                     "strength": float(strengths[c]), "magnitude": float(kernels[c].norm()),
                     "sign": 1 if float(scores[c]) >= 0 else -1, "kernel": kernels[c].tolist(),
                     "method": self.method, "expanded": ks.expanded,
+                    **({"entry_kernel": entry.kernels[channel][c].tolist()} if entry is not None else {}),
                 })  # fmt: skip
         # |strength| ranks; ties (zero-sum kernels such as edge detectors) go to the larger kernel
         edges.sort(key=lambda e: (-abs(e["weight"]), -e["magnitude"], e["source"]))

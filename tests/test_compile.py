@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 import torch
-from nets import MLP, DenseNetLike, EfficientNetLike, MobileNetLike, ONetLike, ResNet
+from nets import MLP, DenseNetLike, EfficientNetLike, InceptionNet, MobileNetLike, ONetLike, PlainCNN, ResNet
 
 from circuits import planted
 from circuits.compile import emit, record, verify
@@ -86,6 +86,10 @@ def _spec_column(spec, graph, layer, source_layer, source_channel):
         (ONetLike, "prelu3:5"),  # PReLU, dense layer over a permuted conv map
         (MLP, "act2:2"),  # GELU over Tanh
         (DenseNetLike, "norm:8"),  # concat of earlier layers
+        (PlainCNN, "conv3:3"),  # the real max pool, then the conv: not the average-pool reading
+        (PlainCNN, "fc:1"),  # dense output over a max-pooled, flattened map
+        (InceptionNet, "inc1.bp:1"),  # Inception's pooling branch (3x3 max pool, stride 1, padding 1)
+        (ONetLike, "prelu2:2"),  # ceil-mode max pooling
     ],
 )
 def test_emitted_neuron_reproduces_real_architectures_exactly(net, target, tmp_path):

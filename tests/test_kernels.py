@@ -402,7 +402,7 @@ GEOMETRY = {
     (nets.InceptionNet, "inc1.b1", "inc2.bp"): ((3, 3), (7, 7), (8, 8), (1, 1)),  # pool 3 stride 1 pad 1
     (nets.ResNet, "layer1.1", "layer2.0.relu"): ((3, 3), (7, 7), (4, 4), (2, 2)),
     (nets.ResNet, "relu", "layer1.0"): ((1, 1), (8, 8), (8, 8), (1, 1)),
-    (nets.ONetLike, "prelu1", "prelu2"): ((6, 6), (2, 2), (1, 1), None),  # 3x3 map: stride not measurable
+    (nets.ONetLike, "prelu1", "prelu2"): ((6, 6), (2, 2), (1, 1), (2, 2)),  # 2x2 ceil-mode pool, then conv
     (nets.DenseNetLike, "input", "norm"): ((3, 3), (4, 4), (5, 5), (1, 1)),
     (nets.EfficientNetLike, "dw.2", "se.act"): ((12, 12), (0, 0), (0, 0), None),  # global pooling
 }

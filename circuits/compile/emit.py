@@ -45,6 +45,28 @@ HELPERS = {
             result += kernel[dy, dx] * canvas[:, rows, cols]
     return result
 ''',
+    "_max_pool": '''def _max_pool(x, kernel, stride, padding, ceil_mode):
+    """Max pooling of maps x [N, H, W], as torch's max_pool2d computes it."""
+    (kh, kw), (sy, sx), (py, px) = kernel, stride, padding
+    n, h, w = x.shape
+
+    def length(size, k, s, p):
+        out = (size + 2 * p - k + (s - 1 if ceil_mode else 0)) // s + 1
+        return out - 1 if ceil_mode and (out - 1) * s >= size + p else out
+
+    oh, ow = length(h, kh, sy, py), length(w, kw, sx, px)
+    height = max(h + 2 * py, (oh - 1) * sy + kh)
+    width = max(w + 2 * px, (ow - 1) * sx + kw)
+    canvas = np.full((n, height, width), -np.inf)
+    canvas[:, py:py + h, px:px + w] = x
+    result = np.full((n, oh, ow), -np.inf)
+    for dy in range(kh):
+        for dx in range(kw):
+            rows = slice(dy, dy + (oh - 1) * sy + 1, sy)
+            cols = slice(dx, dx + (ow - 1) * sx + 1, sx)
+            result = np.maximum(result, canvas[:, rows, cols])
+    return result
+''',
     "_dense": '''def _dense(x, kernel):
     """A dense neuron reading a whole map x [N, H, W] through a weight map [H, W]."""
     return np.tensordot(x, kernel, axes=([1, 2], [0, 1]))
@@ -107,7 +129,9 @@ def _function(circuit, node, names, roles, constants, literals, helpers, inline_
     inputs = sorted(circuit.in_edges(node, data=True), key=lambda e: (-abs(e[2]["weight"]), e[0]))
     body, lines = [], []
     for i, (source, _, edge) in enumerate(inputs):
-        kernel = np.asarray(edge["kernel"], dtype=np.float64)
+        geometry = attrs["inputs"][circuit.nodes[source]["layer"]]
+        entry = geometry.get("entry") if "entry_kernel" in edge else None
+        kernel = np.asarray(edge["entry_kernel"] if entry else edge["kernel"], dtype=np.float64)
         const = f"{names[node].upper()}_K{i}"
         if kernel.size <= inline_limit:
             literals.append(f"# {text(source)} -> {text(node)}\n{const} = {_literal(kernel)}")
@@ -115,10 +139,9 @@ def _function(circuit, node, names, roles, constants, literals, helpers, inline_
             constants[const] = kernel
             literals.append(f"{const} = _CONSTANTS[{const!r}]  # {text(source)} -> {text(node)}, {kernel.shape}")
         wiring.setdefault(node, []).append((source, const))
-        term, helper = _term(circuit, source, node, const, kernel)
-        if helper:
-            helpers.add(helper)
-        body.append(f"    total {'=' if i == 0 else '+='} {term}")
+        term, needed = _term(circuit, source, node, const, kernel, entry or geometry)
+        helpers.update(needed)
+        body.append(_wrap(f"    total {'=' if i == 0 else '+='} ", term))
         label = circuit.nodes[source].get("label")
         lines.append(f"      {edge['weight']:+.4f}  {text(source)}" + (f"  \"{text(label)}\"" if label else ""))
     bias = attrs.get("bias")
@@ -140,22 +163,62 @@ def _function(circuit, node, names, roles, constants, literals, helpers, inline_
     return "\n".join([f"def {names[node]}(acts):", *doc, *body, f"    return {applied}", ""])
 
 
-def _term(circuit, source, node, const, kernel):
-    """The code for one input's contribution, and the helper it needs."""
-    geometry = circuit.nodes[node]["inputs"][circuit.nodes[source]["layer"]]
+def _term(circuit, source, node, const, kernel, geometry):
+    """The code for one input's contribution, and the helpers it needs.
+
+    ``geometry`` places the kernel; when it has a ``pool``, the real max pool is applied to the source
+    first and the kernel is the one taken at the pooled map (see compute_kernels(at_entry=True)).
+    """
     src = f'acts["{text(source)}"]'
-    source_spatial = circuit.nodes[source]["shape"][1:]
+    source_spatial = list(circuit.nodes[source]["shape"][1:])
     target_spatial = circuit.nodes[node]["shape"][1:]
+    needed = []
+    pool = geometry.get("pool")
+    if pool and pool["op"] == "amax":
+        src = f"{src}.max(axis=(1, 2){', keepdims=True' if pool['keepdim'] else ''})"
+        source_spatial = [1, 1] if pool["keepdim"] else []
+    elif pool:
+        src = f"_max_pool({src}, {tuple(pool['kernel_size'])}, {tuple(pool['stride'])}, {tuple(pool['padding'])}, {pool['ceil_mode']})"
+        source_spatial = [_pooled(n, k, s, p, pool["ceil_mode"]) for n, k, s, p in
+                          zip(source_spatial, pool["kernel_size"], pool["stride"], pool["padding"])]  # fmt: skip
+        needed.append("_max_pool")
     if geometry["position"] is None:  # dense target
         if not source_spatial:
-            return f"{float(kernel.reshape(-1)[0])!r} * {src}", None
-        return f"_dense({src}, {const})", "_dense"
+            return f"{_number(kernel.reshape(-1)[0])} * {src}", needed
+        return f"_dense({src}, {const})", [*needed, "_dense"]
     position, origin = geometry["position"], geometry["origin"]
     stride = geometry["stride"] or [max(1, round(s / t)) for s, t in zip(source_spatial, target_spatial)]
     pad = [p * s - o for p, s, o in zip(position, stride, origin)]
     if kernel.size == 1 and list(stride) == [1, 1] and pad == [0, 0] and source_spatial == target_spatial:
-        return f"{float(kernel.reshape(-1)[0])!r} * {src}", None
-    return f"_correlate({src}, {const}, {tuple(stride)}, {tuple(pad)}, {tuple(target_spatial)})", "_correlate"
+        return f"{_number(kernel.reshape(-1)[0])} * {src}", needed
+    return f"_correlate({src}, {const}, {tuple(stride)}, {tuple(pad)}, {tuple(target_spatial)})", [*needed, "_correlate"]
+
+
+def _wrap(prefix: str, call: str, width: int = 88) -> str:
+    """``prefix + call`` on one line if it fits, else one argument per line (keeps modules ruff-clean)."""
+    if len(prefix) + len(call) <= width or "(" not in call:
+        return prefix + call
+    name, _, inner = call.partition("(")
+    args, depth, current = [], 0, ""
+    for ch in inner[:-1]:  # split the outer argument list at top-level commas
+        depth += ch in "([{"
+        depth -= ch in ")]}"
+        if ch == "," and depth == 0:
+            args.append(current.strip())
+            current = ""
+        else:
+            current += ch
+    args.append(current.strip())
+    indent = " " * (len(prefix) - len(prefix.lstrip()) + 4)
+    return prefix + name + "(\n" + "".join(f"{indent}{a},\n" for a in args) + indent[:-4] + ")"
+
+
+def _pooled(size: int, kernel: int, stride: int, padding: int, ceil_mode: bool) -> int:
+    """Output length of max pooling, as torch computes it."""
+    out = (size + 2 * padding - kernel + (stride - 1 if ceil_mode else 0)) // stride + 1
+    if ceil_mode and (out - 1) * stride >= size + padding:
+        out -= 1
+    return out
 
 
 def _plus(expression: str, bias) -> str:

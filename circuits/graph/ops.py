@@ -55,7 +55,7 @@ LINEAR_FUNCS = {
 SCALING_FUNCS = {"mul", "mul_", "imul", "truediv", "div", "div_", "itruediv", "matmul", "mm", "bmm", "einsum"}
 MAXPOOL_FUNCS = {
     "max_pool1d", "max_pool2d", "max_pool3d", "max_pool2d_with_indices", "adaptive_max_pool1d",
-    "adaptive_max_pool2d",
+    "adaptive_max_pool2d", "amax",
 }  # fmt: skip
 # Ops whose results are not tensors (shapes, sizes): they never carry activations.
 META_FUNCS = {

@@ -227,6 +227,10 @@ def _as_average_pool(n: fx.Node, args, kwargs, modules):
         kernel, stride, padding, dilation, ceil = m.kernel_size, m.stride, m.padding, m.dilation, m.ceil_mode
     else:
         name = ops.op_name(n, modules)
+        if name == "amax":  # a max over whole dimensions: their mean
+            dims = kwargs.get("dim", args[1] if len(args) > 1 else None)
+            keepdim = kwargs.get("keepdim", args[2] if len(args) > 2 else False)
+            return x.mean(dim=dims, keepdim=keepdim) if dims not in (None, (), []) else x.mean()
         params = _maxpool_args(name, args[1:], kwargs)
         if name.startswith("adaptive"):
             out = _adaptive_avg(x, params["output_size"])
@@ -351,7 +355,7 @@ def _valid_pool(n, args, kwargs, modules):
         kernel, stride, dilation = m.kernel_size, m.stride, getattr(m, "dilation", 1)
     else:
         name = ops.op_name(n, modules)
-        if name.startswith("adaptive"):
+        if name.startswith("adaptive") or name == "amax":
             raise NotTranslationEquivariant(n.name)
         params = _maxpool_args(name, args[1:], kwargs)
         kernel, stride, dilation = params["kernel_size"], params.get("stride"), params.get("dilation", 1)
@@ -361,3 +365,60 @@ def _valid_pool(n, args, kwargs, modules):
     pool = {3: F.avg_pool1d, 4: F.avg_pool2d, 5: F.avg_pool3d}[x.dim()]
     out = pool(x, kernel, stride, 0)
     return (out, None) if _returns_pair(n) else out
+
+
+def pooled_entry(graph, source: str, target: str) -> tuple[str, dict] | None:
+    """The max pool that every path from layer ``source`` to ``target``'s pre-activation starts with.
+
+    Returns ``(node name of the pooled map, pool description)`` or None. Faithful code applies the real
+    max pool to the source and then the linear part, whose kernels are taken at the pooled map.
+    """
+    t_layer, s_layer = graph.layers[target], graph.layers[source]
+    bounds = [graph.layers[x].node for x in t_layer.sources]
+    on_path = {n.name for n in path_nodes(graph, bounds, t_layer.preact)}
+    users = [u for u in graph.nodes[s_layer.node].users if u.name in on_path]
+    if len(users) != 1 or not ops.is_maxpool(users[0], graph.modules):
+        return None
+    pool = users[0]
+    spec = _pool_description(pool, graph.modules)
+    if spec is None:
+        return None
+    if _returns_pair(pool):  # aten's (values, indices): the entry is the values
+        values = [u for u in pool.users if u.target is operator.getitem and u.args[1] == 0]
+        if len(values) != 1:
+            return None
+        return values[0].name, spec
+    return pool.name, spec
+
+
+def _pool_description(n: fx.Node, modules) -> dict | None:
+    if n.op == "call_module":
+        m = modules[n.target]
+        if isinstance(m, nn.AdaptiveMaxPool2d):
+            return {"op": "amax", "dims": [2, 3], "keepdim": True} if _pair(m.output_size) == (1, 1) else None
+        if not isinstance(m, nn.MaxPool2d):
+            return None
+        params = {"kernel_size": m.kernel_size, "stride": m.stride, "padding": m.padding, "dilation": m.dilation,
+                  "ceil_mode": m.ceil_mode}  # fmt: skip
+    else:
+        name = ops.op_name(n, modules)
+        if name == "amax":
+            dims = n.kwargs.get("dim", n.args[1] if len(n.args) > 1 else None)
+            keepdim = n.kwargs.get("keepdim", n.args[2] if len(n.args) > 2 else False)
+            rank = len(n.args[0].meta.get("shape") or ())
+            dims = sorted(d % rank for d in _tuple(dims)) if dims is not None else None
+            return {"op": "amax", "dims": dims, "keepdim": bool(keepdim)} if dims == [2, 3] else None
+        if name not in ("max_pool2d", "max_pool2d_with_indices"):
+            return None
+        params = _maxpool_args(name, n.args[1:], n.kwargs)
+    stride = params.get("stride")
+    stride = stride if stride not in (None, [], ()) else params["kernel_size"]
+    if _pair(params.get("dilation", 1)) != (1, 1):
+        return None
+    return {"op": "max_pool2d", "kernel_size": list(_pair(params["kernel_size"])), "stride": list(_pair(stride)),
+            "padding": list(_pair(params.get("padding", 0))), "ceil_mode": bool(params.get("ceil_mode", False))}  # fmt: skip
+
+
+def _pair(v) -> tuple[int, int]:
+    v = _tuple(v)
+    return (int(v[0]), int(v[0])) if len(v) == 1 else (int(v[0]), int(v[1]))

@@ -17,11 +17,13 @@ from circuits.trace.result import Attribution, Edge, Weights
 
 
 def weights(model, target: str, source: str | list[str] | None = None, *, expanded: bool = False,
-            input_shape=None, use_cache: bool = True) -> Weights:  # fmt: skip
+            at_entry: bool = False, input_shape=None, use_cache: bool = True) -> Weights:  # fmt: skip
     """Kernels into layer ``target`` from ``source`` (default: all its direct sources).
 
     With ``expanded=True`` the source may be any earlier layer: nonlinearities between are read as the
     identity and max pooling as average pooling (Distill's expanded weights), and every path counts.
+    With ``at_entry=True`` a source that is max-pooled first is traced from the pooled map (for faithful
+    code: see KernelSet.entry).
     """
     graph = build_graph(model, input_shape)
     t_layer = graph.layer(target)
@@ -31,10 +33,10 @@ def weights(model, target: str, source: str | list[str] | None = None, *, expand
         sources = [source] if isinstance(source, str) else list(source)
         for s in sources:
             graph.layer(s)
-    key = {"target": target, "sources": sources, "expanded": expanded}
+    key = {"target": target, "sources": sources, "expanded": expanded, "at_entry": at_entry}
     kernel_sets = cache.load(graph.weights_hash, **key) if use_cache else None
     if kernel_sets is None:
-        kernel_sets = compute_kernels(graph, sources, target, expanded=expanded)
+        kernel_sets = compute_kernels(graph, sources, target, expanded=expanded, at_entry=at_entry)
         if not kernel_sets and source is not None:
             raise UsageError(f"no path from '{sources[0]}' to '{target}': it does not feed that layer")
         if use_cache:

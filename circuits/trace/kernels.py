@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from circuits.errors import UsageError
-from circuits.graph.paths import NotTranslationEquivariant, make_path_function
+from circuits.graph.paths import NotTranslationEquivariant, make_path_function, pooled_entry
 
 CHUNK_ELEMENTS = 2**25  # elements per batched backward (~128 MB of float32): bounds memory on big layers
 
@@ -41,6 +41,7 @@ class KernelSet:
     clipped: bool
     expanded: bool
     target_spatial: tuple[int, ...] = ()
+    entry: dict | None = None  # the max pool applied to the source first (at_entry=True), else None
 
     @property
     def strength(self) -> torch.Tensor:
@@ -77,11 +78,15 @@ class KernelSet:
         return F.conv2d(padded, self.kernels.to(source.dtype), stride=(sy, sx))[..., :out_h, :out_w]
 
 
-def compute_kernels(graph, sources: list[str], target: str, *, expanded: bool = False) -> list[KernelSet]:
+def compute_kernels(
+    graph, sources: list[str], target: str, *, expanded: bool = False, at_entry: bool = False
+) -> list[KernelSet]:
     """Kernels from each layer in ``sources`` into ``target``'s pre-activation, in one batched pass.
 
     With ``expanded=False`` the sources must be ``target``'s direct sources (a subset is fine: the others
     are held at zero). With ``expanded=True`` each source may lie any number of layers back.
+    With ``at_entry=True`` a source whose every path starts with a max pool is traced from the pooled map
+    instead (``KernelSet.entry`` describes the pool): the kernels faithful code applies after the real pool.
     """
     t_layer = graph.layer(target)
     if t_layer.preact is None:
@@ -98,7 +103,7 @@ def compute_kernels(graph, sources: list[str], target: str, *, expanded: bool = 
         )
     if not expanded:  # every direct source bounds the path, even those not asked for (held at zero)
         sources = requested + [s for s in t_layer.sources if s not in requested]
-    s_layers = [graph.layer(s) for s in sources]
+    s_layers = [_Source.of(graph, s, target if at_entry and not expanded else None) for s in sources]
     s_nodes = [s.node for s in s_layers]
     spatial = tuple(t_layer.shape[1:])
     position = tuple(d // 2 for d in spatial) if spatial else None
@@ -130,8 +135,9 @@ def compute_kernels(graph, sources: list[str], target: str, *, expanded: bool = 
         start, stop, clipped = box
         stride = None
         if len(windows) > 1 and windows[1][i] is not None:
-            prev_start, prev_stop, prev_clipped = windows[1][i]
-            if not clipped and not prev_clipped and len(start) == 2:
+            prev_start, prev_stop, _ = windows[1][i]
+            same_size = all(b - a == d - c for a, b, c, d in zip(start, stop, prev_start, prev_stop))
+            if same_size and len(start) == 2:  # a window cut by the border would have shrunk
                 stride = tuple(a - b for a, b in zip(start, prev_start))
                 if any(v <= 0 for v in stride):
                     stride = None
@@ -139,6 +145,7 @@ def compute_kernels(graph, sources: list[str], target: str, *, expanded: bool = 
             KernelSet(
                 source=s.name, target=t_layer.name, kernels=kernels[i], origin=tuple(start), position=position,
                 stride=stride, bias=bias, clipped=clipped, expanded=expanded, target_spatial=spatial,
+                entry=s.entry,
             )
         )  # fmt: skip
     return results
@@ -171,6 +178,29 @@ def _window(support_fn, s_layers, position, dtype):
             stop.append(hi)
         boxes.append((tuple(start), tuple(stop), clipped))
     return boxes
+
+
+@dataclass
+class _Source:
+    """A source layer as the Jacobian sees it: its own map, or the max-pooled map every path starts with."""
+
+    name: str
+    node: str
+    shape: tuple[int, ...]
+    entry: dict | None = None
+
+    @property
+    def channels(self) -> int:
+        return self.shape[0]
+
+    @classmethod
+    def of(cls, graph, name: str, pooled_for: str | None) -> _Source:
+        layer = graph.layer(name)
+        found = pooled_entry(graph, name, pooled_for) if pooled_for else None
+        if found is None:
+            return cls(layer.name, layer.node, tuple(layer.shape))
+        node, spec = found
+        return cls(layer.name, node, tuple(graph.nodes[node].meta["shape"][1:]), spec)
 
 
 def _shapes(s_layers) -> list[tuple[int, ...]]:
