@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from circuits.errors import BadSpecError, ModelLoadError, UnsupportedOpError, UsageError
+from circuits.errors import BadSpecError, ModelLoadError, UsageError
 from circuits.graph import build_graph
 from circuits.models import LoadedModel, load, weights_hash
 
