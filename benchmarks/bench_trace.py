@@ -16,7 +16,7 @@ weights). Every ratio is measured in the same run, on the same machine, with the
    (b) the FLOP lower bound of composing the kernels directly (t*m*s*kh*kw MACs), turned into seconds with
        this machine's measured ``torch.mm`` throughput; the direct composition (one einsum) is also timed.
 2. Attribution ``inception4b -> inception4c.branch1`` on N random images with ``circuits.trace.attribution``,
-   against (a) per-source-channel ablation (``circuits.trace.attribution.ablate``: one path forward per
+   against (a) per-source-channel ablation (``circuits.trace.edges.ablate``: one path forward per
    source channel; a subset of channels is timed and extrapolated, the same code as ``ablate``) and (b) one
    forward + backward pass of the whole model over the same images.
 
@@ -51,10 +51,9 @@ from circuits.graph.paths import make_path_function  # noqa: E402
 from circuits.trace import weights  # noqa: E402
 from circuits.trace.activations import node_values  # noqa: E402
 
-# circuits.trace.attribution(model, ...) is attribute(build_graph(model), ...); we call attribute on the built
-# graph directly because, once the submodule circuits.trace.attribution is imported, it shadows the function
-# of the same name on the package (``from circuits.trace import attribution`` then gives the module).
-from circuits.trace.attribution import ablate, attribute, rank_correlation  # noqa: E402
+# circuits.trace.attribution(model, ...) is attribute(build_graph(model), ...): calling attribute on the built
+# graph keeps graph building out of the timing.
+from circuits.trace.edges import ablate, attribute, rank_correlation  # noqa: E402
 
 _CLOCK = {"clock": time.perf_counter}
 
@@ -128,7 +127,7 @@ def composition_macs(chain) -> int:
 
 
 def ablation_subset(graph, source, target, data, channels):
-    """What ``circuits.trace.attribution.ablate`` does (zero ablation, one batch), for some source channels.
+    """What ``circuits.trace.edges.ablate`` does (zero ablation, one batch), for some source channels.
 
     Returns (setup seconds, seconds per channel, effect [C_T, len(channels)]). Setup is the forward pass
     that gives the context and the base output; each channel costs one forward of the path.

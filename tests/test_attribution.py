@@ -8,7 +8,7 @@ from nets import MLP, EfficientNetLike, ResNet
 from circuits.errors import DataError
 from circuits.graph import build_graph
 from circuits.trace import attribution
-from circuits.trace.attribution import ablate, rank_correlation, validate
+from circuits.trace.edges import ablate, rank_correlation, validate
 
 
 def images(shape, n=12, seed=0):

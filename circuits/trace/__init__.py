@@ -45,8 +45,8 @@ def weights(model, target: str, source: str | list[str] | None = None, *, expand
 
 
 def attribution(model, source: str, target: str, data, **kwargs) -> Attribution:
-    """Edge attributions ``source -> target`` on images ``data`` (see circuits.trace.attribution)."""
-    from circuits.trace.attribution import attribute
+    """Edge attributions ``source -> target`` on images ``data`` (see circuits.trace.edges)."""
+    from circuits.trace.edges import attribute
 
     return attribute(build_graph(model), source, target, data, **kwargs)
 
