@@ -15,6 +15,7 @@ import torch.nn.functional as F
 
 from circuits.errors import UsageError
 from circuits.graph.paths import NotTranslationEquivariant, make_path_function, pooled_entry
+from circuits.trace.compose import NO_PATH, compose
 
 CHUNK_ELEMENTS = 2**25  # elements per batched backward (~128 MB of float32): bounds memory on big layers
 
@@ -108,25 +109,29 @@ def compute_kernels(
     spatial = tuple(t_layer.shape[1:])
     position = tuple(d // 2 for d in spatial) if spatial else None
 
+    fn = make_path_function(graph, s_nodes, t_layer.preact, linearise=expanded)
+    bias = _bias(fn, s_layers, position, graph.dtype) if not expanded else None
+    composed = _composed(graph, s_layers, s_nodes, t_layer, position, expanded)
+    if composed is not None:
+        return [
+            KernelSet(source=s.name, target=t_layer.name, kernels=kernel, origin=origin, position=position,
+                      stride=stride, bias=bias, clipped=clipped, expanded=expanded, target_spatial=spatial,
+                      entry=s.entry)  # fmt: skip
+            for s, (kernel, origin, stride, clipped) in zip(s_layers, composed)
+            if kernel is not None and s.name in requested
+        ]
+
     support_fn = make_path_function(graph, s_nodes, t_layer.preact, linearise=True, positive=True)
     windows = [_window(support_fn, s_layers, position, graph.dtype)]
     if position and all(p > 0 for p in position):
         before = tuple(p - 1 for p in position)
         windows.append(_window(support_fn, s_layers, before, graph.dtype))
 
-    fn = make_path_function(graph, s_nodes, t_layer.preact, linearise=expanded)
     kernels = _receptive_field_kernels(graph, s_layers, s_nodes, t_layer, windows[0], expanded, fn, position)
     if kernels is None:
         kernels = _batched_jacobian(
             fn, _shapes(s_layers), range(t_layer.channels), position, windows[0], dtype=graph.dtype
         )
-    bias = None
-    if not expanded:
-        with torch.no_grad():
-            zero_out = fn(*[torch.zeros(1, *s.shape, dtype=graph.dtype) for s in s_layers])
-        bias = zero_out[0][(slice(None), *position)] if position else zero_out[0]
-        bias = bias.detach().clone()
-
     results = []
     for i, s in enumerate(s_layers):
         box = windows[0][i]
@@ -178,6 +183,36 @@ def _window(support_fn, s_layers, position, dtype):
             stop.append(hi)
         boxes.append((tuple(start), tuple(stop), clipped))
     return boxes
+
+
+def _bias(fn, s_layers, position, dtype) -> torch.Tensor:
+    """The pre-activation at ``position`` with every source at zero."""
+    with torch.no_grad():
+        zero_out = fn(*[torch.zeros(1, *s.shape, dtype=dtype) for s in s_layers])
+    bias = zero_out[0][(slice(None), *position)] if position else zero_out[0]
+    return bias.detach().clone()
+
+
+def _composed(graph, s_layers, s_nodes, t_layer, position, expanded):
+    """Kernels by direct contraction (circuits.trace.compose) when every source's path is a conv path and
+    its receptive field lies inside the map; None to fall back to the Jacobian engine."""
+    if position is None or len(position) != 2 or any(len(s.shape) != 3 for s in s_layers):
+        return None
+    results = []
+    for s in s_layers:
+        linear_map = compose(graph, s_nodes, s.node, t_layer.preact, linearise=expanded)
+        if linear_map is None:
+            return None
+        if linear_map is NO_PATH:
+            results.append((None, None, None, None))
+            continue
+        start = [p * st + off for p, st, off in zip(position, linear_map.stride, linear_map.offset)]
+        extent = linear_map.kernel.shape[2:]
+        if any(a < 0 or a + e > n for a, e, n in zip(start, extent, s.shape[1:])):
+            return None  # cut by the border: the Jacobian engine reproduces the crop exactly
+        clipped = any(a == 0 or a + e == n for a, e, n in zip(start, extent, s.shape[1:]))
+        results.append((linear_map.kernel.detach(), tuple(start), tuple(linear_map.stride), clipped))
+    return results
 
 
 @dataclass

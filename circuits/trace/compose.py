@@ -1,0 +1,228 @@
+"""Kernel contraction: compose the kernels along a conv path directly, without autograd.
+
+For paths made of convolutions (any stride and groups), BatchNorm, average (or average-read max)
+pooling, channel concat, sums and linearised nonlinearities, the map from a source layer to a node is
+a strided convolution ``node[p] = sum_d K[:, :, d] * source[p * stride + offset + d]``. Composing one
+more convolution is a transposed convolution of the kernels, exactly the FLOPs of the contraction
+itself (Distill's "Visualizing Weights" computes expanded weights the same way). Anything else
+returns None and the caller falls back to the Jacobian engine, which handles every path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import fx, nn
+
+from circuits.graph import ops
+from circuits.graph.paths import path_nodes
+
+_IDENTITY = {
+    "Dropout", "Dropout2d", "Identity", "dropout", "dropout_", "feature_dropout", "contiguous", "clone", "alias",
+    "detach", "to", "float",
+}  # fmt: skip
+_BN = {"BatchNorm2d", "batch_norm", "_native_batch_norm_legit_no_training"}
+
+
+class _Unsupported(Exception):
+    pass
+
+
+@dataclass
+class LinearMap:
+    """``node[p] = sum_d kernel[:, :, d] * source[p * stride + offset + d]`` (2-D, per channel pair)."""
+
+    kernel: torch.Tensor  # [C_node, C_source, kh, kw]
+    stride: tuple[int, int]
+    offset: tuple[int, int]
+    identity: bool = False  # the source itself: the first conv's kernel is its own weight, no product
+
+
+NO_PATH = object()
+
+
+def compose(graph, sources: list[str], source: str, target_node: str, linearise: bool):
+    """The map from layer node ``source`` to ``target_node``, other ``sources`` held at zero.
+
+    Returns a LinearMap, ``NO_PATH`` when the source does not feed the target, or None when the path has
+    an op this contraction does not know (the caller then uses the Jacobian engine).
+    """
+    steps = path_nodes(graph, sources, target_node)
+    start = graph.nodes[source]
+    channels = start.meta["shape"][1]
+    eye = torch.eye(channels, dtype=graph.dtype).reshape(channels, channels, 1, 1)
+    maps: dict[str, LinearMap | None] = {source: LinearMap(eye, (1, 1), (0, 0), identity=True)}
+    try:
+        for n in steps:
+            maps[n.name] = _step(graph, n, maps, linearise)
+            if n.name == target_node:
+                break
+    except _Unsupported:
+        return None
+    found = maps.get(target_node)
+    return NO_PATH if found is None else found
+
+
+def _step(graph, n: fx.Node, maps, linearise) -> LinearMap | None:
+    modules = graph.modules
+    name = ops.op_name(n, modules)
+    inputs = [a for a in n.all_input_nodes if a.op != "get_attr"]
+    first = maps.get(inputs[0].name) if inputs else None
+    if ops.is_nonlinearity(n, modules):
+        if not linearise:
+            raise _Unsupported(n.name)
+        return first
+    if name in _IDENTITY:
+        return first
+    if name == "getitem" and "with_indices" in str(getattr(inputs[0], "target", "")):
+        return first if n.args[1] == 0 else None
+    if ops.is_maxpool(n, modules) or name in {"AvgPool2d", "avg_pool2d"}:
+        return _pool(n, first, modules)
+    if n.op == "call_module" and isinstance(modules[n.target], nn.Conv2d):
+        m = modules[n.target]
+        if m.padding_mode != "zeros" or m.dilation != (1, 1) or isinstance(m.padding, str):
+            raise _Unsupported(n.name)
+        return _conv(first, m.weight.detach(), m.stride, m.padding, m.groups)
+    if n.op == "call_module" and isinstance(modules[n.target], nn.BatchNorm2d):
+        m = modules[n.target]
+        return _scale(first, m.weight.detach() / torch.sqrt(m.running_var + m.eps) if m.affine else
+                      1 / torch.sqrt(m.running_var + m.eps))  # fmt: skip
+    if ops.is_cat(n, modules):
+        return _cat(n, maps)
+    if name in {"add", "add_", "iadd", "sub", "sub_", "isub"}:
+        return _add(n, maps, negate_second=name.startswith(("sub", "isub")))
+    if name in {"mul", "mul_", "imul", "truediv", "div"} and len(n.args) == 2 and isinstance(n.args[1], int | float):
+        factor = n.args[1] if name.startswith(("mul", "imul")) else 1 / n.args[1]
+        return None if first is None else LinearMap(first.kernel * factor, first.stride, first.offset)
+    raise _Unsupported(n.name)
+
+
+def _conv(m: LinearMap | None, weight, stride, padding, groups) -> LinearMap | None:
+    if m is None:
+        return None
+    c_out, c_in_group = weight.shape[:2]
+    weight = weight.to(m.kernel.dtype)
+    if m.identity:  # the first conv after the source: its weight is the kernel
+        kernel = _dense_groups(weight, groups) if groups > 1 else weight.clone()
+        return LinearMap(kernel, tuple(stride), (-padding[0], -padding[1]))
+    if groups == c_out == m.kernel.shape[0] and c_in_group == 1:  # depthwise: one transposed conv per channel
+        c, c_src = m.kernel.shape[:2]
+        kernel = F.conv_transpose2d(weight.reshape(1, c, *weight.shape[2:]), m.kernel, stride=m.stride, groups=c)
+        kernel = kernel.reshape(c, c_src, *kernel.shape[2:])
+    else:
+        if groups > 1:
+            weight = _dense_groups(weight, groups)
+        if m.kernel.shape[2:] == (1, 1):  # a 1x1 map so far: the product is one matrix multiply
+            kernel = torch.einsum("oiab,ic->ocab", weight, m.kernel[:, :, 0, 0])
+            if m.stride != (1, 1):  # spread the taps by the stride
+                kernel = F.conv_transpose2d(kernel.reshape(-1, 1, *kernel.shape[2:]),
+                                            kernel.new_ones(1, 1, 1, 1), stride=m.stride)
+                kernel = kernel.reshape(weight.shape[0], m.kernel.shape[1], *kernel.shape[2:])
+        elif weight.shape[2:] == (1, 1):
+            kernel = torch.einsum("oi,icxy->ocxy", weight[:, :, 0, 0], m.kernel)
+        else:
+            kernel = F.conv_transpose2d(weight, m.kernel, stride=m.stride)
+    stride = (m.stride[0] * stride[0], m.stride[1] * stride[1])
+    offset = (m.offset[0] - padding[0] * m.stride[0], m.offset[1] - padding[1] * m.stride[1])
+    return LinearMap(kernel, stride, offset)
+
+
+def _dense_groups(weight, groups):
+    c_out, c_in_group, kh, kw = weight.shape
+    dense = weight.new_zeros(c_out, c_in_group * groups, kh, kw)
+    per_group = c_out // groups
+    for g in range(groups):
+        dense[g * per_group : (g + 1) * per_group, g * c_in_group : (g + 1) * c_in_group] = weight[
+            g * per_group : (g + 1) * per_group
+        ]
+    return dense
+
+
+def _scale(m: LinearMap | None, factor) -> LinearMap | None:
+    return None if m is None else LinearMap(m.kernel * factor.to(m.kernel.dtype)[:, None, None, None], m.stride, m.offset)
+
+
+def _pool(n, m: LinearMap | None, modules) -> LinearMap | None:
+    """Average pooling (and max pooling, read as average) is a depthwise box convolution."""
+    if m is None:
+        return None
+    if n.op == "call_module":
+        p = modules[n.target]
+        if not isinstance(p, nn.MaxPool2d | nn.AvgPool2d):
+            raise _Unsupported(n.name)
+        kernel, stride, padding = p.kernel_size, p.stride, p.padding
+        if isinstance(p, nn.MaxPool2d) and _pair(p.dilation) != (1, 1):
+            raise _Unsupported(n.name)
+    else:
+        keys = ["kernel_size", "stride", "padding", "dilation"]
+        params = dict(zip(keys, n.args[1:]))
+        params.update({k: v for k, v in n.kwargs.items() if k in keys})
+        if ops.op_name(n, modules).startswith(("adaptive", "amax")) or _pair(params.get("dilation", 1)) != (1, 1):
+            raise _Unsupported(n.name)
+        kernel, stride, padding = params["kernel_size"], params.get("stride"), params.get("padding", 0)
+    kernel = _pair(kernel)
+    stride = _pair(stride if stride not in (None, [], ()) else kernel)
+    c = m.kernel.shape[0]
+    box = m.kernel.new_full((c, 1, *kernel), 1.0 / (kernel[0] * kernel[1]))
+    return _conv(m, box, stride, _pair(padding), groups=c)
+
+
+def _cat(n, maps) -> LinearMap | None:
+    parts = n.args[0]
+    live = [maps.get(p.name) for p in parts]
+    if all(m is None for m in live):
+        return None
+    frame = _frame([m for m in live if m is not None])
+    blocks = []
+    for p, m in zip(parts, live):
+        if m is None:
+            c_src = next(x for x in live if x is not None).kernel.shape[1]
+            blocks.append(frame[0].new_zeros(p.meta["shape"][1], c_src, *frame[0].shape[2:]))
+        else:
+            blocks.append(_place(m, frame))
+    return LinearMap(torch.cat(blocks), frame[1], frame[2])
+
+
+def _add(n, maps, negate_second: bool) -> LinearMap | None:
+    operands = [maps.get(a.name) if isinstance(a, fx.Node) else None for a in n.args[:2]]
+    if any(isinstance(a, int | float) and a != 0 for a in n.args[:2]) or "alpha" in n.kwargs:
+        raise _Unsupported(n.name)
+    live = [m for m in operands if m is not None]
+    if not live:
+        return None
+    frame = _frame(live)
+    total = None
+    for i, m in enumerate(operands):
+        if m is None:
+            continue
+        placed = _place(m, frame) * (-1 if negate_second and i == 1 else 1)
+        total = placed if total is None else total + placed
+    return LinearMap(total, frame[1], frame[2])
+
+
+def _frame(maps: list[LinearMap]):
+    """A common (zero kernel, stride, offset) that every map fits in; sums and concats need one."""
+    stride = maps[0].stride
+    if any(m.stride != stride for m in maps):
+        raise _Unsupported("branches with different strides")
+    low = [min(m.offset[d] for m in maps) for d in range(2)]
+    high = [max(m.offset[d] + m.kernel.shape[2 + d] for m in maps) for d in range(2)]
+    zero = maps[0].kernel.new_zeros(1, maps[0].kernel.shape[1], high[0] - low[0], high[1] - low[1])
+    return zero, stride, tuple(low)
+
+
+def _place(m: LinearMap, frame) -> torch.Tensor:
+    zero, _, (oy, ox) = frame
+    out = zero.new_zeros(m.kernel.shape[0], *zero.shape[1:])
+    dy, dx = m.offset[0] - oy, m.offset[1] - ox
+    out[:, :, dy : dy + m.kernel.shape[2], dx : dx + m.kernel.shape[3]] = m.kernel
+    return out
+
+
+def _pair(v) -> tuple[int, int]:
+    if isinstance(v, int):
+        return (v, v)
+    v = tuple(v)
+    return (v[0], v[0]) if len(v) == 1 else (v[0], v[1])
