@@ -15,8 +15,7 @@ FORMATS = ("json", "csv", "sql")
 def table_rows(store, table: str) -> list[dict]:
     if table not in schema.TABLES:
         raise UsageError(f"unknown table {table!r}; choose one of {', '.join(schema.TABLES)}.")
-    order = ", ".join(schema.TABLES[table])
-    return store.rows(f"SELECT * FROM {table} ORDER BY {order}")
+    return list(store.table(table).rows_where(order_by=", ".join(schema.TABLES[table])))
 
 
 def export_json(store) -> dict:
@@ -29,7 +28,7 @@ def export_json(store) -> dict:
 
 def export_csv(store, table: str) -> str:
     rows = table_rows(store, table)
-    columns = [c[1] for c in store.conn.execute(f"PRAGMA table_info({table})")]
+    columns = [column.name for column in store.table(table).columns]
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
@@ -44,10 +43,10 @@ def export_sql(store) -> str:
         lines.append(f"-- schema version {number}")
         lines.append(migration.strip())
     for table in ("schema_version", *schema.TABLES):
-        columns = [c[1] for c in store.conn.execute(f"PRAGMA table_info({table})")]
+        columns = [column.name for column in store.table(table).columns]
         values = " || ',' || ".join(f"quote({c})" for c in columns)
         order = ", ".join(schema.TABLES.get(table, ("version",)))
         sql = f"SELECT 'INSERT INTO {table} VALUES (' || {values} || ');' FROM {table} ORDER BY {order}"
-        lines.extend(row[0] for row in store.conn.execute(sql))
+        lines.extend(row[0] for row in store.db.execute(sql))
     lines.append("COMMIT;")
     return "\n".join(lines) + "\n"

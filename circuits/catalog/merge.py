@@ -77,15 +77,13 @@ def merge(store, other_path) -> dict:
             f"{other_path} has catalog schema version {version} but this catalog has {schema.current_version()}; "
             "open the older one once with this circuits (`circuits catalog stats --catalog PATH`) to upgrade it."
         )
-    before = {t: store.value(f"SELECT count(*) FROM main.{t}") for t in schema.TABLES}
-    store.conn.execute("ATTACH DATABASE ? AS other", (_uri(other_path, "ro"),))
+    before = {t: store.table(t).count for t in schema.TABLES}
+    # read-only by URI: sqlite-utils' Database.attach() would open the colleague's file for writing
+    store.db.execute("ATTACH DATABASE ? AS other", (_uri(other_path, "ro"),))
     try:
         with store.transaction():
-            store.conn.execute(_MODELS)
-            for statement in _UNION:
-                store.conn.execute(statement)
-            store.conn.execute(_LABELS)
-            store.conn.execute(_NOTES)
+            for statement in (_MODELS, *_UNION, _LABELS, _NOTES):
+                store.db.execute(statement)
     finally:
-        store.conn.execute("DETACH DATABASE other")
-    return {t: store.value(f"SELECT count(*) FROM main.{t}") - before[t] for t in schema.TABLES}
+        store.db.execute("DETACH DATABASE other")
+    return {t: store.table(t).count - before[t] for t in schema.TABLES}

@@ -34,7 +34,7 @@ LISTS = {
 
 
 def stats(store) -> dict:
-    counts = {table: store.value(f"SELECT count(*) FROM {table}") for table in schema.TABLES}
+    counts = {table: store.table(table).count for table in schema.TABLES}
     return {
         "path": store.path,
         "catalog_schema_version": store.value("SELECT max(version) FROM schema_version"),
@@ -62,15 +62,15 @@ def show(store, ref: str) -> dict:
     for table, kind in (("circuits", "circuit"), ("models", "model"), ("motif_instances", "instance"),
                         ("modules", "module"), ("motif_families", "family")):
         if len(ref) >= 4 or store.value(f"SELECT 1 FROM {table} WHERE id = ?", (ref,)):
-            for row in store.conn.execute(f"SELECT id FROM {table} WHERE id LIKE ? || '%' LIMIT 3", (ref,)):
+            for row in store.db.execute(f"SELECT id FROM {table} WHERE id LIKE ? || '%' LIMIT 3", (ref,)):
                 matches.append((kind, row[0]))
     if not matches:
-        matches = [("model", r[0]) for r in store.conn.execute("SELECT id FROM models WHERE name = ?", (ref,))]
+        matches = [("model", r[0]) for r in store.db.execute("SELECT id FROM models WHERE name = ?", (ref,))]
     if len(matches) > 1:
         listed = ", ".join(f"{k} {i[:12]}" for k, i in matches)
         raise UsageError(f"{ref!r} is ambiguous: it matches {listed}; give more characters.")
     if not matches:
-        names = [r[0] for r in store.conn.execute("SELECT name FROM models UNION SELECT id FROM motifs")]
+        names = [r[0] for r in store.db.execute("SELECT name FROM models UNION SELECT id FROM motifs")]
         raise UsageError(f"nothing in {store.path} has id {ref!r}{close_matches_hint(ref, names)}")
     kind, full = matches[0]
     return {"circuit": circuit, "model": _model, "instance": _instance, "module": _module,
@@ -79,7 +79,7 @@ def show(store, ref: str) -> dict:
 
 def circuit(store, circuit_id: str) -> dict:
     """A circuit as the ``extract --json`` object it came from, with the catalog's current labels."""
-    row = decode(store.rows("SELECT * FROM circuits WHERE id = ?", (circuit_id,))[0])
+    row = decode(store.table("circuits").get(circuit_id))
     nodes = store.rows(
         """SELECT cn.node AS id, cn.layer, cn.channel, cn.depth, n.label
            FROM circuit_nodes cn JOIN neurons n ON n.model = ? AND n.layer = cn.layer AND n.channel = cn.channel
@@ -92,16 +92,16 @@ def circuit(store, circuit_id: str) -> dict:
         "kind": "circuit", **row,
         "model_name": store.value("SELECT name FROM models WHERE id = ?", (row["model"],)),
         "nodes": nodes, "edges": edges,
-        "motif_instances": [r[0] for r in store.conn.execute(
+        "motif_instances": [r[0] for r in store.db.execute(
             "SELECT id FROM motif_instances WHERE circuit = ? ORDER BY id", (circuit_id,))],
-        "modules": [r[0] for r in store.conn.execute("SELECT id FROM modules WHERE circuit = ? ORDER BY id", (circuit_id,))],
+        "modules": [r[0] for r in store.db.execute("SELECT id FROM modules WHERE circuit = ? ORDER BY id", (circuit_id,))],
     }
 
 
 def _model(store, model_id):
-    row = decode(store.rows("SELECT * FROM models WHERE id = ?", (model_id,))[0])
+    row = decode(store.table("models").get(model_id))
     return {"kind": "model", **row,
-            "layers": [r[0] for r in store.conn.execute("SELECT name FROM layers WHERE model = ? ORDER BY name", (model_id,))],
+            "layers": [r[0] for r in store.db.execute("SELECT name FROM layers WHERE model = ? ORDER BY name", (model_id,))],
             "circuits": store.value("SELECT count(*) FROM circuits WHERE model = ?", (model_id,)),
             "labelled_neurons": store.value(
                 "SELECT count(*) FROM neurons WHERE model = ? AND label IS NOT NULL", (model_id,)),
@@ -118,15 +118,15 @@ def _neuron(store, model_id, neuron):
             "history": store.rows("""SELECT label, source, created FROM label_history
                                      WHERE model = ? AND layer = ? AND channel = ? ORDER BY created, label""", key),
             # targets come from an index; membership is a scan (an index on it would slow every ingest ~30%)
-            "target_of": [r[0] for r in store.conn.execute(
+            "target_of": [r[0] for r in store.db.execute(
                 "SELECT id FROM circuits WHERE model = ? AND target = ? ORDER BY id", (model_id, neuron))],
-            "circuits": [r[0] for r in store.conn.execute(
+            "circuits": [r[0] for r in store.db.execute(
                 """SELECT DISTINCT cn.circuit FROM circuit_nodes cn JOIN circuits c ON c.id = cn.circuit
                    WHERE c.model = ? AND cn.layer = ? AND cn.channel = ? ORDER BY cn.circuit""", key)]}
 
 
 def _motif(store, motif_id):
-    row = store.rows("SELECT * FROM motifs WHERE id = ?", (motif_id,))[0]
+    row = store.table("motifs").get(motif_id)
     instances = [decode(r) for r in store.rows(
         """SELECT i.id, m.name AS model, i.circuit, i.target, i.score, i.members FROM motif_instances i
            JOIN models m ON m.id = i.model WHERE i.motif = ? ORDER BY m.name, i.id""", (motif_id,))]
@@ -134,15 +134,15 @@ def _motif(store, motif_id):
 
 
 def _instance(store, instance_id):
-    return {"kind": "instance", **decode(store.rows("SELECT * FROM motif_instances WHERE id = ?", (instance_id,))[0])}
+    return {"kind": "instance", **decode(store.table("motif_instances").get(instance_id))}
 
 
 def _module(store, module_id):
-    return {"kind": "module", **decode(store.rows("SELECT * FROM modules WHERE id = ?", (module_id,))[0])}
+    return {"kind": "module", **decode(store.table("modules").get(module_id))}
 
 
 def _family(store, family_id):
-    row = store.rows("SELECT * FROM motif_families WHERE id = ?", (family_id,))[0]
-    members = [r[0] for r in store.conn.execute(
+    row = store.table("motif_families").get(family_id)
+    members = [r[0] for r in store.db.execute(
         "SELECT instance FROM motif_family_members WHERE family = ? ORDER BY instance", (family_id,))]
     return {"kind": "family", **row, "instances": members}

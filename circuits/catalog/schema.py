@@ -157,8 +157,9 @@ CREATE INDEX motif_family_members_instance ON motif_family_members(instance);
     + _fts_ddl()
 )
 
-# MIGRATIONS[n - 1] takes a catalog from version n - 1 to version n.
-MIGRATIONS: list[str] = [V1]
+# MIGRATIONS[n - 1] takes a catalog from version n - 1 to version n: an SQL script, or a function of a
+# sqlite_utils.Database. Both run inside the caller's transaction.
+MIGRATIONS: list = [V1]
 
 # Content tables in dependency order, with the columns that order their rows (for export and comparison).
 TABLES: dict[str, tuple[str, ...]] = {
@@ -181,3 +182,12 @@ FTS_TABLES = tuple(_FTS)
 
 def current_version() -> int:
     return len(MIGRATIONS)
+
+
+def migrate(db, number: int) -> None:
+    """Run migration ``number`` (1-based) on a ``sqlite_utils.Database``, inside the open transaction."""
+    migration = MIGRATIONS[number - 1]
+    if callable(migration):
+        migration(db)
+    else:
+        db.executescript(migration)  # statement by statement: in a transaction it never commits

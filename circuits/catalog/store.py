@@ -1,9 +1,13 @@
-"""Open, validate, migrate and write a catalog file.
+"""Open, validate, migrate and write a catalog file, through sqlite-utils.
 
 Several processes may write one catalog at once: the file is in WAL mode, every write transaction starts
 with ``BEGIN IMMEDIATE`` (so writers queue on the busy timeout instead of deadlocking), and each library
 call is one transaction. ``Catalog.transaction()`` groups calls, so that one ``extract`` or ``motifs`` run
 lands whole or not at all.
+
+We open the ``sqlite3`` connection ourselves (URI, busy timeout, autocommit mode) and wrap it in a
+``sqlite_utils.Database``: every sqlite-utils call then runs inside our transaction (its own ``atomic()``
+blocks become savepoints), and nothing commits behind our back.
 """
 
 from __future__ import annotations
@@ -16,12 +20,16 @@ import re
 import sqlite3
 from datetime import UTC, datetime
 
+from sqlite_utils import Database
+from sqlite_utils.db import Table
+
 from circuits.catalog import schema
 from circuits.catalog.payload import canonical, circuit_rows, motif_rows, sha256, split_neuron
 from circuits.errors import CatalogError, UnknownNeuronError, UsageError, close_matches_hint
 
 BUSY_TIMEOUT_MS = 60_000
 SQLITE_MAGIC = b"SQLite format 3\x00"
+BATCH_SIZE = 999  # rows per multi-row INSERT; sqlite-utils caps a statement at 999 values (199 edges)
 
 MOTIF_DESCRIPTIONS = {
     "equivariance": "Neurons that are transformed copies of one another (rotated, reflected, scaled), "
@@ -46,16 +54,13 @@ def tool_version() -> str:
     return __version__
 
 
-def statements(script: str):
-    """Split a DDL script into statements (triggers contain ``;``), so it runs inside our transaction."""
-    buffer = ""
-    for line in script.splitlines(keepends=True):
-        buffer += line
-        if sqlite3.complete_statement(buffer):
-            yield buffer.strip()
-            buffer = ""
-    if buffer.strip():
-        yield buffer.strip()
+def database(conn: sqlite3.Connection) -> Database:
+    """sqlite-utils over one of our connections.
+
+    Plugins are not loaded: scanning entry points costs ~0.2 s per process, and a plugin's
+    ``prepare_connection`` hook could change a shared catalog's connection behind our back.
+    """
+    return Database(conn, execute_plugins=False)
 
 
 def _uri(path: str, mode: str) -> str:
@@ -79,22 +84,22 @@ def inspect_file(path: str) -> int | None:
         raise CatalogError(f"{path} is not an SQLite database, so not a circuits catalog; pass a catalog file or a new path.")
     conn = sqlite3.connect(_uri(path, "ro"), uri=True, timeout=BUSY_TIMEOUT_MS / 1000)
     try:
-        return _version_of(conn, path)
+        return _version_of(database(conn), path)
     finally:
         conn.close()
 
 
-def _version_of(conn: sqlite3.Connection, path: str) -> int | None:
+def _version_of(db: Database, path: str) -> int | None:
     try:
-        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        application_id = conn.execute("PRAGMA application_id").fetchone()[0]
+        tables = db.table_names()
+        application_id = db.execute("PRAGMA application_id").fetchone()[0]
         if not tables and application_id == 0:
             return None
         if application_id != schema.APPLICATION_ID or "schema_version" not in tables:
             raise CatalogError(
                 f"{path} is an SQLite database but not a circuits catalog; pass a catalog file or a new path."
             )
-        return conn.execute("SELECT max(version) FROM schema_version").fetchone()[0] or 0
+        return db.execute("SELECT max(version) FROM schema_version").fetchone()[0] or 0
     except sqlite3.DatabaseError as exc:
         raise CatalogError(f"{path} is a damaged or unreadable SQLite file ({exc}); restore it from a backup.") from None
 
@@ -110,9 +115,13 @@ def backup_path(path: str, version: int) -> str:
 class Store:
     """The connection, its transactions, and the writes. :class:`circuits.catalog.Catalog` adds reads."""
 
+    conn: sqlite3.Connection | None = None
+    db: Database | None = None
+
     def __init__(self, path, create: bool = True):
         self.path = os.fspath(path)
         self._depth = 0
+        self._tables: dict[str, Table] = {}
         self._known = set()  # (model, layer, channel) and (model, layer) rows known to exist; cleared on rollback
         version = inspect_file(self.path)
         if version is None and not create:
@@ -130,41 +139,39 @@ class Store:
                                         timeout=BUSY_TIMEOUT_MS / 1000)
         except sqlite3.Error as exc:
             raise CatalogError(f"cannot open {self.path} ({exc}); check the path and its permissions.") from None
-        self.conn.row_factory = sqlite3.Row
         try:
+            self.db = database(self.conn)
             self._setup(version)
         except BaseException:
             self.conn.close()
             raise
 
     def _setup(self, version):
-        conn = self.conn
-        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        db = self.db
+        db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         if version is not None and version < schema.current_version():
-            backup = sqlite3.connect(backup_path(self.path, version))
+            backup = sqlite3.connect(backup_path(self.path, version))  # sqlite-utils has no backup API
             with backup:
-                conn.backup(backup)
+                self.conn.backup(backup)
             backup.close()
-        if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-            conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute("PRAGMA synchronous = NORMAL")  # durable across process crashes; WAL keeps it consistent
-        conn.execute("PRAGMA foreign_keys = ON")
+        db.enable_wal()  # a no-op when the file is already in WAL mode
+        db.execute("PRAGMA synchronous = NORMAL")  # durable across process crashes; WAL keeps it consistent
+        db.execute("PRAGMA foreign_keys = ON")
         if version == schema.current_version():
             return
         with self.transaction():  # re-read under the write lock: another process may have just migrated
-            current = _version_of(conn, self.path) or 0
+            current = _version_of(db, self.path) or 0
             for number in range(current + 1, schema.current_version() + 1):
-                for statement in statements(schema.MIGRATIONS[number - 1]):
-                    conn.execute(statement)
-                conn.execute("INSERT INTO schema_version VALUES (?, ?, ?)", (number, now(), tool_version()))
-            conn.execute(f"PRAGMA application_id = {schema.APPLICATION_ID}")
+                schema.migrate(db, number)
+                self.table("schema_version").insert({"version": number, "applied": now(), "tool_version": tool_version()})
+            db.execute(f"PRAGMA application_id = {schema.APPLICATION_ID}")
 
     # -- connection ------------------------------------------------------------------------------------
 
     def close(self):
         if self.conn is not None:
             self.conn.close()
-            self.conn = None
+            self.conn = self.db = None
 
     def __enter__(self):
         return self
@@ -174,41 +181,53 @@ class Store:
 
     @contextlib.contextmanager
     def transaction(self):
-        """One all-or-nothing write: the outermost call holds the write lock; nested calls are savepoints."""
+        """One all-or-nothing write: the outermost call holds the write lock; nested calls are savepoints.
+
+        sqlite-utils' ``atomic()`` would open the outer transaction with a plain (deferred) ``BEGIN``, which
+        lets two writers deadlock on the upgrade to a write lock; so the outer level is ours, and nested
+        levels are ``atomic()`` savepoints.
+        """
         if self._depth:
-            name = f"s{self._depth}"
-            self.conn.execute(f"SAVEPOINT {name}")
             self._depth += 1
             try:
-                yield self
+                with self.db.atomic():
+                    yield self
             except BaseException:
                 self._known.clear()
-                self.conn.execute(f"ROLLBACK TO {name}")
-                self.conn.execute(f"RELEASE {name}")
                 raise
-            else:
-                self.conn.execute(f"RELEASE {name}")
             finally:
                 self._depth -= 1
             return
-        self.conn.execute("BEGIN IMMEDIATE")
+        self.db.execute("BEGIN IMMEDIATE")
         self._depth = 1
         try:
             yield self
         except BaseException:
             self._depth = 0
             self._known.clear()
-            self.conn.execute("ROLLBACK")
+            self.db.rollback()
             raise
         self._depth = 0
-        self.conn.execute("COMMIT")
+        self.db.execute("COMMIT")
+
+    def table(self, name: str) -> Table:
+        """The sqlite-utils table (cached: ``db[name]`` reads ``sqlite_master`` on every call)."""
+        table = self._tables.get(name)
+        if table is None:
+            table = self._tables[name] = self.db.table(name)
+        return table
 
     def rows(self, sql: str, params=()) -> list[dict]:
-        return [dict(row) for row in self.conn.execute(sql, params)]
+        return list(self.db.query(sql, params))
 
     def value(self, sql: str, params=()):
-        row = self.conn.execute(sql, params).fetchone()
+        row = self.db.execute(sql, params).fetchone()
         return None if row is None else row[0]
+
+    def _insert(self, table: str, columns: tuple[str, ...], rows, ignore: bool = False):
+        """``insert_all`` in list mode (a header row of column names, then value tuples): no dict per row."""
+        if rows:
+            self.table(table).insert_all([columns, *rows], batch_size=BATCH_SIZE, ignore=ignore)
 
     # -- models ----------------------------------------------------------------------------------------
 
@@ -222,38 +241,34 @@ class Store:
             raise UsageError("a model needs a non-empty id (the sha256 of its weights) and a non-empty name.")
         if parameters is not None and (isinstance(parameters, bool) or not isinstance(parameters, int)):
             raise UsageError(f"parameters is the model's parameter count, an integer; got {parameters!r}.")
-        info_json = None if info is None else canonical(info)
+        fields = {"architecture": architecture, "spec": spec, "parameters": parameters,
+                  "info": None if info is None else canonical(info)}
         with self.transaction():
-            self.conn.execute(
-                """INSERT INTO models (id, name, architecture, spec, parameters, info, created, tool_version)
-                   VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-                   ON CONFLICT(id) DO UPDATE SET
-                     architecture = coalesce(models.architecture, excluded.architecture),
-                     spec = coalesce(models.spec, excluded.spec),
-                     parameters = coalesce(models.parameters, excluded.parameters),
-                     info = coalesce(models.info, excluded.info)""",
-                (id, name, architecture, spec, parameters, info_json, now(), tool_version()),
-            )
+            models = self.table("models")
+            models.insert({"id": id, "name": name, **fields, "created": now(), "tool_version": tool_version()},
+                          ignore=True)
+            models.update(id, fields, conversions={c: f"coalesce({c}, ?)" for c in fields})  # fill gaps only
             if layers:
-                self.conn.executemany("INSERT OR IGNORE INTO layers VALUES (?, ?)", [(id, str(n)) for n in layers])
+                self._insert("layers", ("model", "name"), [(id, str(n)) for n in layers], ignore=True)
         return id
 
     def model_id(self, ref: str) -> str:
         """A model's id from its id, its name, or a unique id prefix (at least 4 characters)."""
         found = self._find_model(ref)
         if found is None:
-            names = [r[0] for r in self.conn.execute("SELECT name FROM models ORDER BY name")]
+            names = [r["name"] for r in self.table("models").rows_where(select="name", order_by="name")]
             raise UsageError(f"unknown model {ref!r} in {self.path}{close_matches_hint(str(ref), names)}")
         return found
 
     def _find_model(self, ref) -> str | None:
         if not isinstance(ref, str) or not ref:
             return None
-        if self.value("SELECT 1 FROM models WHERE id = ?", (ref,)):
+        models = self.table("models")
+        if models.count_where("id = ?", [ref]):
             return ref
-        ids = [r[0] for r in self.conn.execute("SELECT id FROM models WHERE name = ? ORDER BY id", (ref,))]
+        ids = [r["id"] for r in models.rows_where("name = ?", [ref], select="id", order_by="id")]
         if not ids and len(ref) >= 4 and re.fullmatch(r"[0-9a-fA-F]+", ref):
-            ids = [r[0] for r in self.conn.execute("SELECT id FROM models WHERE id LIKE ? || '%' ORDER BY id", (ref.lower(),))]
+            ids = [r["id"] for r in models.rows_where("id LIKE ? || '%'", [ref.lower()], select="id", order_by="id")]
         if len(ids) > 1:
             raise UsageError(f"model {ref!r} is ambiguous: it matches {', '.join(i[:12] for i in ids)}; pass the full id.")
         return ids[0] if ids else None
@@ -274,14 +289,16 @@ class Store:
         with self.transaction():
             model = self._ensure_model(model_id, (circuit_payload or {}).get("model") if isinstance(circuit_payload, dict) else None)
             rows = circuit_rows(model, circuit_payload)
-            if self.value("SELECT 1 FROM circuits WHERE id = ?", (rows.id,)):
+            circuits = self.table("circuits")
+            if circuits.count_where("id = ?", [rows.id]):
                 return rows.id
-            conn = self.conn
-            conn.execute("INSERT INTO circuits VALUES (?, ?, ?, ?, ?, ?)",
-                         (rows.id, model, rows.target, rows.method, rows.parameters, now()))
+            circuits.insert({"id": rows.id, "model": model, "target": rows.target, "method": rows.method,
+                             "parameters": rows.parameters, "created": now()})
             self._add_neurons(model, [(n[1], n[2]) for n in rows.nodes])
-            conn.executemany("INSERT INTO circuit_nodes VALUES (?, ?, ?, ?, ?)", [(rows.id, *n) for n in rows.nodes])
-            conn.executemany("INSERT INTO edges VALUES (?, ?, ?, ?, ?)", [(rows.id, *e) for e in rows.edges])
+            self._insert("circuit_nodes", ("circuit", "node", "layer", "channel", "depth"),
+                         [(rows.id, *n) for n in rows.nodes])
+            self._insert("edges", ("circuit", "source", "target", "weight", "kernel"),
+                         [(rows.id, *e) for e in rows.edges])
             for node, text in sorted(rows.labels.items()):
                 layer, channel = split_neuron(node)
                 self._set_label(model, layer, channel, text, "extract", None)
@@ -292,8 +309,8 @@ class Store:
         known = self._known
         layers = sorted({(model, layer) for layer, _ in neurons} - known)
         fresh = [(model, layer, channel) for layer, channel in neurons if (model, layer, channel) not in known]
-        self.conn.executemany("INSERT OR IGNORE INTO layers VALUES (?, ?)", layers)
-        self.conn.executemany("INSERT OR IGNORE INTO neurons (model, layer, channel) VALUES (?, ?, ?)", fresh)
+        self._insert("layers", ("model", "name"), layers, ignore=True)
+        self._insert("neurons", ("model", "layer", "channel"), fresh, ignore=True)
         known.update(layers)
         known.update(fresh)
 
@@ -305,17 +322,17 @@ class Store:
             if circuit_id is not None:
                 circuit_id = self._full_id("circuits", circuit_id, "circuit")
             rows = motif_rows(model, motifs_payload, circuit_id)
+            motifs, instances = [], []
             for row in rows:
                 description = MOTIF_DESCRIPTIONS.get(row.kind, f"A {row.kind} motif.")
                 if row.transform:
                     description += f" Transform: {row.transform}."
-                self.conn.execute("INSERT OR IGNORE INTO motifs VALUES (?, ?, ?, ?)",
-                                  (row.motif_id, row.kind, row.transform, description))
-                self.conn.execute(
-                    "INSERT OR IGNORE INTO motif_instances VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (row.instance_id, row.motif_id, model, circuit_id, row.target, row.members, row.score,
-                     row.evidence, now()),
-                )
+                motifs.append((row.motif_id, row.kind, row.transform, description))
+                instances.append((row.instance_id, row.motif_id, model, circuit_id, row.target, row.members,
+                                  row.score, row.evidence, now()))
+            self._insert("motifs", ("id", "kind", "transform", "description"), motifs, ignore=True)
+            self._insert("motif_instances", ("id", "motif", "model", "circuit", "target", "members", "score",
+                                             "evidence", "created"), instances, ignore=True)
         return [row.instance_id for row in rows]
 
     def add_module(self, circuit_id: str, code: str, faithfulness: dict) -> str:
@@ -326,10 +343,9 @@ class Store:
             raise UsageError(f"faithfulness must be a dict of measurements, got {type(faithfulness).__name__}.")
         with self.transaction():
             circuit_id = self._full_id("circuits", circuit_id, "circuit")
-            faithfulness_json = canonical(faithfulness)
             module_id = sha256(canonical({"circuit": circuit_id, "code": code, "faithfulness": faithfulness}))
-            self.conn.execute("INSERT OR IGNORE INTO modules VALUES (?, ?, ?, ?, ?)",
-                              (module_id, circuit_id, code, faithfulness_json, now()))
+            self.table("modules").insert({"id": module_id, "circuit": circuit_id, "code": code,
+                                          "faithfulness": canonical(faithfulness), "created": now()}, ignore=True)
         return module_id
 
     def add_family(self, motif_id: str, instance_ids, name: str, description: str | None = None) -> str:
@@ -338,22 +354,23 @@ class Store:
         if not instance_ids:
             raise UsageError("a motif family needs at least one motif instance.")
         with self.transaction():
-            if not self.value("SELECT 1 FROM motifs WHERE id = ?", (motif_id,)):
-                known = [r[0] for r in self.conn.execute("SELECT id FROM motifs")]
+            if not self.table("motifs").count_where("id = ?", [motif_id]):
+                known = [r["id"] for r in self.table("motifs").rows_where(select="id")]
                 raise UsageError(f"unknown motif {motif_id!r}{close_matches_hint(motif_id, known)}")
             family_id = sha256(canonical({"motif": motif_id, "instances": instance_ids}))
-            self.conn.execute("INSERT OR IGNORE INTO motif_families VALUES (?, ?, ?, ?, ?)",
-                              (family_id, motif_id, name, description, now()))
-            self.conn.executemany("INSERT OR IGNORE INTO motif_family_members VALUES (?, ?)",
-                                  [(family_id, i) for i in instance_ids])
+            self.table("motif_families").insert({"id": family_id, "motif": motif_id, "name": name,
+                                                 "description": description, "created": now()}, ignore=True)
+            self._insert("motif_family_members", ("family", "instance"), [(family_id, i) for i in instance_ids],
+                         ignore=True)
         return family_id
 
     def _full_id(self, table: str, ref, what: str) -> str:
         if not isinstance(ref, str) or not ref:
             raise UsageError(f"a {what} id must be a non-empty string, got {ref!r}.")
-        if self.value(f"SELECT 1 FROM {table} WHERE id = ?", (ref,)):
+        rows = self.table(table)
+        if rows.count_where("id = ?", [ref]):
             return ref
-        ids = [r[0] for r in self.conn.execute(f"SELECT id FROM {table} WHERE id LIKE ? || '%' LIMIT 3", (ref,))]
+        ids = [r["id"] for r in rows.rows_where("id LIKE ? || '%'", [ref], select="id", limit=3)]
         if len(ids) == 1 and len(ref) >= 4:
             return ids[0]
         if len(ids) > 1:
@@ -375,37 +392,33 @@ class Store:
             raise UsageError(f"neuron {neuron!r} is not of the form LAYER:CHANNEL (for example 'conv3:12').")
         with self.transaction():
             model_id = self.model_id(model)
-            if not self.value("SELECT 1 FROM layers WHERE model = ? AND name = ?", (model_id, layer)):
-                known = [r[0] for r in self.conn.execute("SELECT name FROM layers WHERE model = ?", (model_id,))]
+            layers = self.table("layers")
+            if not layers.count_where("model = ? AND name = ?", [model_id, layer]):
+                known = [r["name"] for r in layers.rows_where("model = ?", [model_id], select="name")]
                 raise UnknownNeuronError(
                     f"model {model} has no layer {layer!r} in this catalog{close_matches_hint(layer, known)}"
                     " (layers come from added circuits or add_model(layers=...))"
                 )
-            self.conn.execute("INSERT OR IGNORE INTO neurons (model, layer, channel) VALUES (?, ?, ?)",
-                              (model_id, layer, channel))
+            self._insert("neurons", ("model", "layer", "channel"), [(model_id, layer, channel)], ignore=True)
             self._set_label(model_id, layer, channel, text.strip(), source, notes)
-            return self.rows("SELECT * FROM neurons WHERE model = ? AND layer = ? AND channel = ?",
-                             (model_id, layer, channel))[0]
+            return self.table("neurons").get((model_id, layer, channel))
 
     def _set_label(self, model, layer, channel, text, source, notes):
         key = (model, layer, channel)
-        current = self.conn.execute(
+        label, label_source, label_created = self.db.execute(
             "SELECT label, label_source, label_created FROM neurons WHERE model = ? AND layer = ? AND channel = ?", key
         ).fetchone()
-        if current["label"] == text and current["label_source"] == source and notes is None:
+        if label == text and label_source == source and notes is None:
             return  # re-adding the same circuit, or echoing the catalog's own label back, changes nothing
         created = now()
-        self.conn.execute("INSERT OR IGNORE INTO label_history VALUES (?, ?, ?, ?, ?, ?)", (*key, text, source, created))
-        new, old = (source == "user", created, text), (current["label_source"] == "user", current["label_created"], current["label"])
-        if current["label"] is None or new > old:
-            self.conn.execute(
-                """UPDATE neurons SET label = ?, label_source = ?, label_created = ?, notes = coalesce(?, notes)
-                   WHERE model = ? AND layer = ? AND channel = ?""",
-                (text, source, created, notes, *key),
-            )
+        self._insert("label_history", ("model", "layer", "channel", "label", "source", "created"),
+                     [(*key, text, source, created)], ignore=True)
+        neurons = self.table("neurons")
+        if label is None or (source == "user", created, text) > (label_source == "user", label_created, label):
+            neurons.update(key, {"label": text, "label_source": source, "label_created": created, "notes": notes},
+                           conversions={"notes": "coalesce(?, notes)"})
         elif notes is not None:
-            self.conn.execute("UPDATE neurons SET notes = coalesce(notes, ?) WHERE model = ? AND layer = ? AND channel = ?",
-                              (notes, *key))
+            neurons.update(key, {"notes": notes}, conversions={"notes": "coalesce(notes, ?)"})
 
 
 def decode(row: dict, columns=("parameters", "info", "members", "evidence", "faithfulness", "kernel")) -> dict:
