@@ -39,8 +39,11 @@ def load_module(path: str | Path):
     return module
 
 
-def verify(module, model, data: torch.Tensor, check_weights: bool = True) -> dict:
-    """Faithfulness of an emitted module (path or imported module) to ``model`` on ``data``."""
+def verify(module, model, data: torch.Tensor, check_weights: bool = True, activations: dict | None = None) -> dict:
+    """Faithfulness of an emitted module (path or imported module) to ``model`` on ``data``.
+
+    ``activations`` ({layer: tensor} on ``data``) may be passed in when verifying many modules at once.
+    """
     from circuits.graph import build_graph
     from circuits.trace.activations import layer_activations
 
@@ -56,7 +59,10 @@ def verify(module, model, data: torch.Tensor, check_weights: bool = True) -> dic
     for neuron in neurons:
         graph.neuron(neuron)
     layers = sorted({n.rpartition(":")[0] for n in neurons})
-    acts = layer_activations(graph, data, layers)
+    acts = dict(activations or {})
+    missing = [layer for layer in layers if layer not in acts]
+    if missing:
+        acts.update(layer_activations(graph, data, missing))
     real = {n: acts[n.rpartition(":")[0]][:, int(n.rpartition(":")[2])].double().numpy() for n in neurons}
     emitted = module.run({leaf: real[leaf] for leaf in module.LEAVES})
     per_neuron = {n: _compare(real[n], np.asarray(emitted[n])) for n in module.NEURONS}
