@@ -111,3 +111,21 @@ def test_bad_input_gives_one_line_and_the_right_exit_code(args, code, words):
     assert message.startswith("Error: ") and "\n" not in message, message
     assert words in message
     assert "Traceback" not in result.output
+
+
+SCHEMA = Path(__file__).parent.parent / "docs" / "extract.schema.json"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        [f"{NETS}:InceptionNet", "--neuron", "inc2:7", "--depth", "2", "--top-k", "3"],
+        [f"{NETS}:ONetLike", "--neuron", "dense4:1", "--depth", "3", "--top-k", "2"],
+        ["planted:union", "--neuron", "union:1", "--depth", "3", "--top-k", "2", "--through", "lines"],
+    ],
+)
+def test_extract_json_validates_against_the_documented_schema(args):
+    jsonschema = pytest.importorskip("jsonschema")
+    result = run("extract", *args, "--json")
+    assert result.exit_code == 0, result.output
+    jsonschema.validate(json.loads(result.output), json.loads(SCHEMA.read_text()))
