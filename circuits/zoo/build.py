@@ -92,7 +92,7 @@ def write_card(family: str) -> None:
         f"- reproduce: `circuits zoo train {family} --seed S -o {family}-sS.pt` (same weights hash on the same torch "
         "version and CPU)",
         "",
-        "| name | seed | params | held-out accuracy | weights sha256 | train s |",
+        "| name | seed | params | held-out accuracy | weights sha256 | train s (wall, shared 2-core machine) |",
         "|---|---|---|---|---|---|",
     ]
     for info in infos:
