@@ -1,0 +1,189 @@
+"""What every detector needs, computed once and shared: the graph, probe data, kernels and activations.
+
+A :class:`Context` wraps one model (anything :func:`circuits.graph.build_graph` takes) and optional probe
+images. Detectors ask it for
+
+- the neurons of a *group* of layers (a layer, a concat's parts, or the direct sources of a target),
+  with concat aliases resolved to the layer that computes each channel (``mixed.left:0``);
+- their expanded weights to the input, aligned on one canvas (:meth:`input_kernels`);
+- their activations on the probe images and on transformed probe images (:meth:`activations`);
+- the direct weights into a layer (:meth:`direct`).
+
+Everything is cached on the context, so ``find(kind="all")`` traces each layer once.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from circuits.errors import DataError, UsageError
+from circuits.graph import NeuronGraph, build_graph
+from circuits.motifs.transforms import Identity, Transform, disc
+
+
+class Context:
+    """One model plus optional probe data, with cached kernels and activations.
+
+    Parameters
+    ----------
+    model : a spec string, ``nn.Module``, :class:`~circuits.models.LoadedModel` or :class:`NeuronGraph`.
+    data : ``None``, an ``N x C x H x W`` tensor, or a data spec (``toyworld:256``); see :func:`probe_data`.
+    factors : latent factors of the probe images (``{"label": array, "facing": array, ...}``), if known.
+    """
+
+    def __init__(self, model, data=None, factors: dict | None = None, input_shape=None, batch_size: int = 128):
+        self.graph: NeuronGraph = build_graph(model, input_shape)
+        self.name = _model_name(model, self.graph)
+        self.batch_size = batch_size
+        self.factors = factors
+        if isinstance(data, str):
+            data, found = probe_data(data, self.graph.input_shape)
+            self.factors = self.factors or found
+        if data is not None:
+            from circuits.trace.activations import check_data
+
+            data = check_data(self.graph, data)
+            if len(data) < 2:
+                raise DataError(f"motif detection needs at least 2 probe images, got {len(data)}")
+        self.data: torch.Tensor | None = data
+        self._kernels: dict = {}
+        self._acts: dict = {}
+        self._direct: dict = {}
+        self.memo: dict = {}  # detectors keep derived results here (equivariance maps per group)
+
+    # -- names -------------------------------------------------------------------------------------------
+    @property
+    def input_layer(self) -> str:
+        return next(name for name, layer in self.graph.layers.items() if layer.kind == "input")
+
+    def parts(self, layer: str) -> list[str]:
+        """The layers that compute ``layer``'s channels: its concat parts (recursively), or itself."""
+        info = self.graph.layer(layer)
+        if info.kind != "concat":
+            return [info.name]
+        return [p for part, _, _ in info.parts for p in self.parts(part)]
+
+    def neurons(self, layers: list[str]) -> list[str]:
+        """``LAYER:CHANNEL`` of every channel of ``layers``, in order."""
+        return [f"{name}:{c}" for name in layers for c in range(self.graph.layers[name].channels)]
+
+    def analysable(self, layer: str | None = None) -> list[str]:
+        """Layers with spatial neurons worth scanning: ``layer`` alone, or every activation and concat layer
+        (parts of a scanned concat are covered by it)."""
+        if layer is not None:
+            info = self.graph.layer(layer)
+            if info.kind == "input":
+                raise UsageError(f"layer '{layer}' is the model input; pick a layer with neurons (`circuits layers`)")
+            return [info.name]
+        covered = {p for name, info in self.graph.layers.items() if info.kind == "concat" for p in self.parts(name)}
+        return [
+            name for name, info in self.graph.layers.items()
+            if info.kind in ("activation", "concat") and name not in covered and len(info.shape) == 3
+        ]  # fmt: skip
+
+    def targets(self, layer: str | None = None) -> list[str]:
+        """Layers with weights into them (unions and opponents are read there): ``layer`` or every one."""
+        if layer is not None:
+            names = [p for p in self.parts(layer)]
+            return [n for n in names if self.graph.layers[n].preact is not None and self.graph.layers[n].sources]
+        return [
+            name for name, info in self.graph.layers.items()
+            if info.preact is not None and info.sources and any(
+                self.graph.layers[s].kind != "input" for s in info.sources)
+        ]  # fmt: skip
+
+    # -- weights -----------------------------------------------------------------------------------------
+    def direct(self, layer: str):
+        """Direct weights into ``layer`` (a :class:`circuits.trace.Weights`)."""
+        if layer not in self._direct:
+            from circuits import trace
+
+            self._direct[layer] = trace.weights(self.graph, layer)
+        return self._direct[layer]
+
+    def input_kernels(self, layers: list[str]) -> tuple[torch.Tensor, bool]:
+        """Expanded weights from the input to every channel of ``layers``: ``[C, C_in, kh, kw]``.
+
+        Each layer's kernels are placed on one canvas by their receptive-field origin, so channels of
+        different concat branches (5x5 and 3x3, say) line up around the same centre. Also returns whether
+        any receptive field was clipped by the image border (then transforms of it are approximate).
+        """
+        key = tuple(layers)
+        if key not in self._kernels:
+            from circuits import trace
+
+            sets = []
+            for name in layers:
+                weights = trace.weights(self.graph, name, source=self.input_layer, expanded=True)
+                ks = weights.kernel_sets[0]
+                if ks.kernels.dim() != 4:
+                    raise UsageError(f"the input of '{name}' is not an image: its kernels are {tuple(ks.kernels.shape)}")
+                sets.append(ks)
+            top = min(ks.origin[0] for ks in sets)
+            left = min(ks.origin[1] for ks in sets)
+            bottom = max(ks.origin[0] + ks.kernels.shape[-2] for ks in sets)
+            right = max(ks.origin[1] + ks.kernels.shape[-1] for ks in sets)
+            parts = []
+            for ks in sets:
+                canvas = ks.kernels.new_zeros(*ks.kernels.shape[:2], bottom - top, right - left)
+                y, x = ks.origin[0] - top, ks.origin[1] - left
+                canvas[..., y : y + ks.kernels.shape[-2], x : x + ks.kernels.shape[-1]] = ks.kernels
+                parts.append(canvas)
+            self._kernels[key] = (torch.cat(parts).float(), any(ks.clipped for ks in sets))
+        return self._kernels[key]
+
+    # -- activations -------------------------------------------------------------------------------------
+    def activations(self, layers: list[str], transform: Transform | None = None, masked: bool = False):
+        """Activations of ``layers`` (channels concatenated) on the probe images transformed by ``transform``.
+
+        With ``masked`` the images are first cut to their inscribed disc (soft edge), so an interpolated
+        rotation does not paint new corners into them: the masked image rotates onto itself.
+        """
+        if self.data is None:
+            raise DataError("this detector needs probe images: pass data (e.g. toyworld:256)")
+        transform = transform or Identity()
+        key = (tuple(layers), repr(transform), masked)
+        if key not in self._acts:
+            from circuits.trace.activations import layer_activations
+
+            images = self.data
+            if masked:
+                images = images * disc(*images.shape[-2:], soft=1.5)
+            images = transform(images)
+            acts = layer_activations(self.graph, images, list(layers), batch_size=self.batch_size)
+            shapes = {tuple(acts[n].shape[2:]) for n in layers}
+            if len(shapes) > 1:
+                raise UsageError(f"layers {', '.join(layers)} have different map sizes {sorted(shapes)}; analyse them apart")
+            self._acts[key] = torch.cat([acts[n] for n in layers], dim=1).float()
+        return self._acts[key]
+
+
+def _model_name(model, graph: NeuronGraph) -> str:
+    if isinstance(model, str):
+        return model
+    spec = getattr(model, "spec", None)
+    if isinstance(spec, str):
+        return spec
+    return graph.spec or type(model).__name__
+
+
+def probe_data(spec: str, input_shape) -> tuple[torch.Tensor, dict | None]:
+    """Images for a data spec (:func:`circuits.data.load_data`) and, for toy-world specs, their latent
+    factors (``label`` plus the generator's latents), which :mod:`circuits.motifs.polysemantic` reads."""
+    from circuits.data import load_data
+
+    images = load_data(spec, input_shape)
+    factors = None
+    scheme, _, rest = str(spec).strip().partition(":")
+    if scheme == "toyworld":
+        from circuits.data import toyworld
+
+        parts = rest.split(":") if rest else []
+        task = parts.pop(0) if parts and not parts[0].lstrip("-").isdigit() else "objects"
+        n = int(parts[0]) if parts else len(images)
+        seed = int(parts[1]) if len(parts) > 1 else 0
+        channels, size = images.shape[1], images.shape[-1]
+        again, labels, latents = toyworld.generate(n, seed=seed, size=size, rgb=channels == 3, task=task)
+        if torch.equal(again, images):  # the same images: their factors are known
+            factors = {"label": labels.numpy(), **latents, "label_names": list(toyworld.class_names(task))}
+    return images, factors

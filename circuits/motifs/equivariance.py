@@ -1,0 +1,423 @@
+"""Equivariance: neurons of one layer that are transformed copies of each other.
+
+Olah et al., "Naturally Occurring Equivariance in Neural Networks" (Distill, 2020) find families of neurons
+that are rotated or mirrored versions of one another (curve detectors at every orientation, left- and
+right-facing dog heads), and show the copies are visible twice: in the *weights* (one neuron's weights are
+the transformed weights of the other) and in the *activations* (one neuron on the transformed image is the
+other on the image, transformed). Both are measured here, reported apart, and combined.
+
+For a transform ``T`` (:mod:`circuits.motifs.transforms`) and the neurons ``i, j`` of a layer:
+
+- **weights**: ``cos(T K_i, K_j)`` where ``K`` are the expanded weights from the input (every path, ReLUs
+  read as the identity; NEURON-GRAPH.md). ``T`` acts on space only, so RGB channels map to themselves.
+  Interpolated rotations compare inside the inscribed disc.
+- **activations**: ``corr(act_j(T x), T act_i(x))`` over the probe images and map positions. Interpolated
+  rotations cut the images to their inscribed disc first and blur both maps by 3x3, which forgives the
+  sub-pixel resampling; neurons silent on the data get no activation evidence.
+- **combined**: the mean of the available evidence.
+
+``T`` maps ``i`` to ``j`` when every available kind of evidence is at least ``threshold`` *and* the
+combined score beats, by ``margin``, how much each of them is its own copy (``combined[i, i]``,
+``combined[j, j]``) and how similar the two already are without the transform: a neuron that is already
+invariant, its near-duplicates, and neurons that respond alike anyway are not transformed copies.
+Activation evidence alone is weak (random conv neurons on simple images correlate highly after a flip by
+chance), which is why the weights must agree too. Matches are made greedily, best first, one
+image per neuron (a reflection pairs neurons both ways). Following the matches gives families: cycles (a
+closed orbit of ``T``, e.g. four quarter-turned copies) or chains (a partial family).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+from circuits.motifs.context import Context
+from circuits.motifs.report import Motif
+from circuits.motifs.transforms import Identity, Reflect, Rotate, Transform, power
+
+THRESHOLD = 0.8
+MARGIN = 0.1
+ALPHA = 0.05  # chance level of a weight match (chance_cosine)
+DETAIL_THRESHOLD = 0.4  # the match must hold in the kernels' fine structure too (see highpass)
+ANGLES = (22.5, 45.0)  # finer rotation steps tried for curve- and line-like families (finest first)
+MIN_ACTIVE = 0.01  # a neuron needs a peak above its floor on this share of the images (and >= 3 of them)
+
+
+@dataclass
+class GroupMap:
+    """How ``transform`` maps the neurons of a group of layers onto each other.
+
+    ``weights``, ``activations`` and ``combined`` are ``[C, C]`` matrices (row ``i``, column ``j``: how
+    much ``T`` of neuron ``i`` looks like neuron ``j``); ``activations`` is NaN where a neuron was silent and
+    is ``None`` without data. ``image[i] = j`` holds the accepted one-to-one matches, ``relation`` every pair
+    ``(i, j)`` that passes the gates (with its score: a neuron may resemble the mirror image of several
+    redundant neurons), ``invariant`` the neurons that are their own copy (``combined[i, i] >= threshold``).
+    """
+
+    layers: list[str]
+    neurons: list[str]
+    transform: Transform
+    weights: torch.Tensor | None
+    activations: torch.Tensor | None
+    combined: torch.Tensor
+    image: dict[int, int] = field(default_factory=dict)
+    invariant: list[int] = field(default_factory=list)
+    clipped: bool = False
+    untransformed: torch.Tensor | None = None  # [C, C] the same similarity without the transform
+    detail: torch.Tensor | None = None  # [C, C] weight similarity of the high-passed kernels
+    relation: dict[tuple[int, int], float] = field(default_factory=dict)  # every (i, j) passing the gates
+    chance: float = 0.0  # the best cosine C neurons' kernels of this size reach by chance (chance_cosine)
+
+    def families(self) -> list[tuple[list[int], bool]]:
+        """``(members in transform order, closed)``: chains from their first member, then cycles."""
+        preimage = {j: i for i, j in self.image.items()}
+        seen: set[int] = set()
+        out = []
+        for start in sorted(self.image):
+            if start in preimage:
+                continue
+            chain = [start]
+            while chain[-1] in self.image:
+                chain.append(self.image[chain[-1]])
+            seen.update(chain)
+            out.append((chain, False))
+        for start in sorted(self.image):
+            if start in seen:
+                continue
+            cycle = [start]
+            while self.image[cycle[-1]] != start:
+                cycle.append(self.image[cycle[-1]])
+            seen.update(cycle)
+            out.append((cycle, True))
+        return out
+
+    def step(self, i: int, j: int) -> dict:
+        """The evidence for ``T`` mapping neuron ``i`` to neuron ``j``."""
+        return {
+            "source": self.neurons[i],
+            "target": self.neurons[j],
+            "weights": _value(self.weights, i, j),
+            "weights_detail": _value(self.detail, i, j),
+            "activations": _value(self.activations, i, j),
+            "combined": _value(self.combined, i, j),
+        }
+
+    def invariance(self, i: int) -> dict:
+        """How much neuron ``i`` is its own copy under ``T`` (1: invariant, -1: sign-flipped)."""
+        return {"weights": _value(self.weights, i, i), "activations": _value(self.activations, i, i),
+                "combined": _value(self.combined, i, i)}  # fmt: skip
+
+
+def _value(matrix, i, j):
+    if matrix is None:
+        return None
+    v = float(matrix[i, j])
+    return None if v != v else v
+
+
+# -- evidence ---------------------------------------------------------------------------------------------
+
+
+def weight_similarity(kernels: torch.Tensor, transform: Transform) -> torch.Tensor:
+    """``[C, C]``: cosine of ``transform`` of neuron ``i``'s kernels with neuron ``j``'s kernels.
+
+    ``kernels`` is ``[C, C_in, kh, kw]``; the transform acts on ``(kh, kw)`` only. Interpolated transforms
+    compare inside the inscribed disc, where the transformed kernel is defined.
+    """
+    mask = transform.valid_mask(*kernels.shape[-2:]).to(kernels.dtype)
+    moved = (transform(kernels) * mask).flatten(1)
+    fixed = (kernels * mask).flatten(1)
+    return _unit(moved) @ _unit(fixed).T
+
+
+def activation_similarity(acts: torch.Tensor, moved_acts: torch.Tensor, transform: Transform,
+                          min_active: float = MIN_ACTIVE) -> torch.Tensor:  # fmt: skip
+    """``[C, C]``: correlation of ``transform`` of neuron ``i``'s maps with neuron ``j``'s maps on the
+    transformed images, over images and positions. NaN where either neuron is silent on the data.
+
+    ``acts`` are the activations ``[N, C, h, w]`` on the images, ``moved_acts`` those on the transformed
+    images (for an interpolated transform, both on disc-cut images).
+    """
+    if acts.dim() == 2:  # dense neurons have no map to move: T maps i to j when j(T x) follows i(x)
+        x, y = acts.T.double(), moved_acts.T.double()
+        corr = (_unit(x - x.mean(1, keepdim=True)) @ _unit(y - y.mean(1, keepdim=True)).T).float()
+        return _silence(corr, acts, moved_acts, min_active)
+    expected = transform(acts)
+    observed = moved_acts
+    if not transform.exact_on(acts.shape):
+        expected = F.avg_pool2d(expected, 3, stride=1, padding=1, count_include_pad=False)
+        observed = F.avg_pool2d(observed, 3, stride=1, padding=1, count_include_pad=False)
+    mask = transform.valid_mask(*acts.shape[-2:]).bool()
+    c = acts.shape[1]
+    x = expected[..., mask].transpose(0, 1).reshape(c, -1).double()
+    y = observed[..., mask].transpose(0, 1).reshape(c, -1).double()
+    corr = (_unit(x - x.mean(1, keepdim=True)) @ _unit(y - y.mean(1, keepdim=True)).T).float()
+    return _silence(corr, acts, moved_acts, min_active)
+
+
+def _silence(corr, acts, moved_acts, min_active):
+    live = active(acts, min_active) & active(moved_acts, min_active)
+    corr[~live, :] = float("nan")
+    corr[:, ~live] = float("nan")
+    return corr
+
+
+def active(acts: torch.Tensor, min_active: float = MIN_ACTIVE) -> torch.Tensor:
+    """``[C]`` bool: the neuron's peak rises above its own floor on enough images to correlate."""
+    peaks = acts.flatten(2).amax(-1) if acts.dim() > 2 else acts
+    above = (peaks - peaks.amin(0)) > 1e-6
+    need = max(3, int(min_active * peaks.shape[0]))
+    return above.sum(0) >= need
+
+
+def combine(weights: torch.Tensor | None, activations: torch.Tensor | None, how: str = "mean") -> torch.Tensor:
+    """The ``mean`` (or ``min``) of the available evidence, entry by entry (activations missing where NaN)."""
+    if activations is None:
+        return weights.clone()
+    if weights is None:
+        return activations.clone()
+    both = (weights + activations) / 2 if how == "mean" else torch.minimum(weights, activations)
+    return torch.where(torch.isnan(activations), weights, both)
+
+
+def chance_cosine(dims: int, neurons: int, alpha: float = ALPHA) -> float:
+    """The cosine that ``neurons`` random kernels of ``dims`` numbers exceed by chance in some ordered pair
+    with probability about ``alpha``: ``sqrt(2 ln(C (C - 1) / alpha) / d)`` (a Gaussian tail bound with a
+    union bound over the pairs). A 3x3 grey kernel (9 numbers) among 16 neurons cannot show a mirror
+    image beyond chance (1.37 > 1); a 5x5 one among 8 needs 0.75, a 7x7x3 one among 64 needs 0.39.
+    """
+    pairs = max(neurons * (neurons - 1), 1)
+    return math.sqrt(2.0 * math.log(pairs / alpha) / max(dims, 1))
+
+
+def highpass(kernels: torch.Tensor) -> torch.Tensor:
+    """Kernels minus their 3x3 binomial blur: the fine structure, without the smooth envelope.
+
+    Deep layers' expanded kernels are dominated by a smooth receptive-field envelope, and smooth random
+    fields match under *any* transform by chance: on shuffled controls (:mod:`circuits.motifs.control`)
+    their cosines reach 0.85 while the high-passed ones stay below 0.3. The blur is symmetric under the
+    square's symmetries, so exact transforms commute with it and exact matches stay exact.
+    """
+    h, w = kernels.shape[-2:]
+    flat = kernels.reshape(-1, 1, h, w)
+    b = torch.tensor([1.0, 2.0, 1.0], dtype=kernels.dtype)
+    blur = (b[:, None] * b[None, :] / 16.0)[None, None]
+    flat = flat - F.conv2d(F.pad(flat, (1, 1, 1, 1)), blur)
+    return flat.reshape(kernels.shape)
+
+
+def _unit(x: torch.Tensor) -> torch.Tensor:
+    return x / x.norm(dim=1, keepdim=True).clamp_min(1e-12)
+
+
+# -- matching ---------------------------------------------------------------------------------------------
+
+
+def group_map(ctx: Context, layers: list[str], transform: Transform, *, threshold: float = THRESHOLD,
+              margin: float = MARGIN, detail_threshold: float = DETAIL_THRESHOLD,
+              use_weights: bool = True) -> GroupMap | None:  # fmt: skip
+    """The map of ``transform`` on the neurons of ``layers`` (cached on the context); ``None`` when the
+    transform cannot act on these maps (a quarter turn of a non-square map)."""
+    key = ("group_map", tuple(layers), repr(transform), threshold, margin, detail_threshold, use_weights)
+    if key in ctx.memo:
+        return ctx.memo[key]
+    spatial = ctx.graph.layers[layers[0]].shape[1:]
+    if len(spatial) not in (0, 2) or (isinstance(transform, Rotate) and len(set(spatial)) > 1):
+        ctx.memo[key] = None
+        return None
+    weights = activations = same_w = same_a = detail = None
+    chance = 0.0
+    clipped = False
+    if use_weights:
+        kernels, clipped = ctx.input_kernels(layers)
+        if isinstance(transform, Rotate) and kernels.shape[-1] != kernels.shape[-2]:
+            kernels = _square(kernels)
+        weights = weight_similarity(kernels, transform)
+        dims = kernels.shape[1] * int(transform.valid_mask(*kernels.shape[-2:]).sum())
+        chance = chance_cosine(dims, kernels.shape[0])
+        detail = weight_similarity(highpass(kernels), transform)
+        same_w = weight_similarity(kernels, Identity())
+    if ctx.data is not None:
+        masked = not transform.exact_on(ctx.data.shape)
+        acts = ctx.activations(layers, masked=masked)
+        moved = ctx.activations(layers, transform, masked=masked)
+        activations = activation_similarity(acts, moved, transform)
+        same_a = activation_similarity(acts, acts, Identity())
+    if weights is None and activations is None:
+        raise ValueError("equivariance needs weights or probe data")
+    result = GroupMap(layers, ctx.neurons(layers), transform, weights, activations,
+                      combine(weights, activations), clipped=clipped)  # fmt: skip
+    result.untransformed = combine(same_w, same_a)
+    result.detail, result.chance = detail, chance
+    _match(result, threshold, margin, detail_threshold, involution=_is_involution(transform))
+    ctx.memo[key] = result
+    return result
+
+
+def _square(kernels: torch.Tensor) -> torch.Tensor:
+    """Zero-pad a clipped (non-square) kernel canvas to a square around its centre."""
+    kh, kw = kernels.shape[-2:]
+    size = max(kh, kw)
+    top, left = (size - kh) // 2, (size - kw) // 2
+    return F.pad(kernels, (left, size - kw - left, top, size - kh - top))
+
+
+def _is_involution(transform: Transform) -> bool:
+    return isinstance(transform, Reflect) or (isinstance(transform, Rotate) and transform.quarter_turns == 2)
+
+
+def _match(result: GroupMap, threshold: float, margin: float, detail_threshold: float, involution: bool) -> None:
+    """Greedy best-first matching under the thresholds and the margin over self-similarity."""
+    m = result.combined
+    gate = combine(result.weights, result.activations, how="min")  # every kind of evidence must pass
+    if result.weights is not None:
+        fine = result.weights >= max(threshold, result.chance)
+        if result.detail is not None:
+            fine &= result.detail >= detail_threshold
+        gate = torch.where(fine, gate, torch.full_like(gate, -1.0))
+    scores = (m + m.T) / 2 if involution else m
+    gate = torch.minimum(gate, gate.T) if involution else gate
+    diag = torch.diagonal(m)
+    same = result.untransformed
+    result.invariant = [int(i) for i in torch.nonzero(diag >= threshold).flatten()]
+    c = m.shape[0]
+    candidates = []
+    for i in range(c):
+        for j in range(c):
+            s = float(scores[i, j])
+            if i == j or not float(gate[i, j]) >= threshold:
+                continue
+            if s - max(float(diag[i]), float(diag[j]), float(same[i, j])) < margin:
+                continue
+            candidates.append((-s, i, j))
+    candidates.sort()
+    result.relation = {(i, j): -neg for neg, i, j in candidates}
+    has_image, has_preimage = set(), set()
+    for _, i, j in candidates:
+        if i in has_image or j in has_preimage:
+            continue
+        if involution and (j in has_image or i in has_preimage):
+            continue
+        result.image[i] = j
+        has_image.add(i)
+        has_preimage.add(j)
+        if involution:
+            result.image[j] = i
+            has_image.add(j)
+            has_preimage.add(i)
+
+
+# -- motifs -----------------------------------------------------------------------------------------------
+
+
+def default_transforms(angles=ANGLES) -> list[Transform]:
+    """Reflection, the quarter turn, and the finer rotations in ``angles`` (finest first)."""
+    return [Reflect(), Rotate(90.0), *(Rotate(float(a)) for a in sorted(angles))]
+
+
+def family_motifs(group: GroupMap, include_invariant: bool = False) -> list[Motif]:
+    """One ``equivariance`` motif per family of ``group`` (and per invariant neuron if asked)."""
+    transform = group.transform
+    motifs = []
+    for members, closed in group.families():
+        steps = [group.step(a, b) for a, b in zip(members, members[1:] + members[:1] if closed else members[1:])]
+        score = sum(s["combined"] for s in steps) / len(steps)
+        evidence = {
+            "layer": _group_name(group),
+            "closed": closed,
+            "weights": _mean([s["weights"] for s in steps]),
+            "activations": _mean([s["activations"] for s in steps]),
+            "steps": steps,
+            "self_similarity": [group.invariance(i)["combined"] for i in members],
+        }
+        if transform.name == "rotate":
+            evidence["angle"] = float(transform.angle)
+        if group.clipped:
+            evidence["clipped"] = True
+        motifs.append(Motif("equivariance", transform.name, None, tuple(group.neurons[i] for i in members),
+                            max(0.0, min(1.0, score)), evidence))  # fmt: skip
+    if include_invariant:
+        for i in group.invariant:
+            if i in group.image:
+                continue
+            inv = group.invariance(i)
+            motifs.append(Motif("equivariance", transform.name, None, (group.neurons[i],),
+                                max(0.0, min(1.0, inv["combined"])),
+                                {"layer": _group_name(group), "invariant": True, **inv}))  # fmt: skip
+    return motifs
+
+
+def _group_name(group: GroupMap) -> str:
+    return group.layers[0] if len(group.layers) == 1 else ",".join(group.layers)
+
+
+def _mean(values):
+    values = [v for v in values if v is not None]
+    return sum(values) / len(values) if values else None
+
+
+def equivariance(model, layer: str | None = None, data=None, *, transforms=None, angles=ANGLES,
+                 threshold: float = THRESHOLD, margin: float = MARGIN, include_invariant: bool = False,
+                 use_weights: bool = True) -> list:  # fmt: skip
+    """Families of transformed copies in ``layer`` (default: every spatial neuron layer).
+
+    Parameters
+    ----------
+    model : a spec, module, LoadedModel, NeuronGraph, or a :class:`~circuits.motifs.context.Context`.
+    data : probe images (tensor or spec such as ``toyworld:256``) for activation evidence; weights alone
+        without it.
+    transforms : Transform values or names (``reflect``, ``rotate90``, ``rotate``); default: reflection,
+        the quarter turn, and rotations by each of ``angles`` degrees.
+    threshold : minimum combined score (cosine / correlation) for ``T`` to map one neuron to another.
+    margin : how much that score must beat each neuron's similarity to its own transform.
+    include_invariant : also report neurons that are their own copy (one-member families).
+
+    Returns
+    -------
+    list of :class:`~circuits.motifs.report.Motif` of kind ``equivariance``, ``members`` in transform order.
+    A family at a finer rotation supersedes the coarser-step families among the same neurons.
+
+    Examples
+    --------
+    >>> [m.members for m in equivariance("planted:curves", transforms=["rotate90"])]  # doctest: +SKIP
+    [('curves:0', 'curves:2', 'curves:4', 'curves:6'), ('curves:1', 'curves:3', 'curves:5', 'curves:7')]
+    """
+    ctx = model if isinstance(model, Context) else Context(model, data)
+    motifs = []
+    for name in ctx.analysable(layer):
+        layers = ctx.parts(name)
+        covered: list[set[str]] = []  # neurons already in a finer rotation family
+        for transform in _transforms(transforms, angles):
+            group = group_map(ctx, layers, transform, threshold=threshold, margin=margin, use_weights=use_weights)
+            if group is None:
+                continue
+            found = family_motifs(group, include_invariant)
+            if transform.name == "rotate":
+                found = [m for m in found if not any(set(m.members) <= c for c in covered)]
+                covered.extend(set(m.members) for m in found if len(m.members) > 2)
+            motifs.extend(found)
+    return motifs
+
+
+def _transforms(transforms, angles) -> list[Transform]:
+    from circuits.motifs.transforms import parse
+
+    if transforms is None:
+        return default_transforms(angles)
+    out = []
+    for t in transforms:
+        if isinstance(t, Transform):
+            out.append(t)
+        elif t == "rotate":
+            out.extend(Rotate(float(a)) for a in sorted(angles))
+        else:
+            out.append(parse(t))
+    return out
+
+
+def orbit(transform: Transform, n: int) -> list[Transform]:
+    """``[T^0, T^1, ..., T^(n-1)]``: the transforms that take a family's first member to each member."""
+    return [power(transform, k) for k in range(n)]
