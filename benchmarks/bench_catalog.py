@@ -52,7 +52,7 @@ def make_circuit(i: int, n_edges: int, rng: random.Random) -> dict:
 
 
 class RawWriter:
-    """The baseline: the same circuit and edge rows, straight into an identical catalog file with executemany."""
+    """The baseline: the same circuit (with its nodes) and edge rows, into an identical catalog file with executemany."""
 
     def __init__(self, path):
         with Catalog(path) as cat:
@@ -65,8 +65,11 @@ class RawWriter:
     def add(self, payload):
         cid = f"{self.count:064d}"
         self.count += 1
-        self.conn.execute("INSERT INTO circuits VALUES (?, ?, ?, ?, ?, ?)",
-                          (cid, MODEL, payload["target"], payload["method"], json.dumps(payload["parameters"]), "now"))
+        nodes = json.dumps([{"depth": n["depth"], "id": n["id"]} for n in payload["nodes"]])
+        self.conn.execute("INSERT INTO circuits (id, model, target, method, parameters, created, nodes) "
+                          "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                          (cid, MODEL, payload["target"], payload["method"], json.dumps(payload["parameters"]), "now",
+                           nodes))
         self.conn.executemany("INSERT INTO edges VALUES (?, ?, ?, ?, ?)",
                               [(cid, e["source"], e["target"], e["weight"], json.dumps(e["kernel"]))
                                for e in payload["edges"]])

@@ -8,6 +8,7 @@ import sqlite3
 
 import pytest
 
+import circuits
 from circuits.catalog import Catalog, circuit_id, schema
 from circuits.errors import CatalogError, UsageError
 
@@ -328,24 +329,112 @@ def test_a_newer_catalog_is_refused(tmp_path):
 
 
 def test_an_older_catalog_is_backed_up_then_upgraded_in_place(tmp_path, monkeypatch):
-    path = tmp_path / "c.db"
+    path, version = tmp_path / "c.db", schema.current_version()
     with Catalog(path) as cat:
         _run_a(cat)
-    v1_rows = timeless(path)
+    old_rows = timeless(path)
     migration = "ALTER TABLE models ADD COLUMN license TEXT;\nUPDATE models SET license = 'unknown';"
     monkeypatch.setattr(schema, "MIGRATIONS", [*schema.MIGRATIONS, migration])
     with Catalog(path) as cat:
-        assert cat.value("SELECT max(version) FROM schema_version") == 2
+        assert cat.value("SELECT max(version) FROM schema_version") == version + 1
         assert cat.value("SELECT license FROM models") == "unknown"
         assert cat.search("vertical")[0]["id"] == "zoo:plain-cnn/conv1:1"
-    backup = tmp_path / "c.db.bak-v1"
+    backup = tmp_path / f"c.db.bak-v{version}"
     conn = sqlite3.connect(backup)
-    assert conn.execute("SELECT max(version) FROM schema_version").fetchone()[0] == 1
-    assert conn.execute("SELECT count(*) FROM edges").fetchone()[0] == len(v1_rows["edges"])
+    assert conn.execute("SELECT max(version) FROM schema_version").fetchone()[0] == version
+    assert conn.execute("SELECT count(*) FROM edges").fetchone()[0] == len(old_rows["edges"])
     conn.close()
     with Catalog(path) as cat:  # opening again neither migrates nor backs up again
-        assert cat.value("SELECT count(*) FROM schema_version") == 2
-    assert sorted(p.name for p in tmp_path.iterdir() if ".bak" in p.name) == ["c.db.bak-v1"]
+        assert cat.value("SELECT count(*) FROM schema_version") == version + 1
+    assert sorted(p.name for p in tmp_path.iterdir() if ".bak" in p.name) == [backup.name]
+
+
+V1_CODE = "def circuit(x):\n    return relu(gabor_bank(x))\n"
+
+
+def write_v1_catalog(path, payload):
+    """A version-1 catalog written by hand: the released V1 script, then rows with plain sqlite3 (one row per
+    circuit node), holding one circuit, a user label on conv1:1 and one module."""
+    cid, t = circuit_id(SHA_A, payload), "2026-01-01T00:00:00.000000+00:00"
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.executescript(schema.MIGRATIONS[0])
+    conn.execute("INSERT INTO schema_version VALUES (1, ?, '0.1.0')", (t,))
+    conn.execute(f"PRAGMA application_id = {schema.APPLICATION_ID}")
+    conn.execute("BEGIN")
+    conn.execute("INSERT INTO models (id, name, created, tool_version) VALUES (?, 'zoo:plain-cnn', ?, ?)",
+                 (SHA_A, t, circuits.__version__))
+    conn.execute("INSERT INTO circuits VALUES (?, ?, ?, 'direct', ?, ?)",
+                 (cid, SHA_A, payload["target"], json.dumps(payload["parameters"], separators=(",", ":")), t))
+    for node in payload["nodes"]:
+        conn.execute("INSERT OR IGNORE INTO layers VALUES (?, ?)", (SHA_A, node["layer"]))
+        conn.execute("INSERT INTO neurons (model, layer, channel) VALUES (?, ?, ?)", (SHA_A, node["layer"], node["channel"]))
+        conn.execute("INSERT INTO circuit_nodes VALUES (?, ?, ?, ?, ?)",
+                     (cid, node["id"], node["layer"], node["channel"], node["depth"]))
+    for edge in payload["edges"]:
+        conn.execute("INSERT INTO edges VALUES (?, ?, ?, ?, ?)", (cid, edge["source"], edge["target"], edge["weight"],
+                                                                  json.dumps(edge["kernel"], separators=(",", ":"))))
+    conn.execute("UPDATE neurons SET label = 'vertical edge', label_source = 'user', label_created = ? "
+                 "WHERE layer = 'conv1' AND channel = 1", (t,))
+    conn.execute("INSERT INTO label_history VALUES (?, 'conv1', 1, 'vertical edge', 'user', ?)", (SHA_A, t))
+    faithfulness = {"r2": 0.9}
+    content = json.dumps({"circuit": cid, "code": V1_CODE, "faithfulness": faithfulness}, sort_keys=True,
+                         separators=(",", ":"))
+    conn.execute("INSERT INTO modules VALUES (?, ?, ?, ?, ?)",
+                 (hashlib.sha256(content.encode()).hexdigest(), cid, V1_CODE, json.dumps(faithfulness), t))
+    conn.execute("COMMIT")
+    conn.close()
+    return cid
+
+
+def test_a_version_1_catalog_moves_circuit_nodes_into_a_json_column(tmp_path):
+    payload = make_circuit("zoo:plain-cnn", "conv2:0", ["conv1:2", "conv1:1", "conv1:10"])
+    path = tmp_path / "v1.db"
+    cid = write_v1_catalog(path, payload)
+    with Catalog(path) as cat:
+        assert cat.value("SELECT max(version) FROM schema_version") == 2
+        assert "circuit_nodes" not in cat.db.table_names()
+        assert json.loads(cat.value("SELECT nodes FROM circuits")) == [
+            {"depth": 1, "id": "conv1:1"}, {"depth": 1, "id": "conv1:10"}, {"depth": 1, "id": "conv1:2"},
+            {"depth": 0, "id": "conv2:0"}]
+        assert [(n["id"], n["label"]) for n in cat.show(cid)["nodes"]] == [
+            ("conv1:1", "vertical edge"), ("conv1:10", None), ("conv1:2", None), ("conv2:0", None)]
+        assert [r["id"] for r in cat.search("vertical")] == ["zoo:plain-cnn/conv1:1"]  # indexes rebuilt
+        assert [r["kind"] for r in cat.search("gabor_bank")] == ["module"]
+        cat.label("zoo:plain-cnn", "conv1:1", "diagonal edge")  # and kept in step afterwards
+        assert cat.search("vertical") == [] and len(cat.search("diagonal")) == 1
+    backup = sqlite3.connect(tmp_path / "v1.db.bak-v1")
+    assert backup.execute("SELECT count(*) FROM circuit_nodes").fetchone() == (4,)
+    backup.close()
+
+    with Catalog(tmp_path / "fresh.db") as fresh:  # the same content, written by this version
+        fresh.add_model(SHA_A, "zoo:plain-cnn")
+        assert fresh.add_circuit(SHA_A, payload) == cid
+        fresh.label("zoo:plain-cnn", "conv1:1", "vertical edge")
+        fresh.add_module(cid, V1_CODE, {"r2": 0.9})
+        fresh.label("zoo:plain-cnn", "conv1:1", "diagonal edge")
+    assert timeless(path) == timeless(tmp_path / "fresh.db")
+
+
+def test_show_neuron_lists_the_circuits_it_is_in(cat):
+    a = cat.add_circuit(SHA_A, make_circuit("zoo:plain-cnn", "conv2:0", ["conv1:1", "conv1:2"]))
+    b = cat.add_circuit(SHA_A, make_circuit("zoo:plain-cnn", "conv2:1", ["conv1:1"]))
+    cat.add_circuit(SHA_A, make_circuit("zoo:plain-cnn", "conv2:2", ["conv1:10"]))  # conv1:1 is a prefix of it
+    cat.add_circuit(SHA_B, make_circuit("zoo:other", "conv2:3", ["conv1:1"]))  # another model
+    shown = cat.show("zoo:plain-cnn/conv1:1")
+    assert (shown["circuits"], shown["target_of"]) == (sorted([a, b]), [])
+    shown = cat.show("zoo:plain-cnn/conv2:1")
+    assert (shown["circuits"], shown["target_of"]) == ([b], [b])
+
+
+def test_full_text_indexes_are_found_by_sqlite_utils_and_datasette(cat):
+    cat.add_circuit(SHA_A, make_circuit("zoo:plain-cnn", "conv2:0", ["conv1:1"]))
+    cat.label("zoo:plain-cnn", "conv1:1", "curve detector")
+    assert {t: cat.table(t).detect_fts() for t in ("neurons", "motifs", "modules")} == {
+        "neurons": "neurons_fts", "motifs": "motifs_fts", "modules": "modules_fts"}
+    assert [r["label"] for r in cat.table("neurons").search("curve")] == ["curve detector"]
+    datasette_utils = pytest.importorskip("datasette.utils")
+    sql, params = datasette_utils.detect_fts_sql("neurons")
+    assert cat.rows(sql, params) == [{"name": "neurons_fts"}]
 
 
 def test_sql_export_rebuilds_an_identical_catalog(tmp_path):

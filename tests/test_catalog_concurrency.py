@@ -64,7 +64,7 @@ def check_consistent(path) -> set[str]:
     for cid, parameters in conn.execute("SELECT id, parameters FROM circuits"):
         expected = json.loads(parameters)
         assert conn.execute("SELECT count(*) FROM edges WHERE circuit = ?", (cid,)).fetchone()[0] == expected["n_edges"]
-        assert conn.execute("SELECT count(*) FROM circuit_nodes WHERE circuit = ?", (cid,)).fetchone()[0] == expected["n_nodes"]
+        assert conn.execute("SELECT json_array_length(nodes) FROM circuits WHERE id = ?", (cid,)).fetchone()[0] == expected["n_nodes"]
         assert conn.execute("SELECT count(*) FROM motif_instances WHERE circuit = ?", (cid,)).fetchone()[0] == 1
         ids.add(cid)
     assert conn.execute("SELECT count(*) FROM motif_instances").fetchone()[0] == len(ids)  # no orphaned half-run

@@ -39,9 +39,7 @@ def export_csv(store, table: str) -> str:
 def export_sql(store) -> str:
     """A script that rebuilds this catalog in an empty file: ``sqlite3 new.db < dump.sql``."""
     lines = [f"PRAGMA application_id = {schema.APPLICATION_ID};", "BEGIN;"]
-    for number, migration in enumerate(schema.MIGRATIONS, start=1):
-        lines.append(f"-- schema version {number}")
-        lines.append(migration.strip())
+    lines.extend(f"{sql};" for sql in schema_sql(store))
     for table in ("schema_version", *schema.TABLES):
         columns = [column.name for column in store.table(table).columns]
         values = " || ',' || ".join(f"quote({c})" for c in columns)
@@ -50,3 +48,10 @@ def export_sql(store) -> str:
         lines.extend(row[0] for row in store.db.execute(sql))
     lines.append("COMMIT;")
     return "\n".join(lines) + "\n"
+
+
+def schema_sql(store) -> list[str]:
+    """The file's own CREATE statements in the order they were made; FTS5 virtual tables make their shadow tables."""
+    shadows = tuple(f"{name}_" for name in store.db.table_names(fts5=True))
+    return [sql for name, sql in store.db.execute("SELECT name, sql FROM sqlite_master WHERE sql IS NOT NULL ORDER BY rowid")
+            if not name.startswith(shadows)]

@@ -20,10 +20,8 @@ _UNION = [
     "INSERT OR IGNORE INTO main.neurons (model, layer, channel) SELECT model, layer, channel FROM other.neurons",
     """INSERT OR IGNORE INTO main.label_history (model, layer, channel, label, source, created)
        SELECT model, layer, channel, label, source, created FROM other.label_history""",
-    """INSERT OR IGNORE INTO main.circuits (id, model, target, method, parameters, created)
-       SELECT id, model, target, method, parameters, created FROM other.circuits""",
-    """INSERT OR IGNORE INTO main.circuit_nodes (circuit, node, layer, channel, depth)
-       SELECT circuit, node, layer, channel, depth FROM other.circuit_nodes""",
+    """INSERT OR IGNORE INTO main.circuits (id, model, target, method, parameters, created, nodes)
+       SELECT id, model, target, method, parameters, created, nodes FROM other.circuits""",
     """INSERT OR IGNORE INTO main.edges (circuit, source, target, weight, kernel)
        SELECT circuit, source, target, weight, kernel FROM other.edges""",
     "INSERT OR IGNORE INTO main.motifs (id, kind, transform, description) SELECT id, kind, transform, description FROM other.motifs",

@@ -47,6 +47,11 @@ def _finite(value, what):
     return value if math.isfinite(value) else None
 
 
+def nodes_json(nodes) -> str:
+    """The ``circuits.nodes`` column: ``[{"depth": d, "id": "LAYER:CH"}, ...]`` in the order given (by id)."""
+    return canonical([{"depth": depth, "id": node} for node, _, _, depth in nodes])
+
+
 @dataclass
 class CircuitRows:
     """A circuit payload turned into the rows the catalog stores."""

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 from circuits.catalog import schema
+from circuits.catalog.payload import canonical, split_neuron
 from circuits.catalog.store import decode
 from circuits.errors import UsageError, close_matches_hint
 
@@ -13,7 +15,7 @@ LISTS = {
                    (SELECT count(*) FROM circuits c WHERE c.model = models.id) AS circuits, created
                  FROM models ORDER BY name, id""",
     "circuits": """SELECT c.id, m.name AS model, c.target, c.method,
-                     (SELECT count(*) FROM circuit_nodes n WHERE n.circuit = c.id) AS nodes,
+                     json_array_length(c.nodes) AS nodes,
                      (SELECT count(*) FROM edges e WHERE e.circuit = c.id) AS edges, c.created
                    FROM circuits c JOIN models m ON m.id = c.model ORDER BY m.name, c.target, c.id""",
     "neurons": """SELECT m.name AS model, n.layer || ':' || n.channel AS neuron, n.label, n.label_source, n.notes
@@ -80,12 +82,12 @@ def show(store, ref: str) -> dict:
 def circuit(store, circuit_id: str) -> dict:
     """A circuit as the ``extract --json`` object it came from, with the catalog's current labels."""
     row = decode(store.table("circuits").get(circuit_id))
-    nodes = store.rows(
-        """SELECT cn.node AS id, cn.layer, cn.channel, cn.depth, n.label
-           FROM circuit_nodes cn JOIN neurons n ON n.model = ? AND n.layer = cn.layer AND n.channel = cn.channel
-           WHERE cn.circuit = ? ORDER BY cn.node""",
-        (row["model"], circuit_id),
-    )
+    keys = [split_neuron(node["id"]) for node in row["nodes"]]
+    labels = {(n["layer"], n["channel"]): n["label"] for n in store.table("neurons").rows_where(
+        "model = ? AND (layer, channel) IN (SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(?))",
+        [row["model"], json.dumps(keys)], select="layer, channel, label")}
+    nodes = [{"id": node["id"], "layer": layer, "channel": channel, "depth": node["depth"],
+              "label": labels.get((layer, channel))} for node, (layer, channel) in zip(row["nodes"], keys)]
     edges = [decode(e) for e in store.rows(
         "SELECT source, target, weight, kernel FROM edges WHERE circuit = ? ORDER BY source, target", (circuit_id,))]
     return {
@@ -117,12 +119,27 @@ def _neuron(store, model_id, neuron):
     return {"kind": "neuron", **rows[0],
             "history": store.rows("""SELECT label, source, created FROM label_history
                                      WHERE model = ? AND layer = ? AND channel = ? ORDER BY created, label""", key),
-            # targets come from an index; membership is a scan (an index on it would slow every ingest ~30%)
+            # targets come from an index; membership reads the nodes of every circuit of the model
             "target_of": [r[0] for r in store.db.execute(
                 "SELECT id FROM circuits WHERE model = ? AND target = ? ORDER BY id", (model_id, neuron))],
-            "circuits": [r[0] for r in store.db.execute(
-                """SELECT DISTINCT cn.circuit FROM circuit_nodes cn JOIN circuits c ON c.id = cn.circuit
-                   WHERE c.model = ? AND cn.layer = ? AND cn.channel = ? ORDER BY cn.circuit""", key)]}
+            "circuits": circuits_containing(store, model_id, neuron)}
+
+
+def circuits_containing(store, model_id: str, neuron: str) -> list[str]:
+    """Ids of the model's circuits with ``neuron`` among their nodes (as written, or as ``LAYER:CHANNEL``).
+
+    ``instr`` on the JSON text skips most circuits before ``json_each`` parses the rest: a node's id appears
+    in ``circuits.nodes`` exactly as ``canonical`` spells it.
+    """
+    layer, channel = split_neuron(neuron)
+    spellings = sorted({neuron, f"{layer}:{channel}"})
+    found = set()
+    for spelling in spellings:
+        found.update(r[0] for r in store.db.execute(
+            """SELECT c.id FROM circuits c WHERE c.model = ? AND instr(c.nodes, ?) > 0
+                 AND EXISTS (SELECT 1 FROM json_each(c.nodes) j WHERE json_extract(j.value, '$.id') = ?)""",
+            (model_id, canonical(spelling), spelling)))
+    return sorted(found)
 
 
 def _motif(store, motif_id):

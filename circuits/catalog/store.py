@@ -24,7 +24,7 @@ from sqlite_utils import Database
 from sqlite_utils.db import Table
 
 from circuits.catalog import schema
-from circuits.catalog.payload import canonical, circuit_rows, motif_rows, sha256, split_neuron
+from circuits.catalog.payload import canonical, circuit_rows, motif_rows, nodes_json, sha256, split_neuron
 from circuits.errors import CatalogError, UnknownNeuronError, UsageError, close_matches_hint
 
 BUSY_TIMEOUT_MS = 60_000
@@ -293,10 +293,8 @@ class Store:
             if circuits.count_where("id = ?", [rows.id]):
                 return rows.id
             circuits.insert({"id": rows.id, "model": model, "target": rows.target, "method": rows.method,
-                             "parameters": rows.parameters, "created": now()})
+                             "parameters": rows.parameters, "created": now(), "nodes": nodes_json(rows.nodes)})
             self._add_neurons(model, [(n[1], n[2]) for n in rows.nodes])
-            self._insert("circuit_nodes", ("circuit", "node", "layer", "channel", "depth"),
-                         [(rows.id, *n) for n in rows.nodes])
             self._insert("edges", ("circuit", "source", "target", "weight", "kernel"),
                          [(rows.id, *e) for e in rows.edges])
             for node, text in sorted(rows.labels.items()):
@@ -421,7 +419,7 @@ class Store:
             neurons.update(key, {"notes": notes}, conversions={"notes": "coalesce(notes, ?)"})
 
 
-def decode(row: dict, columns=("parameters", "info", "members", "evidence", "faithfulness", "kernel")) -> dict:
+def decode(row: dict, columns=("parameters", "nodes", "info", "members", "evidence", "faithfulness", "kernel")) -> dict:
     """Turn the JSON-text columns of a row back into values."""
     for column in columns:
         if isinstance(row.get(column), str):
