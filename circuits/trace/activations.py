@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import weakref
+
 import torch
 from torch import fx
 
@@ -19,20 +21,77 @@ def check_data(graph, data: torch.Tensor) -> torch.Tensor:
     return data.to(graph.dtype)
 
 
-def node_values(graph, x: torch.Tensor, keep: set[str] | None = None) -> dict[str, torch.Tensor]:
-    """Every node's output on ``x`` (or those in ``keep``), cloned so in-place ops cannot overwrite them."""
-    values: dict[str, torch.Tensor] = {}
+# Run image batches in channels-last memory order (the values returned are contiguous either way): about
+# 1.7x faster for conv nets on CPU, same values up to float rounding.
+CHANNELS_LAST = True
+_NCHW_ONLY: weakref.WeakSet = weakref.WeakSet()  # graphs whose channels-last run failed once
+
+
+class _Stop(Exception):
+    """Raised after the last node a caller needs: the rest of the model is not run."""
+
+
+def node_values(
+    graph, x: torch.Tensor, keep: set[str] | None = None, stop_at: str | None = None
+) -> dict[str, torch.Tensor]:
+    """Node outputs on ``x``, cloned so in-place ops cannot overwrite them.
+
+    keep: the node names wanted. Only their ancestors are run, and the forward stops after the last of
+        them: nothing past the deepest kept node, and no branch that feeds none of them, is computed.
+        Without ``keep`` every node's tensor output is returned.
+    stop_at: (without ``keep``) run no node after this one.
+    """
+    values: dict[str, object] = {}
+    needed: set[str] | None = None
+    order = {n.name: i for i, n in enumerate(graph.gm.graph.nodes)}
+    if keep is not None:
+        keep = set(keep)
+        unknown = sorted(keep - order.keys())
+        if unknown:
+            raise KeyError(f"no node named {', '.join(unknown)} in the model's graph")
+        needed, stack = set(), list(keep)
+        while stack:
+            name = stack.pop()
+            if name not in needed:
+                needed.add(name)
+                stack.extend(a.name for a in graph.nodes[name].all_input_nodes)
+        stop_at = max(keep, key=order.__getitem__) if keep else None
+    elif stop_at is not None and stop_at not in order:
+        raise KeyError(f"no node named {stop_at} in the model's graph")
+
+    def _kept(result):  # a contiguous copy: in-place ops cannot overwrite it, views of it work
+        return result.detach().clone(memory_format=torch.contiguous_format)
 
     class _Keeper(fx.Interpreter):
         def run_node(self, n):
+            if needed is not None and n.name not in needed and n.op != "placeholder":
+                return None  # feeds no kept node: skipped (its users are skipped too)
             result = super().run_node(n)
-            if isinstance(result, torch.Tensor) and (keep is None or n.name in keep):
-                values[n.name] = result.detach().clone()
+            if keep is None:
+                if isinstance(result, torch.Tensor):
+                    values[n.name] = _kept(result)
+            elif n.name in keep:
+                values[n.name] = _kept(result) if isinstance(result, torch.Tensor) else result
+            if n.name == stop_at:
+                raise _Stop
             return result
 
+    def run(inp):
+        values.clear()
+        try:
+            _Keeper(graph.gm).run(inp)
+        except _Stop:
+            pass
+
     with torch.no_grad():
-        _Keeper(graph.gm).run(x)
-    return values
+        if x.dim() == 4 and CHANNELS_LAST and graph not in _NCHW_ONLY:
+            try:  # images in channels-last order: the CPU convolutions run much faster
+                run(x.contiguous(memory_format=torch.channels_last))
+                return values  # type: ignore[return-value]
+            except RuntimeError:  # e.g. a .view() that needs the NCHW layout: run as given from now on
+                _NCHW_ONLY.add(graph)
+        run(x)
+    return values  # type: ignore[return-value]
 
 
 def layer_activations(graph, data: torch.Tensor, layers: list[str], batch_size: int = 256) -> dict[str, torch.Tensor]:
