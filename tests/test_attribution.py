@@ -1,14 +1,21 @@
-"""Attribution checked against a per-pair autograd loop and against captum; ablation validates it."""
+"""Attribution checked against a per-pair autograd loop and against captum; ablation validates it.
+
+The kernel route (one weight-gradient backward for every edge, where the path to T's pre-activation is
+linear) is checked against the batched route on several architectures, and against per-pair loops on the
+real model where it must not be taken (max pooling on the path).
+"""
 
 import pytest
 import torch
 import torch.nn.functional as F
-from nets import MLP, EfficientNetLike, ResNet
+from nets import MLP, EfficientNetLike, InceptionNet, MobileNetLike, PlainCNN, ResNet
+from torch import nn
 
-from circuits.errors import DataError
+from circuits.errors import DataError, UsageError
 from circuits.graph import build_graph
 from circuits.trace import attribution
-from circuits.trace.edges import ablate, rank_correlation, validate
+from circuits.trace.activations import node_values
+from circuits.trace.edges import ablate, attribute, kernel_route_applies, rank_correlation, validate
 
 
 def images(shape, n=12, seed=0):
@@ -84,3 +91,152 @@ def test_rank_correlation_of_identical_and_reversed_orders():
 def test_data_of_the_wrong_shape_is_refused_clearly():
     with pytest.raises(DataError, match="shape"):
         attribution(MLP(), "act1", "act2", torch.zeros(4, 3, 8, 8))
+
+
+# --- the kernel route ----------------------------------------------------------------------------------
+
+KERNEL_ROUTE_PAIRS = [
+    (ResNet, "relu", "layer1.0.relu"),  # conv + BN
+    (ResNet, "layer1.0.relu", "layer1.0"),  # conv + BN + the residual skip (off the path: real values)
+    (ResNet, "layer1.1", "layer2.0.relu"),  # stride 2
+    (ResNet, "layer2.0", "fc"),  # average pool, flatten, dense output
+    (InceptionNet, "inc1", "inc2.b1"),  # a concat source
+    (InceptionNet, "inc2.b5r", "inc2.b5"),  # 5x5, padding 2
+    (MobileNetLike, "block1.expand.2", "block1.depthwise.2"),  # depthwise, ReLU6
+    (MobileNetLike, "block1.depthwise.2", "block2.expand.2"),  # project, add, expand
+    (PlainCNN, "conv1", "conv2"),
+    (PlainCNN, "conv3", "fc"),
+    (MLP, "act1", "act2"),  # dense, GELU
+]
+
+
+@pytest.mark.parametrize("net, source, target", KERNEL_ROUTE_PAIRS, ids=lambda v: getattr(v, "__name__", v))
+def test_kernel_route_equals_the_batched_route(net, source, target):
+    model = net()
+    graph = build_graph(model)
+    x = images(model.input_shape, n=5, seed=3)
+    assert kernel_route_applies(graph, source, target)
+    fast = attribute(graph, source, target, x, batch_size=3)  # two batches
+    general = attribute(graph, source, target, x, route="batched")
+    assert fast.route == "kernel" and general.route == "batched"
+    scale = float(general.tensor.abs().max())
+    assert torch.allclose(fast.tensor, general.tensor, rtol=1e-4, atol=1e-5 * scale)
+
+
+def per_pair_reference(s_act, head, n_targets):
+    """attr[k, c] by one autograd call per target channel, on the real modules ``head`` (S -> T)."""
+    s = s_act.detach().requires_grad_(True)
+    out = head(s)
+    reference = torch.zeros(n_targets, s.shape[1])
+    for k in range(n_targets):
+        (grad,) = torch.autograd.grad(out[:, k].sum(), s, retain_graph=True)
+        reference[k] = (s * grad).flatten(2).sum(-1).mean(0)
+    return reference
+
+
+def test_max_pooling_on_the_path_falls_back_and_matches_the_real_model():
+    model = PlainCNN().eval()
+    graph = build_graph(model)
+    x = images(model.input_shape, n=5)
+    assert not kernel_route_applies(graph, "conv2", "conv3")
+    result = attribute(graph, "conv2", "conv3", x)
+    assert result.route == "batched"
+    with torch.no_grad():
+        s_act = F.relu(model.conv2(F.relu(model.conv1(x))))
+    reference = per_pair_reference(s_act, lambda s: F.relu(model.conv3(model.pool(s))), 10)  # the real max
+    assert torch.allclose(result.tensor, reference, atol=1e-5, rtol=1e-4)
+    with pytest.raises(UsageError, match="not linear"):
+        attribute(graph, "conv2", "conv3", x, route="kernel")
+
+
+@pytest.mark.parametrize(
+    "net, source, target",
+    [(ResNet, "layer1.0", "layer1.1"), (InceptionNet, "stem", "inc1.bp"), (MobileNetLike, "stem.2", "block2.expand.2")],
+    ids=lambda v: getattr(v, "__name__", v),
+)
+def test_nonlinear_paths_take_the_batched_route(net, source, target):
+    graph = build_graph(net())
+    assert not kernel_route_applies(graph, source, target)
+
+
+class _AvgPoolNet(nn.Module):
+    """Average pooling that ignores its padding: not a convolution at the border, so no kernel route."""
+
+    input_shape = (2, 7, 7)
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(8)
+        self.conv1 = nn.Conv2d(2, 3, 3, padding=1)
+        self.pool = nn.AvgPool2d(3, stride=1, padding=1, count_include_pad=False)
+        self.conv2 = nn.Conv2d(3, 4, 3, padding=1)
+
+    def forward(self, x):
+        return torch.tanh(self.conv2(self.pool(F.relu(self.conv1(x)))))
+
+
+def test_kernels_that_do_not_reproduce_the_path_are_not_used():
+    model = _AvgPoolNet().eval()
+    graph = build_graph(model)
+    x = images(model.input_shape, n=4)
+    assert not kernel_route_applies(graph, "conv1", "conv2")  # the probe check catches the border
+    result = attribute(graph, "conv1", "conv2", x)
+    with torch.no_grad():
+        s_act = F.relu(model.conv1(x))
+    reference = per_pair_reference(s_act, lambda s: torch.tanh(model.conv2(model.pool(s))), 4)
+    assert result.route == "batched"
+    assert torch.allclose(result.tensor, reference, atol=1e-5, rtol=1e-4)
+
+
+def test_ablation_through_max_pooling_is_measured_on_the_real_model():
+    model = PlainCNN().eval()
+    x = images(model.input_shape, n=4)
+    effect = ablate(build_graph(model), "conv2", "conv3", x)
+    with torch.no_grad():
+        h = F.relu(model.conv2(F.relu(model.conv1(x))))
+        base = F.relu(model.conv3(model.pool(h))).sum((2, 3))
+        h[:, 5] = 0
+        expected = (base - F.relu(model.conv3(model.pool(h))).sum((2, 3))).mean(0)
+    assert torch.allclose(effect[:, 5], expected, atol=1e-5)
+
+
+# --- the forward pass behind both ---------------------------------------------------------------------
+
+
+def test_node_values_runs_only_what_the_kept_nodes_need():
+    model = InceptionNet()
+    graph = build_graph(model)
+    x = images(model.input_shape, n=3)
+    full = node_values(graph, x)
+    called = []
+    hooks = [graph.modules[name].register_forward_hook(lambda *_, n=name: called.append(n))
+             for name in ("inc1.b5.conv", "inc2.b1.conv", "fc")]  # fmt: skip
+    keep = {graph.layer("inc1.b3").node, graph.layer("inc2.b3r").preact}
+    kept = node_values(graph, x, keep=keep)
+    for h in hooks:
+        h.remove()
+    assert set(kept) == keep
+    assert called == ["inc1.b5.conv"]  # an input of inc1's concat; nothing after inc2.b3r's pre-activation
+    for name in keep:
+        assert torch.allclose(kept[name], full[name], atol=1e-5) and kept[name].is_contiguous()
+
+
+class _ViewNet(nn.Module):
+    input_shape = (2, 4, 4)
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(9)
+        self.conv = nn.Conv2d(2, 3, 3, padding=1)
+        self.fc = nn.Linear(48, 2)
+
+    def forward(self, x):
+        x = F.relu(self.conv(x))
+        return self.fc(x.view(x.size(0), -1))  # .view needs NCHW order: the channels-last run falls back
+
+
+def test_node_values_of_a_model_that_needs_nchw_order():
+    model = _ViewNet().eval()
+    x = images(model.input_shape, n=2)
+    values = node_values(build_graph(model), x)
+    assert torch.allclose(values["fc"], model(x), atol=1e-6)
