@@ -127,3 +127,14 @@ def test_build_bad_spec_file_is_a_usage_error(runner, tmp_path):
 def test_build_requires_output(runner):
     result = runner.invoke(main, ["planted", "build", "union"])
     assert result.exit_code == 2
+
+
+def test_a_built_model_runs_through_the_other_commands_by_its_spec_file(tmp_path):
+    out = tmp_path / "u.pt"
+    assert CliRunner().invoke(main, ["planted", "build", "union", "-o", str(out)]).exit_code == 0
+    result = CliRunner().invoke(main, ["extract", f"planted:{out}.spec.json", "--weights", str(out),
+                                       "--neuron", "union:1", "--depth", "1", "--top-k", "2", "--json"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.output)
+    signs = {e["source"]: e["sign"] for e in payload["edges"]}
+    assert signs == {"wedges:0": 1, "wedges:1": -1}  # the opponent: left excites, right inhibits

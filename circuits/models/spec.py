@@ -70,6 +70,8 @@ def _load_spec(spec: str) -> LoadedModel:
     if scheme in REGISTRIES and rest:
         registry = importlib.import_module(REGISTRIES[scheme])
         names = list(registry.names())
+        if scheme == "planted" and rest not in names and Path(rest).is_file():
+            return registry.load(rest)  # a spec file of the user's own
         if rest not in names:
             raise BadSpecError(
                 f"unknown {scheme} model '{rest}'{close_matches_hint(rest, names)} "

@@ -65,10 +65,13 @@ def get_spec(name: str) -> PlantedSpec:
 
 
 def load(name: str):
-    """The ready spec ``name`` compiled, as a :class:`circuits.models.LoadedModel` (``planted:NAME``)."""
+    """The ready spec ``name`` (or a YAML/JSON spec file, or a ``build`` output's ``.spec.json``) compiled,
+    as a :class:`circuits.models.LoadedModel` (``planted:NAME``, ``planted:my.yaml``)."""
+    from pathlib import Path
+
     from circuits.models.loaded import LoadedModel
 
-    spec = get_spec(name)
+    spec = load_spec(Path(name)) if name not in LIBRARY and Path(name).is_file() else get_spec(name)
     return LoadedModel(
         compile(spec),
         spec=f"planted:{name}",
