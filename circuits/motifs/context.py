@@ -185,5 +185,6 @@ def probe_data(spec: str, input_shape) -> tuple[torch.Tensor, dict | None]:
         channels, size = images.shape[1], images.shape[-1]
         again, labels, latents = toyworld.generate(n, seed=seed, size=size, rgb=channels == 3, task=task)
         if torch.equal(again, images):  # the same images: their factors are known
-            factors = {"label": labels.numpy(), **latents, "label_names": list(toyworld.class_names(task))}
+            factors = {"label": labels.numpy(), **latents, "label_names": list(toyworld.class_names(task)),
+                       "task": task}
     return images, factors
