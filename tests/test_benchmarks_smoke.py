@@ -5,14 +5,16 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
-from bench_trace import compose_kernels, max_relative_error, naive_expanded, paste  # noqa: E402
+from bench_trace import ablation_subset, compose_kernels, max_relative_error, naive_expanded, paste  # noqa: E402
 from googlenet import INCEPTION_CHANNELS, GoogLeNet, linearised_chain  # noqa: E402
 
 from circuits.graph import build_graph  # noqa: E402
 from circuits.trace import weights  # noqa: E402
+from circuits.trace.edges import ablate, attribute  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -53,3 +55,12 @@ def test_naive_autograd_loop_agrees_with_expanded_weights(googlenet, branch):
     assert max_relative_error(shared, naive) < 1e-5
     if not kernel_set.clipped:  # the whole kernel fits the map: it equals the directly composed kernels
         assert max_relative_error(kernel_set.kernels, compose_kernels(chain)) < 1e-4
+
+
+def test_ablation_baseline_is_circuits_ablate_and_attribution_takes_the_kernel_route(googlenet):
+    _, graph = googlenet
+    data = torch.randn(2, *graph.input_shape, generator=torch.Generator().manual_seed(1))
+    source, target = "inception4b", "inception4c.branch1"
+    _, _, subset = ablation_subset(graph, source, target, data, [0, 7, 300])
+    assert torch.allclose(subset, ablate(graph, source, target, data)[:, [0, 7, 300]], atol=1e-5)
+    assert attribute(graph, source, target, data).route == "kernel"
