@@ -102,6 +102,10 @@ def test_render_writes_a_diagram_with_every_node(tmp_path, suffix):
         (["extract", f"{NETS}:PlainCNN", "--neuron", "conv3:0", "--input-shape", "1,16,16"], 2, "does not accept an input"),
         (["extract", f"{NETS}:PlainCNN", "--neuron", "conv3:0", "--render", "out.gif"], 2, ".svg or .png"),
         (["layers", f"{NETS}:NoSuchNet"], 2, "has no attribute"),
+        (["extract", "zoo:plain-cnn", "--neuron", "conv3:0", "--method", "attribution", "--data", "nowhere/"], 2,
+         "does not exist"),
+        (["extract", "zoo:plain-cnn", "--neuron", "conv3:0", "--method", "attribution", "--data", "noise:x"], 2,
+         "noise"),
     ],
 )
 def test_bad_input_gives_one_line_and_the_right_exit_code(args, code, words):

@@ -45,8 +45,8 @@ def test_misspelled_scheme_suggests_the_right_one():
         load_data("toyworl:10")
 
 
-def test_missing_path_is_a_data_error(tmp_path):
-    with pytest.raises(DataError, match="does not exist"):
+def test_missing_path_is_a_usage_error(tmp_path):
+    with pytest.raises(BadSpecError, match="does not exist"):
         load_data(str(tmp_path / "nothing-here"))
 
 
