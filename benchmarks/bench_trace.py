@@ -525,7 +525,7 @@ def main(argv=None):
     input_shape = (3, 96, 96) if args.quick else (3, 224, 224)
     args.images = args.images or (4 if args.quick else 16)
     args.repeats = args.repeats or (1 if args.quick else 5)
-    args.attr_repeats = 1 if args.quick else 2
+    args.attr_repeats = 1 if args.quick else 3
     mm_n = 1024 if args.quick else 2048
     results = args.results or (None if args.quick else os.path.join(HERE, "RESULTS.md"))
 
