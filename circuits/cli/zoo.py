@@ -16,6 +16,7 @@ def zoo():
       circuits zoo list
       circuits zoo show plain-cnn
       circuits zoo train plain-cnn --seed 1 -o plain-cnn-s1.pt
+      circuits zoo catalog -o catalog.db
     """
 
 
@@ -157,3 +158,41 @@ def _train_with_progress(family: str, seed: int, fast: bool):
         return train_model(family, seed, fast=fast, progress=progress)
     finally:
         bar.close()
+
+
+@zoo.command("catalog")
+@click.option("-o", "--output", "path", default="catalog.db", show_default=True, type=click.Path(dir_okay=False),
+              help="The catalog to (re)build; existing rows are kept, new ones added.")
+@click.option("--model", "models", multiple=True, metavar="NAME", help="Only these zoo models (repeatable).")
+@click.option("--data", default=None, metavar="SPEC", help="Held-out probe images (default toyworld:256:12345).")
+@click.option("--top-k", default=8, show_default=True, type=int, help="Inputs kept per union neuron's circuit.")
+@click.option("--json", "as_json", is_flag=True, help="Print one row per model as JSON.")
+def catalog_(path, models, data, top_k, as_json):
+    """Build the shared catalog of the zoo: every model's unions over cases (circuits motifs), each union
+    neuron's circuit, and that circuit reverse-compiled with its measured faithfulness.
+
+    The repository's catalog.db is exactly this, rebuilt with `circuits zoo catalog -o catalog.db`.
+
+    \b
+    Example:
+      circuits zoo catalog -o catalog.db
+      circuits catalog list --kind instances --catalog catalog.db
+    """
+    from circuits import zoo as registry
+    from circuits.progress import progress_bar
+    from circuits.zoo.catalog import DEFAULT_DATA, build_catalog
+
+    for name in models:
+        registry.resolve(name)
+    names = list(models) or None
+    total = len(names) if names else sum(1 for n in registry.names() if n not in registry.RECIPES)
+    with progress_bar(desc="zoo catalog", total=total, unit="model") as bar:
+        rows = build_catalog(path, names, data or DEFAULT_DATA, top_k, progress=bar.update)
+    if as_json:
+        echo_json({"catalog": str(path), "models": rows},
+                  {"command": "zoo catalog", "output": str(path), "models": list(models), "data": data, "top_k": top_k})
+        return
+    for row in rows:
+        r2 = "-" if row["median_r2"] is None else f"{row['median_r2']:.3f}"
+        click.echo(f"{row['model']:<18} unions {row['unions']:>3}  modules {row['modules']:>3}  median R² {r2}")
+    click.echo(f"catalog written to {path}")
