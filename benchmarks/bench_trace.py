@@ -434,8 +434,8 @@ def render(info: dict, ex: dict, at: dict, prof: dict | None, args) -> str:
         f"attribution is {at['ours_s'] / at['fb_cl_s']:.2f}× it (the table's baseline runs NCHW, as the model is given).",
         f"- Attribution, kernel route vs batched route (the general one) on all {at['edges'][0]}×{at['edges'][1]} edges: "
         f"max relative error {at['route_error']:.2e}.",
-        f"- The forward pass that attribution and ablation both start with (up to the target's pre-activation, "
-        f"only the nodes the path needs; `path_on_data`) took {at['forward_s']:.2f} s: "
+        f"- The forward pass that attribution and ablation both start with (only the nodes the source and the "
+        f"path need, stopping there; `path_on_data`) took {at['forward_s']:.2f} s: "
         f"{at['forward_s'] / at['ours_s']:.0%} of attribution's {at['ours_s']:.2f} s.",
     ]
     if at["ablate_setup_s"] is not None:
