@@ -29,7 +29,7 @@ from circuits.motifs.context import Context
 from circuits.motifs.equivariance import MARGIN, THRESHOLD, group_map
 from circuits.motifs.inputs import Inputs, case_responses, inputs
 from circuits.motifs.report import Motif
-from circuits.motifs.transforms import Reflect, Rotate, Transform, parse
+from circuits.motifs.transforms import Transform, parse
 
 TOP_K = 4
 BALANCE = 0.5
@@ -148,4 +148,4 @@ def _union(ctx, feeds, sources, own, transform, u, cases, strengths, ratio, inva
     return Motif("union", transform.name, target, tuple(feeds.neurons[c] for c in cases), score, evidence)
 
 
-__all__ = ["unions", "Reflect", "Rotate"]
+

@@ -1,0 +1,85 @@
+"""Motifs: recurring structure in a network's neuron graph, found from weights and confirmed on data.
+
+    find(model, kind="all", layer=None, data=None) -> list[Motif]     every detector below, one call
+
+One function per kind, each usable alone (all take ``model, layer=None, data=None`` and documented
+thresholds as keyword arguments):
+
+- :func:`equivariance` — families of neurons that are reflected or rotated copies of each other
+  (weights: expanded kernels transformed and compared; activations: transformed images vs transformed maps);
+- :func:`unions` — invariant neurons built from an equivariant pair or family (``U = A OR T·A``);
+- :func:`inhibitions` — opponent neurons, excited by a feature and inhibited by its transformed copy;
+- :func:`polysemantic` — neurons whose top probe images split into clusters of different content;
+- :func:`network_motifs` — feed-forward loops, fan-in and mutual inhibition against a randomised baseline;
+- :func:`universality` — neurons matched across models, and motif instances grouped into families.
+
+Transforms are values (:mod:`circuits.motifs.transforms`); results are :class:`Motif` records whose
+``to_dict()`` is the ``circuits motifs --json`` schema (:func:`to_json`). The control for all of it is
+:func:`shuffle_weights`. See docs/motifs.md.
+"""
+
+from __future__ import annotations
+
+from circuits.errors import UsageError, close_matches_hint
+from circuits.motifs.context import Context, probe_data
+from circuits.motifs.control import shuffle_weights
+from circuits.motifs.equivariance import equivariance
+from circuits.motifs.inhibition import inhibitions
+from circuits.motifs.network import network_motifs, neuron_graph
+from circuits.motifs.polysemantic import polysemantic
+from circuits.motifs.report import KINDS, Motif, sort_motifs, to_json
+from circuits.motifs.transforms import Reflect, Rotate, Scale, Transform, compose
+from circuits.motifs.union import unions
+from circuits.motifs.universality import match_layer, universality
+
+CHOICES = (*KINDS, "all")
+
+
+def find(model, kind: str = "all", layer: str | None = None, data=None, *, input_shape=None,
+         network_top_k: int = 4, **options) -> list[Motif]:  # fmt: skip
+    """Every motif of ``kind`` (``equivariance``, ``union``, ``inhibition``, ``polysemantic``, ``network``
+    or ``all``) in ``layer`` (default: the whole model), in a stable order.
+
+    ``model`` is a spec (``planted:union``), module, LoadedModel, NeuronGraph or :class:`Context`; ``data``
+    probe images as a tensor or a spec (``toyworld:256``). Without data the detectors that can work from
+    weights alone do (equivariance, union, inhibition, network); ``polysemantic`` needs toy-world data.
+    ``options`` go to the detectors that accept them (e.g. ``threshold=0.9``).
+
+    Examples
+    --------
+    >>> from circuits.motifs import find
+    >>> [(m.kind, m.target, m.members) for m in find("planted:union", kind="union")]  # doctest: +SKIP
+    [('union', 'union:0', ('wedges:0', 'wedges:1')), ('union', 'union:2', ('wedges:0', 'wedges:1'))]
+    """
+    if kind not in CHOICES:
+        raise UsageError(f"unknown motif kind '{kind}'{close_matches_hint(kind, CHOICES)}; use one of {', '.join(CHOICES)}")
+    ctx = model if isinstance(model, Context) else Context(model, data, input_shape=input_shape)
+    if layer is not None:
+        ctx.graph.layer(layer)  # unknown layers fail here, with suggestions
+    kinds = KINDS if kind == "all" else (kind,)
+    found: list[Motif] = []
+    for k in kinds:
+        if k == "equivariance":
+            found += equivariance(ctx, layer, **_only(options, "transforms", "angles", "threshold", "margin",
+                                                      "include_invariant"))  # fmt: skip
+        elif k == "union":
+            found += unions(ctx, layer, **_only(options, "top_k", "balance", "threshold", "margin"))
+        elif k == "inhibition":
+            found += inhibitions(ctx, layer, **_only(options, "top_k", "balance", "threshold", "margin"))
+        elif k == "polysemantic":
+            found += polysemantic(ctx, layer, **_only(options, "top", "min_silhouette", "min_distance", "alpha"))
+        elif k == "network":
+            graph = neuron_graph(ctx, layer, top_k=network_top_k)
+            found += network_motifs(graph, **_only(options, "n_random", "seed", "z_min", "min_count", "layered"))
+    return sort_motifs(found)
+
+
+def _only(options: dict, *names: str) -> dict:
+    return {k: v for k, v in options.items() if k in names}
+
+
+__all__ = [
+    "CHOICES", "KINDS", "Context", "Motif", "Reflect", "Rotate", "Scale", "Transform", "compose",
+    "equivariance", "find", "inhibitions", "match_layer", "network_motifs", "neuron_graph", "polysemantic",
+    "probe_data", "shuffle_weights", "sort_motifs", "to_json", "unions", "universality",
+]
