@@ -71,7 +71,8 @@ def make_path_function(
     valid: evaluate on a receptive-field crop: convolutions and pools without padding, padding ops
         skipped, branches centre-cropped to a common size. Only translation-equivariant ops are allowed
         (others raise ``NotTranslationEquivariant``); the caller checks the result against the full map.
-    Max pooling is always read as average pooling of the same window (Distill's convention).
+    Max pooling is read as average pooling of the same window (Distill's convention for weights), except
+    on data (``context`` without ``linearise``), where the path is the model's own: max pooling is real.
     """
     steps = path_nodes(graph, sources, target_node)
     modules = graph.modules
@@ -90,6 +91,8 @@ def make_path_function(
                 f"the path passes the multiplicative gate '{layer_of.get(n.name, n.name)}', which has no weights; "
                 "trace from the gate's layer or after it, or use attribution on data"
             )
+
+    real_pooling = context is not None and not linearise
 
     def run(*values):
         env: dict[str, object] = dict(zip(sources, values, strict=True))
@@ -113,6 +116,8 @@ def make_path_function(
             args, kwargs = value_of(n.args), value_of(n.kwargs)
             if valid:
                 env[n.name] = _evaluate_valid(n, args, kwargs, modules, linearise)
+            elif real_pooling and ops.is_maxpool(n, modules):  # on data: the real max, not the reading
+                env[n.name] = _call(n, args, kwargs, modules)
             else:
                 env[n.name] = _evaluate(n, args, kwargs, modules, linearise, positive)
             if n.name == target_node:
@@ -120,6 +125,22 @@ def make_path_function(
         return env[target_node]
 
     return run
+
+
+def path_inputs(graph, sources: list[str], target_node: str) -> set[str]:
+    """Nodes off the path that the path reads: what ``context`` must hold to evaluate it on data."""
+    steps = path_nodes(graph, sources, target_node)
+    on_path = {n.name for n in steps} | set(sources)
+    return {a.name for n in steps for a in n.all_input_nodes if a.name not in on_path and a.op != "get_attr"}
+
+
+def _call(n: fx.Node, args, kwargs, modules):
+    """Run a node's own op as the model does."""
+    if n.op == "call_module":
+        return modules[n.target](*args, **kwargs)
+    if n.op == "call_method":
+        return getattr(args[0], str(n.target))(*args[1:], **kwargs)
+    return n.target(*args, **kwargs)
 
 
 def _fetch_attr(gm: fx.GraphModule, target: str):

@@ -26,11 +26,10 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import fx
 
 from circuits.errors import UnsupportedOpError, UsageError
 from circuits.graph import ops
-from circuits.graph.paths import _evaluate, _fetch_attr, make_path_function, path_nodes
+from circuits.graph.paths import make_path_function, path_inputs, path_nodes
 from circuits.trace.activations import check_data, node_values
 from circuits.trace.kernels import KernelSet, compute_kernels
 from circuits.trace.result import Attribution
@@ -49,51 +48,14 @@ def _real_path(graph, s_node: str, t_node: str):
     The path is evaluated on the model's own ops, max pooling included as max pooling; nodes off the path
     take their values from ``context``.
     """
-    steps = path_nodes(graph, [s_node], t_node)
-    if not any(n.name == t_node for n in steps):
+    needs = path_inputs(graph, [s_node], t_node)
+    if not any(n.name == t_node for n in path_nodes(graph, [s_node], t_node)):
         raise UnsupportedOpError(f"node '{t_node}' does not depend on '{s_node}': there is no path")
-    on_path = {n.name for n in steps} | {s_node}
-    needs = {a.name for n in steps for a in n.all_input_nodes if a.name not in on_path and a.op != "get_attr"}
-    modules = graph.modules
 
     def make(context: dict):
-        def run(value: torch.Tensor) -> torch.Tensor:
-            env: dict[str, object] = {s_node: value}
-
-            def value_of(a):
-                if isinstance(a, fx.Node):
-                    if a.name in env:
-                        return env[a.name]
-                    if a.op == "get_attr":
-                        return _fetch_attr(graph.gm, a.target)
-                    return context[a.name]
-                if isinstance(a, (list, tuple)):
-                    return type(a)(value_of(x) for x in a)
-                if isinstance(a, dict):
-                    return {k: value_of(v) for k, v in a.items()}
-                return a
-
-            for n in steps:
-                args, kwargs = value_of(n.args), value_of(n.kwargs)
-                if ops.is_maxpool(n, modules):  # the real max, not the average reading used for weights
-                    env[n.name] = _call(n, args, kwargs, modules)
-                else:
-                    env[n.name] = _evaluate(n, args, kwargs, modules, False, False)
-                if n.name == t_node:
-                    break
-            return env[t_node]
-
-        return run
+        return make_path_function(graph, [s_node], t_node, context=context)
 
     return needs, make
-
-
-def _call(n: fx.Node, args, kwargs, modules):
-    if n.op == "call_module":
-        return modules[n.target](*args, **kwargs)
-    if n.op == "call_method":
-        return getattr(args[0], str(n.target))(*args[1:], **kwargs)
-    return n.target(*args, **kwargs)
 
 
 def path_on_data(graph, source: str, target: str, x: torch.Tensor):

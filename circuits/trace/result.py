@@ -98,6 +98,7 @@ class Attribution:
         self.target = target
         self.n_images = n_images
         self.validation: dict | None = None
+        self.route: str | None = None  # "kernel" (one weight-gradient pass) or "batched" (vmapped backward)
 
     def __repr__(self):
         return f"Attribution({self.source} -> {self.target}, {tuple(self.tensor.shape)}, {self.n_images} images)"
