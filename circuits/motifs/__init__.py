@@ -52,7 +52,7 @@ def find(model, kind: str = "all", layer: str | None = None, data=None, *, input
     [('union', 'union:0', ('wedges:0', 'wedges:1')), ('union', 'union:2', ('wedges:0', 'wedges:1'))]
     """
     if kind not in CHOICES:
-        raise UsageError(f"unknown motif kind '{kind}'{close_matches_hint(kind, CHOICES)}; use one of {', '.join(CHOICES)}")
+        raise UsageError(f"unknown motif kind '{kind}' (kinds: {', '.join(CHOICES)}){close_matches_hint(kind, CHOICES)}")
     ctx = model if isinstance(model, Context) else Context(model, data, input_shape=input_shape)
     if layer is not None:
         ctx.graph.layer(layer)  # unknown layers fail here, with suggestions

@@ -157,21 +157,22 @@ def families(motifs: dict[str, list[Motif]], mappings: dict[tuple[str, str], dic
 
     ``motifs`` maps a model name to its motifs; ``mappings[(a, b)]`` maps model a's neurons to model b's.
     The first model's instances seed the families; an instance of another model joins the first family of
-    the same kind and transform whose seed maps onto it. Families with instances from one model only are
+    the same kind and transform whose seed maps onto it (each instance joins one family at most). Families with instances from one model only are
     dropped. Returns ``[{"kind", "transform", "score", "instances": [{"model", "target", "members", "score"}]}]``
     with ``score`` the share of models the family reaches.
     """
     models = list(motifs)
     if not models:
         return []
-    out = []
+    out, used = [], set()
     for seed_motif in motifs[models[0]]:
         family = [(models[0], seed_motif)]
         for other in models[1:]:
             mapping = mappings.get((models[0], other), {})
-            for candidate in motifs[other]:
-                if _corresponds(seed_motif, candidate, mapping, overlap):
+            for k, candidate in enumerate(motifs[other]):
+                if (other, k) not in used and _corresponds(seed_motif, candidate, mapping, overlap):
                     family.append((other, candidate))
+                    used.add((other, k))
                     break
         if len({m for m, _ in family}) < 2:
             continue

@@ -1,0 +1,134 @@
+"""`circuits motifs` and `circuits universality`: find motifs in one model, match them across models."""
+
+import click
+
+from circuits.cli._common import echo_json, load_model, model_options
+
+KIND_HELP = "union|equivariance|inhibition|polysemantic|network|all"
+
+
+@click.command()
+@model_options
+@click.option("--kind", default="all", show_default=True, metavar=KIND_HELP, help="Which detector to run.")
+@click.option("--layer", metavar="LAYER", help="Only this layer (as `circuits layers` names it).")
+@click.option("--data", metavar="SPEC", help="Probe images for activation evidence: toyworld[:TASK][:N][:SEED], "
+              "noise:N, a folder, .npy or .pt. Without it, weights alone.")  # fmt: skip
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (schema in docs/motifs.md).")
+@click.option("--catalog", "catalog_path", type=click.Path(dir_okay=False), envvar="CIRCUITS_CATALOG",
+              help="Record the motifs in this catalog (also $CIRCUITS_CATALOG).")  # fmt: skip
+def motifs(model, weights, input_shape, kind, layer, data, as_json, catalog_path):
+    """Find motifs in MODEL: equivariant families, unions over cases, opponents, polysemantic neurons and
+    network motifs.
+
+    Equivariance, unions and inhibition are found from the weights (expanded to the input and
+    transformed by reflection and rotation); --data adds activation evidence, confirms unions and
+    opponents, and is needed for polysemantic neurons. Network motifs are z-scores against a seeded,
+    degree-preserving randomised baseline. Scores are in [0, 1].
+
+    \b
+    Examples:
+      circuits motifs planted:union
+      circuits motifs planted:curves --kind equivariance --json
+      circuits motifs zoo:plain-cnn-s0 --kind union --data toyworld:512
+      circuits motifs zoo:plain-cnn-s0 --layer conv2 --data toyworld:256 --catalog catalog.db
+    """
+    from circuits.motifs import find, to_json
+
+    loaded = load_model(model, weights, input_shape)
+    found = find(loaded, kind=kind, layer=layer, data=data)
+    payload = to_json(loaded.spec, found)
+    arguments = {"model": model, "weights": weights, "input_shape": input_shape, "kind": kind, "layer": layer,
+                 "data": data}  # fmt: skip
+    if catalog_path:
+        from circuits.catalog import Catalog
+
+        with Catalog(catalog_path) as catalog:
+            with catalog.transaction():
+                catalog.add_model(loaded.weights_hash, loaded.spec, architecture=type(loaded.module).__name__,
+                                  spec=loaded.spec, parameters=sum(p.numel() for p in loaded.module.parameters()))  # fmt: skip
+                catalog.add_motifs(loaded.weights_hash, payload)
+    if as_json:
+        echo_json(payload, arguments, loaded.weights_hash)
+        return
+    click.echo(format_table(payload))
+
+
+def format_table(payload: dict) -> str:
+    """One line per motif: kind, transform, target, members, score, and the evidence in brief."""
+    if not payload["motifs"]:
+        return f"no motifs found in {payload['model']}"
+    rows = [("kind", "transform", "target", "members", "score", "evidence")]
+    for m in payload["motifs"]:
+        rows.append((m["kind"], m["transform"] or "-", m["target"] or "-", _members(m["members"]),
+                     f"{m['score']:.3f}", _brief(m)))  # fmt: skip
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[5] for r in rows)
+
+
+def _members(members: list[str]) -> str:
+    text = ", ".join(members[:6])
+    return text + (f", ... ({len(members)})" if len(members) > 6 else "")
+
+
+def _brief(m: dict) -> str:
+    e = m["evidence"]
+    parts = []
+    if m["kind"] == "network":
+        z = e.get("z")
+        return f"{e['pattern']}: {e['count']} vs {e['random_mean']:.1f}±{e['random_std']:.1f}" + (
+            f", z={z:.1f}" if z is not None else "")
+    if m["kind"] == "polysemantic":
+        return f"clusters by {e['factor']}: " + " | ".join(
+            ", ".join(f"{k} {v}" for k, v in c[e["factor"]].items()) for c in e["clusters"])
+    for key in ("weights", "activations"):
+        source = e.get("invariance", e) if m["kind"] == "union" else e.get("pair", e) if m["kind"] == "inhibition" else e
+        value = source.get(key) if isinstance(source, dict) else None
+        parts.append(f"{key} {value:.2f}" if isinstance(value, (int, float)) else f"{key} -")
+    if m["kind"] == "union":
+        parts.append(f"logic {e.get('logic')}")
+    if e.get("angle"):
+        parts.append(f"{e['angle']:g}°")
+    return ", ".join(parts)
+
+
+@click.command()
+@click.argument("models", nargs=-1, required=True, metavar="MODEL MODEL...")
+@click.option("--data", default="toyworld:256", show_default=True, metavar="SPEC",
+              help="Probe images shared by every model (made to fit each model's input shape).")  # fmt: skip
+@click.option("--layer", "layers", multiple=True, metavar="LAYER",
+              help="Match only these layers (repeatable); default: every layer the models share by name.")  # fmt: skip
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (schema in docs/motifs.md).")
+def universality(models, data, layers, as_json):
+    """Match the neurons of MODELs on shared probe data and group their motifs into families.
+
+    Every model is matched to the first: per shared layer, neurons are correlated on the probe images and
+    paired by the optimal one-to-one assignment. Motifs found in each model (equivariance, unions,
+    inhibition) join one family when their neurons correspond.
+
+    \b
+    Examples:
+      circuits universality zoo:plain-cnn-s0 zoo:plain-cnn-s1 zoo:plain-cnn-s2
+      circuits universality zoo:curve-cnn-s0 zoo:curve-cnn-s1 --data toyworld:curves:512 --json
+    """
+    from circuits.errors import UsageError
+    from circuits.motifs import universality as run
+
+    if len(models) < 2:
+        raise UsageError("universality compares models: give at least two MODELs")
+    loaded = [load_model(m, None, None) for m in models]
+    result = run(loaded, data, layers=list(layers) or None)
+    payload = {"models": result["models"], "data": data,
+               "weights_sha256": {name: m.weights_hash for name, m in zip(result["models"], loaded)},
+               "matches": result["matches"], "families": result["families"]}  # fmt: skip
+    if as_json:
+        echo_json(payload, {"models": list(models), "data": data, "layers": list(layers)})
+        return
+    for match in payload["matches"]:
+        for layer in match["layers"]:
+            click.echo(f"{match['model_a']} ~ {match['model_b']}  {layer['layer_a']}: mean matched corr "
+                       f"{layer['mean_corr']:.2f}, {len(layer['pairs'])} pairs >= 0.5")  # fmt: skip
+    click.echo(f"{len(payload['families'])} motif families across models")
+    for family in payload["families"]:
+        where = "; ".join(f"{i['model']}: {i['target'] or ''} {', '.join(i['members'])}".replace("  ", " ")
+                          for i in family["instances"])  # fmt: skip
+        click.echo(f"  {family['kind']} {family['transform'] or ''}  {where}")
