@@ -20,6 +20,8 @@ COMMANDS = {
     "layers": "circuits.cli.layers:layers",
     "extract": "circuits.cli.extract:extract",
     "verify": "circuits.cli.verify:verify",
+    "motifs": "circuits.cli.motifs:motifs",
+    "universality": "circuits.cli.motifs:universality",
     "planted": "circuits.cli.planted:planted",
     "zoo": "circuits.cli.zoo:zoo",
     "catalog": "circuits.cli.catalog:catalog",
