@@ -284,15 +284,11 @@ def _match(result: GroupMap, threshold: float, margin: float, detail_threshold: 
     same = result.untransformed
     result.invariant = [int(i) for i in torch.nonzero(diag >= threshold).flatten()]
     c = m.shape[0]
-    candidates = []
-    for i in range(c):
-        for j in range(c):
-            s = float(scores[i, j])
-            if i == j or not float(gate[i, j]) >= threshold:
-                continue
-            if s - max(float(diag[i]), float(diag[j]), float(same[i, j])) < margin:
-                continue
-            candidates.append((-s, i, j))
+    baseline = torch.maximum(diag[:, None], diag[None, :])
+    if same is not None:
+        baseline = torch.maximum(baseline, same)
+    ok = (gate >= threshold) & (scores - baseline >= margin) & ~torch.eye(c, dtype=torch.bool)
+    candidates = [(-float(scores[i, j]), int(i), int(j)) for i, j in torch.nonzero(ok).tolist()]
     candidates.sort()
     result.relation = {(i, j): -neg for neg, i, j in candidates}
     has_image, has_preimage = set(), set()

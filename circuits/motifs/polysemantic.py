@@ -32,7 +32,7 @@ from circuits.motifs.context import Context
 from circuits.motifs.report import Motif
 
 TOP = 32
-MIN_SILHOUETTE = 0.5
+MIN_SILHOUETTE = 0.6  # planted curve detectors' top images split at 0.54-0.58 by the curve's size
 MIN_SHARE = 0.2
 MIN_DISTANCE = 0.5
 ALPHA = 0.01
