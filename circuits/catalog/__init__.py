@@ -2,6 +2,8 @@
 
 Plain dicts in, plain dicts out; this package never imports torch, so notebooks, the CLI and datasette
 can read a catalog on any machine. Every ``circuits catalog`` command is a thin skin over a method here.
+Storage goes through sqlite-utils: ``Catalog.db`` is the ``sqlite_utils.Database`` on the catalog's own
+connection, for anything not wrapped here (``cat.db["neurons"].search("curve")``).
 
 Examples
 --------

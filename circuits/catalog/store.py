@@ -60,6 +60,8 @@ def database(conn: sqlite3.Connection) -> Database:
     Plugins are not loaded: scanning entry points costs ~0.2 s per process, and a plugin's
     ``prepare_connection`` hook could change a shared catalog's connection behind our back.
     """
+    if not hasattr(Database, "atomic"):  # 3.x wraps each insert in ``with conn:``, committing our transaction
+        raise CatalogError("the catalog needs sqlite-utils 4 or later; install it with `pip install 'sqlite-utils>=4,<5'`.")
     return Database(conn, execute_plugins=False)
 
 
@@ -399,7 +401,8 @@ class Store:
                 )
             self._insert("neurons", ("model", "layer", "channel"), [(model_id, layer, channel)], ignore=True)
             self._set_label(model_id, layer, channel, text.strip(), source, notes)
-            return self.table("neurons").get((model_id, layer, channel))
+            return self.rows("SELECT * FROM neurons WHERE model = ? AND layer = ? AND channel = ?",
+                             (model_id, layer, channel))[0]
 
     def _set_label(self, model, layer, channel, text, source, notes):
         key = (model, layer, channel)
@@ -411,12 +414,13 @@ class Store:
         created = now()
         self._insert("label_history", ("model", "layer", "channel", "label", "source", "created"),
                      [(*key, text, source, created)], ignore=True)
-        neurons = self.table("neurons")
+        # plain UPDATEs: Table.update() re-reads the table's schema twice per call, tripling the cost of a label
         if label is None or (source == "user", created, text) > (label_source == "user", label_created, label):
-            neurons.update(key, {"label": text, "label_source": source, "label_created": created, "notes": notes},
-                           conversions={"notes": "coalesce(?, notes)"})
+            self.db.execute("""UPDATE neurons SET label = ?, label_source = ?, label_created = ?, notes = coalesce(?, notes)
+                               WHERE model = ? AND layer = ? AND channel = ?""", (text, source, created, notes, *key))
         elif notes is not None:
-            neurons.update(key, {"notes": notes}, conversions={"notes": "coalesce(notes, ?)"})
+            self.db.execute("UPDATE neurons SET notes = coalesce(notes, ?) WHERE model = ? AND layer = ? AND channel = ?",
+                            (notes, *key))
 
 
 def decode(row: dict, columns=("parameters", "nodes", "info", "members", "evidence", "faithfulness", "kernel")) -> dict:
