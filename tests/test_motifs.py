@@ -275,3 +275,43 @@ def test_motif_json_is_plain_and_stably_ordered():
         assert set(m) == {"kind", "transform", "target", "members", "score", "evidence"}
         assert m["transform"] in ("reflect", "rotate90", "rotate", None)
         assert all(":" in n for n in m["members"])
+
+
+# -- the zoo ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_zoo_plain_cnn_has_a_union_over_reflection(seed):
+    """Found from weights; checked here by hand on the module: the union neuron's cases are among its
+    strongest positive conv weights, and its response to flipped images is its response, flipped."""
+    from circuits.errors import ModelLoadError
+
+    try:
+        loaded = load(f"zoo:plain-cnn-s{seed}")
+    except ModelLoadError:
+        pytest.skip("zoo weights not shipped")
+    found = [m for m in unions(loaded) if m.transform == "reflect"]
+    assert found
+    module = loaded.module
+    for m in found:
+        layer, channel = m.target.split(":")
+        weight = module.get_submodule(layer).weight.detach()
+        strength = weight[int(channel)].reshape(weight.shape[1], -1).sum(1) if weight.dim() == 4 else weight[int(channel)]
+        top = [int(c) for c in torch.argsort(strength, descending=True)[:4]]
+        assert {int(n.split(":")[1]) for n in m.members} <= set(top)
+    conv_unions = [m for m in found if m.target.startswith("conv")]
+    from circuits.data import load_data
+
+    images = load_data("toyworld:64:3", loaded.input_shape)
+    for m in conv_unions:
+        layer, channel = m.target.split(":")
+        maps = {}
+        hook = module.get_submodule(layer).register_forward_hook(lambda _m, _i, out, maps=maps: maps.setdefault("x", out))
+        with torch.no_grad():
+            module(images)
+            first = torch.relu(maps.pop("x"))[:, int(channel)]
+            module(torch.flip(images, dims=[-1]))
+            mirrored = torch.relu(maps.pop("x"))[:, int(channel)]
+        hook.remove()
+        corr = torch.corrcoef(torch.stack([mirrored.flatten(), torch.flip(first, dims=[-1]).flatten()]))[0, 1]
+        assert corr > 0.8
