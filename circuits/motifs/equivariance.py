@@ -36,7 +36,7 @@ import torch.nn.functional as F
 
 from circuits.motifs.context import Context
 from circuits.motifs.report import Motif
-from circuits.motifs.transforms import Identity, Reflect, Rotate, Transform, power
+from circuits.motifs.transforms import Identity, Reflect, Rotate, Transform
 
 THRESHOLD = 0.8
 MARGIN = 0.1
@@ -413,7 +413,3 @@ def _transforms(transforms, angles) -> list[Transform]:
             out.append(parse(t))
     return out
 
-
-def orbit(transform: Transform, n: int) -> list[Transform]:
-    """``[T^0, T^1, ..., T^(n-1)]``: the transforms that take a family's first member to each member."""
-    return [power(transform, k) for k in range(n)]

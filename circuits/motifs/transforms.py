@@ -262,4 +262,4 @@ def parse(name: str, angle: float | None = None) -> Transform:
         return Identity()
     from circuits.errors import UsageError, close_matches_hint
 
-    raise UsageError(f"unknown transform '{name}'{close_matches_hint(name, TRANSFORMS)}; use one of {', '.join(TRANSFORMS)}")
+    raise UsageError(f"unknown transform '{name}' (transforms: {', '.join(TRANSFORMS)}){close_matches_hint(name, TRANSFORMS)}")
