@@ -475,3 +475,24 @@ def test_lists_and_families(cat):
     assert cat.show(family[:8])["instances"] == sorted([*a, *b])
     with pytest.raises(UsageError, match="unknown kind"):
         cat.list("motif")
+
+
+def test_re_adding_overlapping_circuits_of_one_model_ignores_existing_layers_and_neurons(tmp_path):
+    """Regression: sqlite-utils' insert_all(ignore=True) looked up a rowid in WITHOUT ROWID tables."""
+    from circuits.catalog import Catalog
+
+    def payload(target, sources):
+        def node(n, depth):
+            return {"id": n, "layer": n.split(":")[0], "channel": int(n.split(":")[1]), "depth": depth, "label": None}
+
+        return {"model": "m", "target": target, "method": "weights",
+                "nodes": [node(target, 0), *(node(s, 1) for s in sources)],
+                "edges": [{"source": s, "target": target, "weight": 0.5, "kernel": [[0.5]]} for s in sources]}  # fmt: skip
+
+    with Catalog(tmp_path / "c.db") as cat, cat.transaction():
+        cat.add_model("a" * 64, "m", layers=["input", "conv1", "conv2", "conv3", "fc"])
+        cat.add_circuit("a" * 64, payload("conv3:1", ["conv2:4", "conv2:5"]))
+        cat.add_circuit("a" * 64, payload("conv3:2", ["conv2:4"]))  # a neuron already there
+        cat.add_circuit("a" * 64, payload("fc:2", ["conv3:6", "conv3:16"]))
+    with Catalog(tmp_path / "c.db") as cat:
+        assert cat.stats()["counts"]["circuits"] == 3

@@ -228,8 +228,15 @@ class Store:
 
     def _insert(self, table: str, columns: tuple[str, ...], rows, ignore: bool = False):
         """``insert_all`` in list mode (a header row of column names, then value tuples): no dict per row."""
-        if rows:
-            self.table(table).insert_all([columns, *rows], batch_size=BATCH_SIZE, ignore=ignore)
+        if not rows:
+            return
+        if ignore:
+            # sqlite-utils 4.2 looks up the rowid of an ignored row, which WITHOUT ROWID tables lack
+            marks = ", ".join("?" for _ in columns)
+            names = ", ".join(f'"{c}"' for c in columns)
+            self.conn.executemany(f'INSERT OR IGNORE INTO "{table}" ({names}) VALUES ({marks})', rows)
+            return
+        self.table(table).insert_all([columns, *rows], batch_size=BATCH_SIZE)
 
     # -- models ----------------------------------------------------------------------------------------
 
