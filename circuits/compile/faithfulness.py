@@ -7,9 +7,7 @@ input channel, the target's numbers are end-to-end: image in, neuron out.
 
 from __future__ import annotations
 
-import importlib.util
 import re
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +15,7 @@ import torch
 
 from circuits.compile.emit import FAITHFULNESS_BEGIN, FAITHFULNESS_END
 from circuits.errors import BadSpecError, UsageError
+from circuits.pyfiles import import_file
 
 TOP_IMAGES = 10
 
@@ -26,16 +25,12 @@ def load_module(path: str | Path):
     path = Path(path)
     if not path.is_file():
         raise BadSpecError(f"emitted module '{path}' does not exist: check the path")
-    name = f"_circuits_emitted_{abs(hash(str(path.resolve())))}"
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
     try:
-        spec.loader.exec_module(module)
+        module = import_file(path, "_circuits_emitted", register=False)
     except Exception as exc:
         raise UsageError(f"cannot import '{path}': {type(exc).__name__}: {exc}") from None
     if not all(hasattr(module, a) for a in ("run", "LEAVES", "TARGET", "NEURONS")):
         raise UsageError(f"'{path}' is not a module emitted by circuits (no run/LEAVES/TARGET/NEURONS)")
-    sys.modules.pop(name, None)
     return module
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import pickle
-import sys
 from pathlib import Path
 
 import torch
@@ -13,6 +12,7 @@ from torch import nn
 
 from circuits.errors import BadSpecError, ModelLoadError, UsageError, close_matches_hint
 from circuits.models.loaded import LoadedModel
+from circuits.pyfiles import import_file
 
 # Schemes whose names live in a registry inside the package: scheme -> module exposing load(name), names().
 REGISTRIES = {"zoo": "circuits.zoo", "planted": "circuits.planted"}
@@ -98,12 +98,8 @@ def _import_attr(target: str, attr: str, spec: str):
         path = Path(target)
         if not path.is_file():
             raise BadSpecError(f"model file '{target}' does not exist: check the path in '{spec}'")
-        module_name = f"_circuits_user_{abs(hash(str(path.resolve())))}"
-        module_spec = importlib.util.spec_from_file_location(module_name, path)
-        module = importlib.util.module_from_spec(module_spec)
-        sys.modules[module_name] = module
         try:
-            module_spec.loader.exec_module(module)
+            module = import_file(path, "_circuits_user")
         except Exception as exc:  # the user's own file failed: report it, as one line
             raise ModelLoadError(f"importing '{target}' failed: {type(exc).__name__}: {exc}") from exc
     else:
