@@ -66,6 +66,9 @@ class LazyGroup(click.Group):
             sys.exit(exc.exit_code)
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException, KeyboardInterrupt):
             raise
+        except BrokenPipeError:  # `circuits ... | head`: the reader left; stop quietly, as Unix tools do
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(141)
         except Exception as exc:  # a bug, not bad input: say so in one line, keep the traceback on demand
             if os.environ.get("CIRCUITS_DEBUG"):
                 raise
