@@ -21,11 +21,14 @@ from torch import nn
 class PlainCNN(nn.Module):
     """Three 3x3 conv layers with ReLU and 2x2 max pooling, global max pool, a linear classifier."""
 
+    first_kernel = 3
+
     def __init__(self, in_channels: int = 1, size: int = 32, classes: int = 3, width: tuple = (8, 16, 16)):
         super().__init__()
         self.input_shape = (in_channels, size, size)
         c1, c2, c3 = width
-        self.conv1 = nn.Conv2d(in_channels, c1, 3, padding=1)
+        k = self.first_kernel
+        self.conv1 = nn.Conv2d(in_channels, c1, k, padding=k // 2)
         self.conv2 = nn.Conv2d(c1, c2, 3, padding=1)
         self.conv3 = nn.Conv2d(c2, c3, 3, padding=1)
         self.fc = nn.Linear(c3, classes)
@@ -167,30 +170,17 @@ class MLP(nn.Module):
         return self.fc3(x)
 
 
-class CurveCNN(nn.Module):
+class CurveCNN(PlainCNN):
     """5x5 conv, then two 3x3 convs with pooling between, global max pool, linear classifier.
 
     Trained on arcs at every orientation, its early layers are where rotated copies of one detector
     (equivariant families, as in Distill's "Curve Detectors") would appear.
     """
 
-    def __init__(self, in_channels: int = 1, size: int = 32, classes: int = 4, width: tuple = (8, 16, 16)):
-        super().__init__()
-        self.input_shape = (in_channels, size, size)
-        c1, c2, c3 = width
-        self.conv1 = nn.Conv2d(in_channels, c1, 5, padding=2)
-        self.conv2 = nn.Conv2d(c1, c2, 3, padding=1)
-        self.conv3 = nn.Conv2d(c2, c3, 3, padding=1)
-        self.fc = nn.Linear(c3, classes)
+    first_kernel = 5
 
-    def forward(self, x):
-        x = F.relu(self.conv1(x))
-        x = F.max_pool2d(x, 2)
-        x = F.relu(self.conv2(x))
-        x = F.max_pool2d(x, 2)
-        x = F.relu(self.conv3(x))
-        x = torch.amax(x, dim=(2, 3))
-        return self.fc(x)
+    def __init__(self, in_channels: int = 1, size: int = 32, classes: int = 4, width: tuple = (8, 16, 16)):
+        super().__init__(in_channels, size, classes, width)
 
 
 ARCHITECTURES = {
