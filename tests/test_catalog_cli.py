@@ -197,6 +197,23 @@ print("torch" in sys.modules)
     assert out.stdout.strip() == "False"
 
 
+def test_only_commands_that_open_a_catalog_import_sqlite_utils(catalog_path):
+    script = f"""
+import sys
+from click.testing import CliRunner
+from circuits.cli import main
+for args in (["--help"], ["catalog", "--help"], ["catalog", "stats", "--help"]):
+    assert CliRunner().invoke(main, args).exit_code == 0, args
+before = "sqlite_utils" in sys.modules
+assert CliRunner().invoke(main, ["catalog", "stats", "--catalog", {catalog_path!r}]).exit_code == 0
+print(before, "sqlite_utils" in sys.modules)
+"""
+    out = subprocess.run([sys.executable, "-c", script], env=dict(os.environ, PYTHONPATH=str(ROOT)),
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["False", "True"]
+
+
 def test_canned_query_finds_motifs_in_more_than_one_model(catalog_path):
     conn = sqlite3.connect(catalog_path)
     rows = conn.execute(CANNED_QUERIES["motifs_in_several_models"]["sql"]).fetchall()
