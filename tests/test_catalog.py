@@ -496,3 +496,14 @@ def test_re_adding_overlapping_circuits_of_one_model_ignores_existing_layers_and
         cat.add_circuit("a" * 64, payload("fc:2", ["conv3:6", "conv3:16"]))
     with Catalog(tmp_path / "c.db") as cat:
         assert cat.stats()["counts"]["circuits"] == 3
+
+
+def test_re_adding_one_row_to_a_without_rowid_table_is_a_noop(cat):
+    """sqlite-utils looks up the rowid of a single ignored row; layers and family members have none."""
+    cat.add_model(SHA_A, "zoo:plain-cnn", layers=["conv1"])
+    cat.add_model(SHA_A, "zoo:plain-cnn", layers=["conv1"])
+    [instance] = cat.add_motifs(SHA_A, make_motifs("zoo:plain-cnn", "union", None, ["conv1:1"], "reflect"))
+    family = cat.add_family("union/reflect", [instance], "one member")
+    assert cat.add_family("union/reflect", [instance], "one member") == family
+    assert cat.rows("SELECT name FROM layers") == [{"name": "conv1"}]
+    assert cat.value("SELECT count(*) FROM motif_family_members") == 1

@@ -228,15 +228,18 @@ class Store:
 
     def _insert(self, table: str, columns: tuple[str, ...], rows, ignore: bool = False):
         """``insert_all`` in list mode (a header row of column names, then value tuples): no dict per row."""
-        if not rows:
-            return
-        if ignore:
-            # sqlite-utils 4.2 looks up the rowid of an ignored row, which WITHOUT ROWID tables lack
-            marks = ", ".join("?" for _ in columns)
-            names = ", ".join(f'"{c}"' for c in columns)
-            self.conn.executemany(f'INSERT OR IGNORE INTO "{table}" ({names}) VALUES ({marks})', rows)
-            return
-        self.table(table).insert_all([columns, *rows], batch_size=BATCH_SIZE)
+        if rows:
+            self.table(table).insert_all([columns, *rows], batch_size=BATCH_SIZE, ignore=ignore)
+
+    def _add_keys(self, table: str, columns: tuple[str, ...], rows):
+        """Make sure rows with these primary keys exist: ``INSERT ... ON CONFLICT DO NOTHING``.
+
+        An upsert of key columns only, rather than ``insert_all(ignore=True)``: when sqlite-utils 4.2 ignores a
+        single row it looks up that row's rowid, which the WITHOUT ROWID tables (layers, label_history,
+        motif_family_members) do not have.
+        """
+        if rows:
+            self.table(table).upsert_all([columns, *rows], pk=columns, batch_size=BATCH_SIZE)
 
     # -- models ----------------------------------------------------------------------------------------
 
@@ -258,7 +261,7 @@ class Store:
                           ignore=True)
             models.update(id, fields, conversions={c: f"coalesce({c}, ?)" for c in fields})  # fill gaps only
             if layers:
-                self._insert("layers", ("model", "name"), [(id, str(n)) for n in layers], ignore=True)
+                self._add_keys("layers", ("model", "name"), [(id, str(n)) for n in layers])
         return id
 
     def model_id(self, ref: str) -> str:
@@ -316,8 +319,8 @@ class Store:
         known = self._known
         layers = sorted({(model, layer) for layer, _ in neurons} - known)
         fresh = [(model, layer, channel) for layer, channel in neurons if (model, layer, channel) not in known]
-        self._insert("layers", ("model", "name"), layers, ignore=True)
-        self._insert("neurons", ("model", "layer", "channel"), fresh, ignore=True)
+        self._add_keys("layers", ("model", "name"), layers)
+        self._add_keys("neurons", ("model", "layer", "channel"), fresh)
         known.update(layers)
         known.update(fresh)
 
@@ -367,8 +370,7 @@ class Store:
             family_id = sha256(canonical({"motif": motif_id, "instances": instance_ids}))
             self.table("motif_families").insert({"id": family_id, "motif": motif_id, "name": name,
                                                  "description": description, "created": now()}, ignore=True)
-            self._insert("motif_family_members", ("family", "instance"), [(family_id, i) for i in instance_ids],
-                         ignore=True)
+            self._add_keys("motif_family_members", ("family", "instance"), [(family_id, i) for i in instance_ids])
         return family_id
 
     def _full_id(self, table: str, ref, what: str) -> str:
@@ -406,7 +408,7 @@ class Store:
                     f"model {model} has no layer {layer!r} in this catalog{close_matches_hint(layer, known)}"
                     " (layers come from added circuits or add_model(layers=...))"
                 )
-            self._insert("neurons", ("model", "layer", "channel"), [(model_id, layer, channel)], ignore=True)
+            self._add_keys("neurons", ("model", "layer", "channel"), [(model_id, layer, channel)])
             self._set_label(model_id, layer, channel, text.strip(), source, notes)
             return self.rows("SELECT * FROM neurons WHERE model = ? AND layer = ? AND channel = ?",
                              (model_id, layer, channel))[0]
@@ -419,8 +421,8 @@ class Store:
         if label == text and label_source == source and notes is None:
             return  # re-adding the same circuit, or echoing the catalog's own label back, changes nothing
         created = now()
-        self._insert("label_history", ("model", "layer", "channel", "label", "source", "created"),
-                     [(*key, text, source, created)], ignore=True)
+        self._add_keys("label_history", ("model", "layer", "channel", "label", "source", "created"),
+                       [(*key, text, source, created)])
         # plain UPDATEs: Table.update() re-reads the table's schema twice per call, tripling the cost of a label
         if label is None or (source == "user", created, text) > (label_source == "user", label_created, label):
             self.db.execute("""UPDATE neurons SET label = ?, label_source = ?, label_created = ?, notes = coalesce(?, notes)
