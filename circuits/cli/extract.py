@@ -96,9 +96,7 @@ def _emit_and_verify(circuit, loaded, emit_path, data_spec):
     path = emit(circuit).write(emit_path)
     report = verify(path, loaded, load_data(spec, loaded.input_shape))
     record(path, report, spec)
-    summary = {k: v for k, v in report.items() if k != "neurons"}
-    summary["neurons"] = {n: v for n, v in report["neurons"].items()}
-    return Path(path).read_text(), summary
+    return Path(path).read_text(), report
 
 
 def format_tree(payload: dict) -> str:

@@ -416,7 +416,7 @@ def _pool_description(n: fx.Node, modules) -> dict | None:
     if n.op == "call_module":
         m = modules[n.target]
         if isinstance(m, nn.AdaptiveMaxPool2d):
-            return {"op": "amax", "dims": [2, 3], "keepdim": True} if _pair(m.output_size) == (1, 1) else None
+            return {"op": "amax", "dims": [2, 3], "keepdim": True} if as_pair(m.output_size) == (1, 1) else None
         if not isinstance(m, nn.MaxPool2d):
             return None
         params = {"kernel_size": m.kernel_size, "stride": m.stride, "padding": m.padding, "dilation": m.dilation,
@@ -434,12 +434,13 @@ def _pool_description(n: fx.Node, modules) -> dict | None:
         params = _maxpool_args(name, n.args[1:], n.kwargs)
     stride = params.get("stride")
     stride = stride if stride not in (None, [], ()) else params["kernel_size"]
-    if _pair(params.get("dilation", 1)) != (1, 1):
+    if as_pair(params.get("dilation", 1)) != (1, 1):
         return None
-    return {"op": "max_pool2d", "kernel_size": list(_pair(params["kernel_size"])), "stride": list(_pair(stride)),
-            "padding": list(_pair(params.get("padding", 0))), "ceil_mode": bool(params.get("ceil_mode", False))}  # fmt: skip
+    return {"op": "max_pool2d", "kernel_size": list(as_pair(params["kernel_size"])), "stride": list(as_pair(stride)),
+            "padding": list(as_pair(params.get("padding", 0))), "ceil_mode": bool(params.get("ceil_mode", False))}  # fmt: skip
 
 
-def _pair(v) -> tuple[int, int]:
+def as_pair(v) -> tuple[int, int]:
+    """A 2-D size or stride as a pair: ``3`` -> ``(3, 3)``, ``[2]`` -> ``(2, 2)``."""
     v = _tuple(v)
     return (int(v[0]), int(v[0])) if len(v) == 1 else (int(v[0]), int(v[1]))

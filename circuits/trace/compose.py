@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import fx, nn
 
 from circuits.graph import ops
-from circuits.graph.paths import path_nodes
+from circuits.graph.paths import as_pair, path_nodes
 
 _IDENTITY = {
     "Dropout", "Dropout2d", "Identity", "dropout", "dropout_", "feature_dropout", "contiguous", "clone", "alias",
@@ -153,20 +153,20 @@ def _pool(n, m: LinearMap | None, modules) -> LinearMap | None:
         if not isinstance(p, nn.MaxPool2d | nn.AvgPool2d):
             raise _Unsupported(n.name)
         kernel, stride, padding = p.kernel_size, p.stride, p.padding
-        if isinstance(p, nn.MaxPool2d) and _pair(p.dilation) != (1, 1):
+        if isinstance(p, nn.MaxPool2d) and as_pair(p.dilation) != (1, 1):
             raise _Unsupported(n.name)
     else:
         keys = ["kernel_size", "stride", "padding", "dilation"]
         params = dict(zip(keys, n.args[1:]))
         params.update({k: v for k, v in n.kwargs.items() if k in keys})
-        if ops.op_name(n, modules).startswith(("adaptive", "amax")) or _pair(params.get("dilation", 1)) != (1, 1):
+        if ops.op_name(n, modules).startswith(("adaptive", "amax")) or as_pair(params.get("dilation", 1)) != (1, 1):
             raise _Unsupported(n.name)
         kernel, stride, padding = params["kernel_size"], params.get("stride"), params.get("padding", 0)
-    kernel = _pair(kernel)
-    stride = _pair(stride if stride not in (None, [], ()) else kernel)
+    kernel = as_pair(kernel)
+    stride = as_pair(stride if stride not in (None, [], ()) else kernel)
     c = m.kernel.shape[0]
     box = m.kernel.new_full((c, 1, *kernel), 1.0 / (kernel[0] * kernel[1]))
-    return _conv(m, box, stride, _pair(padding), groups=c)
+    return _conv(m, box, stride, as_pair(padding), groups=c)
 
 
 def _cat(n, maps) -> LinearMap | None:
@@ -219,10 +219,3 @@ def _place(m: LinearMap, frame) -> torch.Tensor:
     dy, dx = m.offset[0] - oy, m.offset[1] - ox
     out[:, :, dy : dy + m.kernel.shape[2], dx : dx + m.kernel.shape[3]] = m.kernel
     return out
-
-
-def _pair(v) -> tuple[int, int]:
-    if isinstance(v, int):
-        return (v, v)
-    v = tuple(v)
-    return (v[0], v[0]) if len(v) == 1 else (v[0], v[1])
