@@ -3,9 +3,12 @@
     emit(circuit)                 -> EmittedModule (code + large constants); .write(path)
     verify(path, model, data)     -> R², Pearson r and top-image agreement, per emitted neuron
     record(path, report, data)    -> write the numbers into the module's FAITHFULNESS block
+    simplify(circuit, motifs, model, data) -> Simplified: families and unions collapsed where measurement
+                                     keeps every changed neuron within 0.01 R² of the literal form
 """
 
 from circuits.compile.emit import EmittedModule, emit
 from circuits.compile.faithfulness import record, verify
+from circuits.compile.simplify import Simplified, simplify
 
-__all__ = ["EmittedModule", "emit", "record", "verify"]
+__all__ = ["EmittedModule", "Simplified", "emit", "record", "simplify", "verify"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import pprint
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +22,10 @@ from circuits.compile.naming import identifier, text
 
 FAITHFULNESS_BEGIN = "# --- faithfulness (rewritten by `circuits verify`) ---"
 FAITHFULNESS_END = "# --- end faithfulness ---"
+SIMPLIFICATIONS_COMMENT = (
+    "# Collapsed forms tried (circuits.compile.simplify): a form is kept only when every\n"
+    "# neuron it changes keeps its R² within the tolerance of the literal form's."
+)
 
 HELPERS = {
     "_correlate": '''def _correlate(x, kernel, stride, pad, out):
@@ -67,6 +72,10 @@ HELPERS = {
             result = np.maximum(result, canvas[:, rows, cols])
     return result
 ''',
+    "_mirror": '''def _mirror(kernel, mirrored):
+    """The kernel mirrored left-right (about its centre) when ``mirrored``."""
+    return kernel[:, ::-1] if mirrored else kernel
+''',
     "_dense": '''def _dense(x, kernel):
     """A dense neuron reading a whole map x [N, H, W] through a weight map [H, W]."""
     return np.tensordot(x, kernel, axes=([1, 2], [0, 1]))
@@ -94,28 +103,67 @@ class EmittedModule:
         return path
 
 
-def emit(circuit: nx.DiGraph, motifs: list[dict] | None = None, inline_limit: int = 25) -> EmittedModule:
+@dataclass
+class FamilyForm:
+    """An equivariant family written as one parametrised function (proposed by :mod:`.simplify`).
+
+    Member ``k`` is ``transform`` applied ``k`` times to one canonical kernel set: kernel ``i`` turned or
+    mirrored, read from ``sources[k][i]`` (the input that the transform maps member 0's input ``i`` to).
+    """
+
+    transform: str  # "rotate90" or "reflect": exact on a square kernel grid
+    members: list[str]  # in transform order
+    sources: list[list[str]]  # sources[k][i]: member k's input for canonical kernel i
+    kernels: list[np.ndarray]  # canonical kernels, in member 0's frame
+    bias: float | None
+
+
+@dataclass
+class UnionForm:
+    """A union target written as cases: case ``k`` reads ``cases[k]`` through ``transform``^k of one shared
+    kernel; ``form`` adds the case terms (``sum``) or takes their maximum (``max``)."""
+
+    target: str
+    transform: str
+    cases: list[str]  # in transform order
+    kernel: np.ndarray  # the shared kernel, in cases[0]'s frame
+    form: str = "sum"
+
+
+def emit(circuit: nx.DiGraph, motifs: list[dict] | None = None, inline_limit: int = 25,
+         forms: list | tuple = (), simplifications: list[dict] | None = None) -> EmittedModule:  # fmt: skip
     """Reverse-compile ``circuit`` (from :func:`circuits.extract.extract`) into Python source.
 
     motifs: motif dicts (``circuits motifs --json`` shape); a neuron's role in them goes in its docstring.
     inline_limit: kernels with at most this many entries are written as literals.
+    forms: :class:`FamilyForm` / :class:`UnionForm` collapses to write instead of the literal functions;
+    simplifications: the record of what was tried (:func:`circuits.compile.simplify.simplify`), written as
+    the module's ``SIMPLIFICATIONS``. Without them the module is the literal form.
     """
     order = list(nx.lexicographical_topological_sort(circuit, key=lambda n: _sort_key(circuit, n)))
     leaves = [n for n in order if circuit.in_degree(n) == 0]
     taken: set[str] = set()
     names = {n: identifier(circuit.nodes[n].get("label"), n.replace(":", "_"), taken) for n in order}
     roles = _roles(motifs or [], circuit)
-    constants: dict[str, np.ndarray] = {}
-    literals: list[str] = []
-    helpers: set[str] = set()
+    out = _Output()
+    families = {m: f for f in forms if isinstance(f, FamilyForm) for m in f.members}
+    unions = {f.target: f for f in forms if isinstance(f, UnionForm)}
     functions: list[str] = []
-    wiring: dict[str, list[tuple[str, str]]] = {}
+    family_names: dict[int, str] = {}
     for node in order:
         if node in leaves:
             continue
-        functions.append(_function(circuit, node, names, roles, constants, literals, helpers, inline_limit, wiring))
+        family = families.get(node)
+        if family is not None and node == family.members[0]:
+            family_names[id(family)] = _family_name(circuit, family, taken)
+            functions.append(_family_function(circuit, family, family_names[id(family)], out))
+        if family is not None:
+            functions.append(_member_function(circuit, family, family_names[id(family)], node, names, out))
+        else:
+            functions.append(_function(circuit, node, names, roles, out, inline_limit, unions.get(node)))
+    constants, literals, helpers, wiring = out.constants, out.literals, out.helpers, out.wiring
     npz_name = _npz_name(constants) if constants else None
-    code = _module(circuit, order, leaves, names, functions, literals, helpers, npz_name, wiring)
+    code = _module(circuit, order, leaves, names, functions, literals, helpers, npz_name, wiring, simplifications)
     return EmittedModule(code=code, constants=constants, npz_name=npz_name, functions={n: names[n] for n in order})
 
 
@@ -124,52 +172,211 @@ def _sort_key(circuit, node):
     return f"{999 - attrs['depth']:03d}|{attrs['layer']}|{attrs['channel']:06d}"
 
 
-def _function(circuit, node, names, roles, constants, literals, helpers, inline_limit, wiring) -> str:
+@dataclass
+class _Output:
+    """What writing the functions adds to the module: constants, literals, helpers and the wiring."""
+
+    inline_limit: int = 25
+    constants: dict[str, np.ndarray] = field(default_factory=dict)
+    literals: list[str] = field(default_factory=list)
+    helpers: set[str] = field(default_factory=set)
+    wiring: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
+
+    def constant(self, const: str, kernel: np.ndarray, comment: str) -> None:
+        """A kernel as an inline literal when small, else from the .npz beside the module."""
+        if kernel.size <= self.inline_limit:
+            self.literals.append(f"# {comment}\n{const} = {_literal(kernel)}")
+        else:
+            self.constants[const] = kernel
+            self.literals.append(f"{const} = _CONSTANTS[{const!r}]  # {comment}, {kernel.shape}")
+
+
+def kernel_inputs(circuit, node):
+    """``node``'s inputs, strongest first: (source, edge, kernel, geometry), with the kernel taken at the
+    pooled map where the path starts with max pooling."""
     attrs = circuit.nodes[node]
-    inputs = sorted(circuit.in_edges(node, data=True), key=lambda e: (-abs(e[2]["weight"]), e[0]))
-    body, lines = [], []
-    for i, (source, _, edge) in enumerate(inputs):
+    out = []
+    for source, _, edge in sorted(circuit.in_edges(node, data=True), key=lambda e: (-abs(e[2]["weight"]), e[0])):
         geometry = attrs["inputs"][circuit.nodes[source]["layer"]]
         entry = geometry.get("entry") if "entry_kernel" in edge else None
         kernel = np.asarray(edge["entry_kernel"] if entry else edge["kernel"], dtype=np.float64)
+        out.append((source, edge, kernel, entry or geometry))
+    return out
+
+
+def _function(circuit, node, names, roles, out, inline_limit, union=None) -> str:
+    attrs = circuit.nodes[node]
+    out.inline_limit = inline_limit
+    everything = kernel_inputs(circuit, node)
+    inputs, body, lines = everything, [], []
+    if union is not None:
+        body = _cases(circuit, union, names[node], out)
+        inputs = [i for i in everything if i[0] not in union.cases]
+    for i, (source, _, kernel, geometry) in enumerate(inputs):
         const = f"{names[node].upper()}_K{i}"
-        if kernel.size <= inline_limit:
-            literals.append(f"# {text(source)} -> {text(node)}\n{const} = {_literal(kernel)}")
-        else:
-            constants[const] = kernel
-            literals.append(f"{const} = _CONSTANTS[{const!r}]  # {text(source)} -> {text(node)}, {kernel.shape}")
-        wiring.setdefault(node, []).append((source, const))
-        term, needed = _term(circuit, source, node, const, kernel, entry or geometry)
-        helpers.update(needed)
-        body.append(_wrap(f"    total {'=' if i == 0 else '+='} ", term))
+        out.constant(const, kernel, f"{text(source)} -> {text(node)}")
+        out.wiring.setdefault(node, []).append((source, const))
+        term, needed = _term(circuit, source, node, const, kernel, geometry)
+        out.helpers.update(needed)
+        body.append(_wrap(f"    total {'=' if not body else '+='} ", term))
+    for source, edge, _, _ in everything:
         label = circuit.nodes[source].get("label")
         lines.append(f"      {edge['weight']:+.4f}  {text(source)}" + (f"  \"{text(label)}\"" if label else ""))
     bias = attrs.get("bias")
     activation = attrs.get("activation")
     applied, helper = nonlinearities.call(activation, _plus("total", bias))
     if helper:
-        helpers.add(helper)
+        out.helpers.add(helper)
     pruned = attrs.get("pruned_share") or 0.0
     title = text(node) + (f" \"{text(attrs['label'])}\"" if attrs.get("label") else "")
     kind = activation["name"] if activation else "linear"
-    doc = [f'    """{title}: {kind} of {len(inputs)} inputs.', ""]
+    doc = [f'    """{title}: {kind} of {len(lines)} inputs.', ""]
     if pruned:
         doc += [f"    Pruned inputs carry {pruned:.0%} of the input strength.", ""]
     doc += [f"    {text(r)}" for r in roles.get(node, [])]
-    doc += (["", "    Inputs (signed strength):"] if roles.get(node) else ["    Inputs (signed strength):"]) + lines
+    if union is not None:
+        doc += _cases_doc(union)
+    doc += (["", "    Inputs (signed strength):"] if roles.get(node) or union else ["    Inputs (signed strength):"]) + lines
     if bias is None:
         doc.append("    Bias: unknown on an expanded (through) step; taken as 0.")
     doc.append('    """')
     return "\n".join([f"def {names[node]}(acts):", *doc, *body, f"    return {applied}", ""])
 
 
-def _term(circuit, source, node, const, kernel, geometry):
+def _transformed(const: str, transform: str, k: int) -> str:
+    """Code for ``transform``^k of a kernel constant (np.rot90 turns counter-clockwise, as torch.rot90)."""
+    if transform == "rotate90":
+        return f"np.rot90({const}, {k % 4})" if k % 4 else const
+    return f"np.fliplr({const})" if k % 2 else const
+
+
+def _cases(circuit, union, name, out) -> list[str]:
+    """The body lines computing a union's case terms and combining them (sum or max)."""
+    const = f"{name.upper()}_CASE"
+    out.constant(const, union.kernel, f"shared case kernel of {text(union.target)}, in {text(union.cases[0])}'s frame")
+    geometries = {s: g for s, _, _, g in kernel_inputs(circuit, union.target)}
+    pointwise = union.kernel.size == 1 and all(
+        _pointwise(circuit, c, union.target, geometries[c]) for c in union.cases)  # fmt: skip
+    terms = []
+    for k, case in enumerate(union.cases):
+        kernel = _transformed(const, union.transform, k)
+        out.wiring.setdefault(union.target, []).append((case, kernel))
+        if pointwise:
+            terms.append(f'acts["{text(case)}"]')
+            continue
+        term, needed = _term(circuit, case, union.target, kernel, union.kernel, geometries[case], scalar=False)
+        out.helpers.update(needed)
+        terms.append(term)
+    combine = "np.max(cases, axis=0)" if union.form == "max" else "np.sum(cases, axis=0)"
+    weight = f"{_number(union.kernel.reshape(-1)[0])} * " if pointwise else ""
+    lines = ["    cases = ["] + [_wrap("        ", t) + "," for t in terms] + ["    ]"]
+    return lines + [f"    total = {weight}{combine}"]
+
+
+def _cases_doc(union) -> list[str]:
+    how = "the largest case term (an OR)" if union.form == "max" else "the sum of the case terms"
+    return [
+        f"    Written as cases over {text(union.transform)}: case k reads one shared kernel",
+        f"    transformed k times; the cases combine as {how}.",
+        "    Measured against the literal form: see SIMPLIFICATIONS.",
+    ]
+
+
+def _family_name(circuit, family, taken) -> str:
+    """``<first member's label>_family`` (sanitised like every label), else ``<layer>_<channel>_family``."""
+    first = family.members[0]
+    label = circuit.nodes[first].get("label")
+    return identifier(f"{label}_family" if label else None, f"{first.replace(':', '_')}_family", taken)
+
+
+def _family_function(circuit, family, name, out) -> str:
+    """One function for a whole family, parametrised by how many times the transform is applied."""
+    first = family.members[0]
+    param = "quarter_turns" if family.transform == "rotate90" else "mirrored"
+    body = [f"    sources = {name.upper()}_INPUTS[{param if param == 'quarter_turns' else 'int(mirrored)'}]"]
+    terms = []
+    for i, kernel in enumerate(family.kernels):
+        out.constant(f"{name.upper()}_K{i}", kernel, f"canonical kernel {i}: {text(family.sources[0][i])} -> {text(first)}")
+        moved = "np.rot90(kernel, quarter_turns)" if param == "quarter_turns" else "_mirror(kernel, mirrored)"
+        geometry = circuit.nodes[first]["inputs"][circuit.nodes[family.sources[0][i]]["layer"]]
+        term, needed = _term(circuit, family.sources[0][i], first, moved, kernel, geometry.get("entry") or geometry,
+                             src="acts[source]", scalar=False)  # fmt: skip
+        out.helpers.update(needed)
+        terms.append(term)
+    kernels = ", ".join(f"{name.upper()}_K{i}" for i in range(len(terms)))
+    if len(terms) > 2 and len(set(terms)) == 1:  # every input is placed alike: one loop
+        body += [_wrap("    kernels = ", f"({kernels},)"), "    total = 0.0",
+                 "    for source, kernel in zip(sources, kernels):", _wrap("        total = total + ", terms[0])]  # fmt: skip
+    else:
+        for i, term in enumerate(terms):
+            term = term.replace("kernel", f"{name.upper()}_K{i}", 1).replace("acts[source]", f"acts[sources[{i}]]")
+            body.append(_wrap(f"    total {'=' if i == 0 else '+='} ", term))
+    if param == "mirrored":
+        out.helpers.add("_mirror")
+    rows = []
+    for k, (row, member) in enumerate(zip(family.sources, family.members)):
+        rows.append(f"    # {param}={k if param == 'quarter_turns' else bool(k)}: {text(member)}")
+        rows.append("    " + pprint.pformat(list(row), width=80).replace("\n", "\n    ") + ",")
+    out.literals.append(f"# the inputs of each copy: {text(family.transform)} maps each input to its partner\n"
+                        f"{name.upper()}_INPUTS = [\n" + "\n".join(rows) + "\n]")  # fmt: skip
+    activation = circuit.nodes[first].get("activation")
+    applied, helper = nonlinearities.call(activation, _plus("total", family.bias))
+    if helper:
+        out.helpers.add(helper)
+    how = ("turned by `quarter_turns` quarter turns (np.rot90)" if param == "quarter_turns"
+           else "mirrored left-right when `mirrored`")  # fmt: skip
+    doc = [
+        f'    """A {text(family.transform)} family of {len(family.members)}: '
+        + ", ".join(text(m) for m in family.members) + ".",
+        "",
+        "    Every member is one set of canonical kernels",
+        f"    {how}, reading the inputs",
+        f"    that {text(family.transform)} maps there ({name.upper()}_INPUTS). The canonical",
+        "    kernels are the members' own, aligned by the inverse transform and averaged;",
+        "    the bias is their mean. Measured against the literal form: SIMPLIFICATIONS.",
+        '    """',
+    ]
+    return "\n".join([f"def {name}(acts, {param}):", *doc, *body, f"    return {applied}", ""])
+
+
+def _member_function(circuit, family, function, node, names, out) -> str:
+    """A member as a one-liner calling its family's function."""
+    k = family.members.index(node)
+    label = circuit.nodes[node].get("label")
+    title = text(node) + (f" \"{text(label)}\"" if label else "")
+    if family.transform == "rotate90":
+        call, what = f"quarter_turns={k}", f"turned {k} quarter turn{'s' if k != 1 else ''}"
+    else:
+        call, what = f"mirrored={bool(k)}", "mirrored" if k else "as is"
+    for i, source in enumerate(family.sources[k]):
+        out.wiring.setdefault(node, []).append((source, _transformed(f"{function.upper()}_K{i}", family.transform, k)))
+    return "\n".join([
+        f"def {names[node]}(acts):",
+        f'    """{title}: {function}, {what}."""',
+        f"    return {function}(acts, {call})",
+        "",
+    ])  # fmt: skip
+
+
+def _pointwise(circuit, source, node, geometry) -> bool:
+    """True when the input is read at the same position only (a 1x1 kernel on a map of the same size)."""
+    if geometry.get("pool") or geometry["position"] is None:
+        return False
+    source_spatial = list(circuit.nodes[source]["shape"][1:])
+    target_spatial = circuit.nodes[node]["shape"][1:]
+    stride = geometry["stride"] or [max(1, round(s / t)) for s, t in zip(source_spatial, target_spatial)]
+    pad = [p * s - o for p, s, o in zip(geometry["position"], stride, geometry["origin"])]
+    return list(stride) == [1, 1] and pad == [0, 0] and source_spatial == target_spatial
+
+
+def _term(circuit, source, node, const, kernel, geometry, src=None, scalar=True):
     """The code for one input's contribution, and the helpers it needs.
 
     ``geometry`` places the kernel; when it has a ``pool``, the real max pool is applied to the source
     first and the kernel is the one taken at the pooled map (see compute_kernels(at_entry=True)).
+    ``src`` replaces the source's map (``acts[...]``); ``scalar=False`` keeps ``const`` even for a 1x1 kernel.
     """
-    src = f'acts["{text(source)}"]'
+    src = src or f'acts["{text(source)}"]'
     source_spatial = list(circuit.nodes[source]["shape"][1:])
     target_spatial = circuit.nodes[node]["shape"][1:]
     needed = []
@@ -183,13 +390,13 @@ def _term(circuit, source, node, const, kernel, geometry):
                           zip(source_spatial, pool["kernel_size"], pool["stride"], pool["padding"])]  # fmt: skip
         needed.append("_max_pool")
     if geometry["position"] is None:  # dense target
-        if not source_spatial:
+        if not source_spatial and scalar:
             return f"{_number(kernel.reshape(-1)[0])} * {src}", needed
         return f"_dense({src}, {const})", [*needed, "_dense"]
     position, origin = geometry["position"], geometry["origin"]
     stride = geometry["stride"] or [max(1, round(s / t)) for s, t in zip(source_spatial, target_spatial)]
     pad = [p * s - o for p, s, o in zip(position, stride, origin)]
-    if kernel.size == 1 and list(stride) == [1, 1] and pad == [0, 0] and source_spatial == target_spatial:
+    if scalar and kernel.size == 1 and list(stride) == [1, 1] and pad == [0, 0] and source_spatial == target_spatial:
         return f"{_number(kernel.reshape(-1)[0])} * {src}", needed
     return f"_correlate({src}, {const}, {tuple(stride)}, {tuple(pad)}, {tuple(target_spatial)})", [*needed, "_correlate"]
 
@@ -263,7 +470,7 @@ def _roles(motifs: list[dict], circuit) -> dict[str, list[str]]:
     return roles
 
 
-def _module(circuit, order, leaves, names, functions, literals, helpers, npz_name, wiring) -> str:
+def _module(circuit, order, leaves, names, functions, literals, helpers, npz_name, wiring, simplifications) -> str:
     g = circuit.graph
     header = [
         f'"""Reverse-compiled circuit of {text(g["target"])} in {text(g.get("model"))}.',
@@ -291,6 +498,8 @@ def _module(circuit, order, leaves, names, functions, literals, helpers, npz_nam
         "FAITHFULNESS = None",
         FAITHFULNESS_END,
     ]
+    if simplifications is not None:
+        meta += ["", SIMPLIFICATIONS_COMMENT, "SIMPLIFICATIONS = " + pprint.pformat(simplifications, width=80, sort_dicts=False)]
     if npz_name:
         meta += ["", f'_CONSTANTS = np.load(Path(__file__).with_name("{npz_name}"))']
     if literals:
