@@ -221,19 +221,19 @@ def _function(circuit, node, names, roles, out, inline_limit, union=None) -> str
         body.append(_wrap(f"    total {'=' if not body else '+='} ", term))
     for source, edge, _, _ in everything:
         label = circuit.nodes[source].get("label")
-        lines.append(f"      {edge['weight']:+.4f}  {text(source)}" + (f"  \"{text(label)}\"" if label else ""))
+        lines.append(f"      {edge['weight']:+.4f}  {text(source)}" + (" " + _quoted(label) if label else ""))
     bias = attrs.get("bias")
     activation = attrs.get("activation")
     applied, helper = nonlinearities.call(activation, _plus("total", bias))
     if helper:
         out.helpers.add(helper)
     pruned = attrs.get("pruned_share") or 0.0
-    title = text(node) + (f" \"{text(attrs['label'])}\"" if attrs.get("label") else "")
+    title = text(node) + _quoted(attrs.get("label"))
     kind = activation["name"] if activation else "linear"
     doc = [f'    """{title}: {kind} of {len(lines)} inputs.', ""]
     if pruned:
         doc += [f"    Pruned inputs carry {pruned:.0%} of the input strength.", ""]
-    doc += [f"    {text(r)}" for r in roles.get(node, [])]
+    doc += [_wrap_text(text(r)) for r in roles.get(node, [])]
     if union is not None:
         doc += _cases_doc(union)
     doc += (["", "    Inputs (signed strength):"] if roles.get(node) or union else ["    Inputs (signed strength):"]) + lines
@@ -269,7 +269,9 @@ def _cases(circuit, union, name, out) -> list[str]:
         terms.append(term)
     combine = "np.max(cases, axis=0)" if union.form == "max" else "np.sum(cases, axis=0)"
     weight = f"{_number(union.kernel.reshape(-1)[0])} * " if pointwise else ""
-    lines = ["    cases = ["] + [_wrap("        ", t) + "," for t in terms] + ["    ]"]
+    lines = [f"    cases = [{', '.join(terms)}]"]
+    if len(lines[0]) > 88:
+        lines = ["    cases = ["] + [_wrap("        ", t) + "," for t in terms] + ["    ]"]
     return lines + [f"    total = {weight}{combine}"]
 
 
@@ -286,64 +288,108 @@ def _family_name(circuit, family, taken) -> str:
     """``<first member's label>_family`` (sanitised like every label), else ``<layer>_<channel>_family``."""
     first = family.members[0]
     label = circuit.nodes[first].get("label")
-    return identifier(f"{label}_family" if label else None, f"{first.replace(':', '_')}_family", taken)
+    return identifier(f"{label[:40]}_family" if label else None, f"{first.replace(':', '_')}_family", taken)
 
 
 def _family_function(circuit, family, name, out) -> str:
     """One function for a whole family, parametrised by how many times the transform is applied."""
-    first = family.members[0]
+    first, const = family.members[0], name.upper()
     param = "quarter_turns" if family.transform == "rotate90" else "mirrored"
-    body = [f"    sources = {name.upper()}_INPUTS[{param if param == 'quarter_turns' else 'int(mirrored)'}]"]
+    static = all(row == family.sources[0] for row in family.sources)  # e.g. every member reads the image
+    body = [] if static else [f"    sources = {const}_INPUTS[{'int(mirrored)' if param == 'mirrored' else param}]"]
     terms = []
     for i, kernel in enumerate(family.kernels):
-        out.constant(f"{name.upper()}_K{i}", kernel, f"canonical kernel {i}: {text(family.sources[0][i])} -> {text(first)}")
-        moved = "np.rot90(kernel, quarter_turns)" if param == "quarter_turns" else "_mirror(kernel, mirrored)"
-        geometry = circuit.nodes[first]["inputs"][circuit.nodes[family.sources[0][i]]["layer"]]
-        term, needed = _term(circuit, family.sources[0][i], first, moved, kernel, geometry.get("entry") or geometry,
-                             src="acts[source]", scalar=False)  # fmt: skip
+        source = family.sources[0][i]
+        out.constant(f"{const}_K{i}", kernel, f"canonical kernel {i}: {text(source)} -> {text(first)}")
+        geometry = circuit.nodes[first]["inputs"][circuit.nodes[source]["layer"]]
+        src = f'acts["{text(source)}"]' if static else "acts[source]"
+        term, needed = _term(circuit, source, first, "kernel", kernel, geometry.get("entry") or geometry, src=src,
+                             scalar=False)  # fmt: skip
         out.helpers.update(needed)
         terms.append(term)
-    kernels = ", ".join(f"{name.upper()}_K{i}" for i in range(len(terms)))
-    if len(terms) > 2 and len(set(terms)) == 1:  # every input is placed alike: one loop
+    move = "np.rot90({}, quarter_turns)" if param == "quarter_turns" else "_mirror({}, mirrored)"
+    if not static and len(terms) > 2 and len(set(terms)) == 1:  # every input is placed alike: one loop
+        kernels = ", ".join(f"{const}_K{i}" for i in range(len(terms)))
         body += [_wrap("    kernels = ", f"({kernels},)"), "    total = 0.0",
-                 "    for source, kernel in zip(sources, kernels):", _wrap("        total = total + ", terms[0])]  # fmt: skip
+                 "    for source, kernel in zip(sources, kernels):", f"        kernel = {move.format('kernel')}",
+                 _wrap("        total = total + ", terms[0])]  # fmt: skip
     else:
         for i, term in enumerate(terms):
-            term = term.replace("kernel", f"{name.upper()}_K{i}", 1).replace("acts[source]", f"acts[sources[{i}]]")
+            body.append(f"    k{i} = {move.format(f'{const}_K{i}')}")
+            term = term.replace("kernel", f"k{i}", 1).replace("acts[source]", f"acts[sources[{i}]]")
             body.append(_wrap(f"    total {'=' if i == 0 else '+='} ", term))
     if param == "mirrored":
         out.helpers.add("_mirror")
-    rows = []
-    for k, (row, member) in enumerate(zip(family.sources, family.members)):
-        rows.append(f"    # {param}={k if param == 'quarter_turns' else bool(k)}: {text(member)}")
-        rows.append("    " + pprint.pformat(list(row), width=80).replace("\n", "\n    ") + ",")
-    out.literals.append(f"# the inputs of each copy: {text(family.transform)} maps each input to its partner\n"
-                        f"{name.upper()}_INPUTS = [\n" + "\n".join(rows) + "\n]")  # fmt: skip
+    if not static:
+        rows = []
+        for k, (row, member) in enumerate(zip(family.sources, family.members)):
+            line = f"    {list(row)!r},  # {param}={k if param == 'quarter_turns' else bool(k)}: {text(member)}"
+            rows.append(line if len(line) <= 88 else "    " + pprint.pformat(list(row), width=80).replace("\n", "\n    ") + ",")
+        out.literals.append(f"# the inputs of each copy: {text(family.transform)} maps each input to its partner\n"
+                            f"{const}_INPUTS = [\n" + "\n".join(rows) + "\n]")  # fmt: skip
     activation = circuit.nodes[first].get("activation")
     applied, helper = nonlinearities.call(activation, _plus("total", family.bias))
     if helper:
         out.helpers.add(helper)
-    how = ("turned by `quarter_turns` quarter turns (np.rot90)" if param == "quarter_turns"
-           else "mirrored left-right when `mirrored`")  # fmt: skip
+    how = "turned `quarter_turns` times (np.rot90)" if param == "quarter_turns" else "mirrored when `mirrored`"
+    reads = "" if static else f", reading the inputs {text(family.transform)} maps there"
     doc = [
-        f'    """A {text(family.transform)} family of {len(family.members)}: '
-        + ", ".join(text(m) for m in family.members) + ".",
+        f'    """A {text(family.transform)} family: ' + ", ".join(text(m) for m in family.members) + ".",
         "",
-        "    Every member is one set of canonical kernels",
-        f"    {how}, reading the inputs",
-        f"    that {text(family.transform)} maps there ({name.upper()}_INPUTS). The canonical",
-        "    kernels are the members' own, aligned by the inverse transform and averaged;",
-        "    the bias is their mean. Measured against the literal form: SIMPLIFICATIONS.",
+        _wrap_text(f"Each member is one canonical kernel set {how}{reads}. The kernels are the members' own, "
+                   "aligned by the inverse transform and averaged; the bias is their mean."),
         '    """',
     ]
     return "\n".join([f"def {name}(acts, {param}):", *doc, *body, f"    return {applied}", ""])
 
 
+def _records(records: list[dict], width: int = 86) -> str:
+    """A list of flat dicts as a Python literal, a few keys per line (values are repr'd: data, not code)."""
+    if not records:
+        return "[]"
+    out = ["["]
+    for record in records:
+        items = []
+        for key, value in record.items():
+            item = f"{key!r}: {value!r}"
+            if len(item) > width - 6:
+                item = f"{key!r}: " + pprint.pformat(value, width=width - 8 - len(repr(key)), compact=True).replace(
+                    "\n", "\n" + " " * (len(repr(key)) + 7))  # fmt: skip
+            items.append(item)
+        lines, line = [], "    {"
+        for item in items:
+            if len(line) + len(item) + 2 > width and line.strip() != "{":
+                lines.append(line.rstrip())
+                line = "     "
+            line += item + ", "
+        lines.append(line.rstrip().rstrip(",") + "},")
+        out += lines
+    return "\n".join(out + ["]"])
+
+
+def _short(label, limit: int = 32) -> str:
+    """A label cut to fit a docstring line (cut before escaping, so no escape is split)."""
+    label = str(label)
+    return label if len(label) <= limit else label[: limit - 3] + "..."
+
+
+def _quoted(label) -> str:
+    """`` "label"`` for a docstring, or nothing."""
+    return f' "{text(_short(label))}"' if label else ""
+
+
+def _wrap_text(words: str, indent: str = "    ", width: int = 88) -> str:
+    """A docstring paragraph wrapped to fit the emitted modules' line length."""
+    import textwrap
+
+    return "\n".join(textwrap.wrap(words, width=width, initial_indent=indent, subsequent_indent=indent,
+                                   break_long_words=False, break_on_hyphens=False))  # fmt: skip
+
+
 def _member_function(circuit, family, function, node, names, out) -> str:
     """A member as a one-liner calling its family's function."""
     k = family.members.index(node)
-    label = circuit.nodes[node].get("label")
-    title = text(node) + (f" \"{text(label)}\"" if label else "")
+    title = text(node) + _quoted(circuit.nodes[node].get("label"))
     if family.transform == "rotate90":
         call, what = f"quarter_turns={k}", f"turned {k} quarter turn{'s' if k != 1 else ''}"
     else:
@@ -352,7 +398,7 @@ def _member_function(circuit, family, function, node, names, out) -> str:
         out.wiring.setdefault(node, []).append((source, _transformed(f"{function.upper()}_K{i}", family.transform, k)))
     return "\n".join([
         f"def {names[node]}(acts):",
-        f'    """{title}: {function}, {what}."""',
+        _wrap_text(f'"""{title}: {function}, {what}."""'),
         f"    return {function}(acts, {call})",
         "",
     ])  # fmt: skip
@@ -457,7 +503,7 @@ def _npz_name(constants: dict[str, np.ndarray]) -> str:
 def _roles(motifs: list[dict], circuit) -> dict[str, list[str]]:
     roles: dict[str, list[str]] = {}
     for m in motifs:
-        members = [f"{x} \"{circuit.nodes[x].get('label')}\"" if x in circuit and circuit.nodes[x].get("label")
+        members = [f"{x} \"{_short(circuit.nodes[x].get('label'))}\"" if x in circuit and circuit.nodes[x].get("label")
                    else x for x in m.get("members", [])]  # fmt: skip
         transform = m.get("transform") or ""
         if m.get("target") and m["kind"] == "union":
@@ -499,7 +545,7 @@ def _module(circuit, order, leaves, names, functions, literals, helpers, npz_nam
         FAITHFULNESS_END,
     ]
     if simplifications is not None:
-        meta += ["", SIMPLIFICATIONS_COMMENT, "SIMPLIFICATIONS = " + pprint.pformat(simplifications, width=80, sort_dicts=False)]
+        meta += ["", SIMPLIFICATIONS_COMMENT, "SIMPLIFICATIONS = " + _records(simplifications)]
     if npz_name:
         meta += ["", f'_CONSTANTS = np.load(Path(__file__).with_name("{npz_name}"))']
     if literals:

@@ -296,3 +296,18 @@ def _transform(kernel: np.ndarray, transform: str, k: int) -> np.ndarray:
 
 def _round(value):
     return None if value is None else round(float(value), 6)
+
+
+def circuit_motifs(model, circuit: nx.DiGraph, data=None) -> list:
+    """The equivariance and union motifs among ``circuit``'s layers, from weights (and ``data`` if given):
+    what :func:`simplify` needs, found layer by layer rather than over the whole model. Invariant neurons
+    are included: they tell how a transform maps a family's inputs."""
+    from circuits.motifs import Context, find
+
+    ctx = Context(model, data)
+    layers = sorted({a["layer"] for _, a in circuit.nodes(data=True) if a.get("kind") != "input"})
+    found = []
+    for layer in layers:
+        found += find(ctx, "equivariance", layer, include_invariant=True)
+        found += find(ctx, "union", layer)
+    return found
