@@ -18,11 +18,13 @@ from circuits.cli._common import echo_json, load_model, model_options
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (schema in the README).")
 @click.option("--emit", "emit_path", type=click.Path(dir_okay=False),
               help="Reverse-compile the circuit into OUT.py and measure its faithfulness on --data.")  # fmt: skip
+@click.option("--simplify", "simplify", is_flag=True,
+              help="With --emit: collapse equivariant families and unions where that keeps R² within 0.01.")  # fmt: skip
 @click.option("--render", "render_path", type=click.Path(dir_okay=False), help="Write a diagram: OUT.svg or OUT.png.")
 @click.option("--catalog", "catalog_path", type=click.Path(dir_okay=False), envvar="CIRCUITS_CATALOG",
               help="Record the circuit in this catalog (also $CIRCUITS_CATALOG).")  # fmt: skip
 def extract(model, weights, input_shape, neuron, depth, top_k, method, data, threshold, through, as_json,
-            emit_path, render_path, catalog_path):  # fmt: skip
+            emit_path, simplify, render_path, catalog_path):  # fmt: skip
     """Extract the circuit that feeds one neuron of MODEL.
 
     Walks back from --neuron, keeping the --top-k strongest inputs of each neuron (by |strength|,
@@ -36,11 +38,14 @@ def extract(model, weights, input_shape, neuron, depth, top_k, method, data, thr
       circuits extract planted:union --neuron union:0 --json
       circuits extract zoo:plain-cnn --neuron conv3:0 --method attribution --data toyworld:256
       circuits extract zoo:plain-cnn --neuron conv3:0 --emit conv3_0.py   # then: python conv3_0.py
+      circuits extract zoo:plain-cnn-s0 --neuron conv3:7 --emit conv3_7.py --simplify
     """
     from circuits.extract import extract as run_extract
     from circuits.extract import to_json
     from circuits.progress import progress_bar
 
+    if simplify and not emit_path:
+        raise click.UsageError("--simplify rewrites the emitted module: pass --emit OUT.py too")
     loaded = load_model(model, weights, input_shape)
     probe = None
     if data is not None:
@@ -53,15 +58,18 @@ def extract(model, weights, input_shape, neuron, depth, top_k, method, data, thr
     payload = to_json(circuit)
     payload["model"] = loaded.spec
     arguments = {"model": model, "weights": weights, "input_shape": input_shape, "neuron": neuron, "depth": depth,
-                 "top_k": top_k, "method": method, "data": data, "threshold": threshold, "through": through}  # fmt: skip
+                 "top_k": top_k, "method": method, "data": data, "threshold": threshold, "through": through,
+                 **({"simplify": True} if simplify else {})}  # fmt: skip
     if render_path:
         from circuits.render import render_circuit
 
         render_circuit(circuit, render_path)
     emitted = None
     if emit_path:
-        emitted = _emit_and_verify(circuit, loaded, emit_path, data)
+        emitted = _emit_and_verify(circuit, loaded, emit_path, data, simplify)
         payload["emitted"] = {"path": emit_path, "faithfulness": emitted[1]}
+        if simplify:
+            payload["emitted"]["simplifications"] = emitted[2]
     if catalog_path:
         from circuits.catalog import Catalog
 
@@ -82,10 +90,14 @@ def extract(model, weights, input_shape, neuron, depth, top_k, method, data, thr
         from circuits.cli.verify import summary
 
         click.echo(f"module written to {emit_path}; faithfulness:\n{summary(emitted[1])}", err=True)
+        for s in emitted[2] or []:
+            if s["kept"]:
+                click.echo(f"kept: {s['kind']} {s['form']} of {', '.join(s['members'])}: {s['reason']}", err=True)
 
 
-def _emit_and_verify(circuit, loaded, emit_path, data_spec):
-    """Write the module, measure it on held-out data, record the numbers in it; returns (code, report)."""
+def _emit_and_verify(circuit, loaded, emit_path, data_spec, simplify=False):
+    """Write the module (with its collapsed forms, if asked), measure it on held-out data, record the
+    numbers in it; returns (code, report, simplifications or None)."""
     from pathlib import Path
 
     from circuits.cli.verify import DEFAULT_DATA
@@ -93,10 +105,19 @@ def _emit_and_verify(circuit, loaded, emit_path, data_spec):
     from circuits.data import load_data
 
     spec = data_spec or DEFAULT_DATA
-    path = emit(circuit).write(emit_path)
-    report = verify(path, loaded, load_data(spec, loaded.input_shape))
+    data = load_data(spec, loaded.input_shape)
+    tried = None
+    if simplify:
+        from circuits.compile.simplify import circuit_motifs
+        from circuits.compile.simplify import simplify as run_simplify
+
+        result = run_simplify(circuit, circuit_motifs(loaded, circuit), loaded, data)
+        path, report, tried = result.module.write(emit_path), result.report, result.simplifications
+    else:
+        path = emit(circuit).write(emit_path)
+        report = verify(path, loaded, data)
     record(path, report, spec)
-    return Path(path).read_text(), report
+    return Path(path).read_text(), report, tried
 
 
 def format_tree(payload: dict) -> str:
