@@ -198,5 +198,6 @@ def test_cli_extract_emit_simplify_reports_what_was_kept(tmp_path):
 
 def test_cli_simplify_needs_emit():
     result = CliRunner().invoke(main, ["extract", "planted:union", "--neuron", "union:0", "--simplify"])
-    assert result.exit_code == 2
-    assert "--simplify" in result.output and "--emit" in result.output and "Traceback" not in result.output
+    message = result.output.strip()
+    assert result.exit_code == 2 and message.startswith("Error: ") and "\n" not in message
+    assert "--simplify" in message and "--emit" in message

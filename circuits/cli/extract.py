@@ -45,7 +45,9 @@ def extract(model, weights, input_shape, neuron, depth, top_k, method, data, thr
     from circuits.progress import progress_bar
 
     if simplify and not emit_path:
-        raise click.UsageError("--simplify rewrites the emitted module: pass --emit OUT.py too")
+        from circuits.errors import UsageError
+
+        raise UsageError("--simplify rewrites the emitted module: pass --emit OUT.py too")
     loaded = load_model(model, weights, input_shape)
     probe = None
     if data is not None:
