@@ -94,9 +94,10 @@ def _corr(a, b):
     return float((a * b).sum() / denom) if denom > 0 else 0.0
 
 
+@pytest.mark.parametrize("family", ["plain-cnn", "plain-cnn-sparse"])
 @pytest.mark.parametrize("seed", zoo.SEEDS)
-def test_union_neuron_has_mirror_pair_inputs(seed):
-    module = zoo.load(f"plain-cnn-s{seed}").module
+def test_union_neuron_has_mirror_pair_inputs(family, seed):
+    module = zoo.load(f"{family}-s{seed}").module
     probe, _, _ = toyworld.generate(1000, seed=777)
     flipped = torch.flip(probe, dims=[3])
     acts, acts_flipped = _pooled(module, probe), _pooled(module, flipped)
@@ -113,8 +114,8 @@ def test_union_neuron_has_mirror_pair_inputs(seed):
                 for j in top:
                     if i != j and _corr(s_f[:, i], s_x[:, j]) >= 0.8 and _corr(s_f[:, i], s_x[:, i]) < 0.6:
                         found.append((target, k, i, j))
-    assert found, f"plain-cnn-s{seed} has no reflection-union neuron"
-    card_best = zoo.card(f"plain-cnn-s{seed}")["motifs"]["reflection_unions"]["neurons"][0]
+    assert found, f"{family}-s{seed} has no reflection-union neuron"
+    card_best = zoo.card(f"{family}-s{seed}")["motifs"]["reflection_unions"]["neurons"][0]
     key = (card_best["layer"], card_best["channel"], *card_best["pair"])
     assert key in found  # the card's headline neuron is one this independent computation finds
 

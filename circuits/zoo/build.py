@@ -87,6 +87,9 @@ def write_card(family: str) -> None:
         f"- data recipe: {recipe.data_recipe()}",
         f"- training: Adam lr {recipe.lr} (cosine to 0), batch {recipe.batch}, {recipe.epochs} epochs, 1 thread, "
         "deterministic algorithms",
+        *([f"- wiring sparsity: {recipe.wiring_penalty} x mean over neurons of L1/L2 of their input-kernel norms, in "
+           f"{', '.join(f'`{name}`' for name in recipe.wiring_layers)} (see `circuits.zoo.train.wiring_cost`)"]
+          if recipe.wiring_penalty else []),
         f"- recipe hash: `{recipe.hash}`",
         f"- held-out accuracy measured on `toyworld:{recipe.task}:{EVAL_N}:{EVAL_SEED}` (never used in training)",
         f"- reproduce: `circuits zoo train {family} --seed S -o {family}-sS.pt` (same weights hash on the same torch "

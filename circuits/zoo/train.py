@@ -54,6 +54,19 @@ def deterministic(threads: int = 1):
         torch.set_num_threads(old_threads)
 
 
+def wiring_cost(module: nn.Module, recipe: Recipe) -> torch.Tensor | float:
+    """The recipe's wiring penalty: per neuron, L1 / L2 of its input kernels' L2 norms (1 when one input is
+    left, sqrt(fan-in) when all are equal), averaged over each wiring layer's neurons."""
+    if not recipe.wiring_penalty:
+        return 0.0
+    layers = dict(module.named_modules())
+    cost = 0.0
+    for name in recipe.wiring_layers:
+        norms = layers[name].weight.pow(2).flatten(2).sum(2).add(1e-12).sqrt()  # [out, in]
+        cost = cost + (norms.sum(1) / norms.pow(2).sum(1).sqrt()).mean()
+    return recipe.wiring_penalty * cost
+
+
 def training_data(recipe: Recipe, fast: bool = False):
     from circuits.data import toyworld
 
@@ -100,7 +113,7 @@ def train(family: str, seed: int, fast: bool = False, progress=None, eval_n: int
                     break
                 for group in optimiser.param_groups:  # cosine decay to zero
                     group["lr"] = recipe.lr * 0.5 * (1 + math.cos(math.pi * step / total))
-                loss = F.cross_entropy(module(images[index]), labels[index])
+                loss = F.cross_entropy(module(images[index]), labels[index]) + wiring_cost(module, recipe)
                 optimiser.zero_grad(set_to_none=True)
                 loss.backward()
                 optimiser.step()
