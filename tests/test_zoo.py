@@ -146,11 +146,12 @@ def test_fast_training_is_deterministic(family):
 
 
 @pytest.mark.slow
-def test_full_training_reproduces_the_shipped_weights():
+@pytest.mark.parametrize("family", ["plain-cnn", "plain-cnn-sparse"])
+def test_full_training_reproduces_the_shipped_weights(family):
     from circuits.zoo.train import train
 
-    result = train("plain-cnn", seed=0)
-    assert result.weights_hash == zoo.card("plain-cnn-s0")["weights_sha256"]
+    result = train(family, seed=0)
+    assert result.weights_hash == zoo.card(f"{family}-s0")["weights_sha256"]
 
 
 # --- CLI -----------------------------------------------------------------------------------------------------
