@@ -20,8 +20,10 @@ from pathlib import Path
 import networkx as nx
 import numpy as np
 
-from circuits.compile.emit import EmittedModule, FamilyForm, UnionForm, emit, kernel_inputs
+from circuits.compile.emit import EmittedModule, emit
 from circuits.compile.faithfulness import load_module, verify
+from circuits.compile.forms import FamilyForm, UnionForm
+from circuits.compile.source import kernel_inputs
 
 EXACT = ("rotate90", "reflect")
 TOLERANCE = 0.01
