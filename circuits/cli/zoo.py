@@ -43,11 +43,12 @@ def list_(as_json):
         aliases = {family: f"{family}-s0" for family in registry.RECIPES}
         echo_json({"models": rows, "aliases": aliases}, {"command": "zoo list"})
         return
-    header = f"{'name':<18} {'architecture':<13} {'params':>8} {'accuracy':>9}  recipe hash"
-    click.echo(header)
+    width = max(len("name"), *(len(row["name"]) for row in rows)) + 1
+    click.echo(f"{'name':<{width}} {'architecture':<13} {'params':>8} {'accuracy':>9}  recipe hash")
     for row in rows:
         click.echo(
-            f"{row['name']:<18} {row['architecture']:<13} {row['params']:>8,} {row['accuracy']:>9.4f}  {row['recipe_hash']}"
+            f"{row['name']:<{width}} {row['architecture']:<13} {row['params']:>8,} {row['accuracy']:>9.4f}  "
+            f"{row['recipe_hash']}"
         )
     click.echo("\nA bare family name (e.g. plain-cnn) is an alias of its seed 0.")
 
