@@ -204,24 +204,20 @@ def _family(circuit, motif, motifs) -> _Proposal:
     slots: list[str] = []
     for k, row in enumerate(inputs):
         for source in row:
-            s = source
-            for _ in range(k):
-                s = preimage.get(s)
-                if s is None:
-                    return _Proposal(record, reason=f"how {transform} maps the inputs of {members[k]} ({source}) "
-                                                    "is not known: no equivariance motif of its layer covers it")  # fmt: skip
+            s = _follow(preimage, source, k)
+            if s is None:
+                return _Proposal(record, reason=f"how {transform} maps the inputs of {members[k]} ({source}) "
+                                                "is not known: no equivariance motif of its layer covers it")  # fmt: skip
             if s not in slots:
                 slots.append(s)
     sources = []
     for k in range(len(members)):
         row = []
         for slot in slots:
-            s = slot
-            for _ in range(k):
-                s = image.get(s)
-                if s is None:
-                    return _Proposal(record, reason=f"how {transform} maps {slot}'s copies is not known: "
-                                                    "no equivariance motif of its layer covers it")  # fmt: skip
+            s = _follow(image, slot, k)
+            if s is None:
+                return _Proposal(record, reason=f"how {transform} maps {slot}'s copies is not known: "
+                                                "no equivariance motif of its layer covers it")  # fmt: skip
             if s not in circuit:
                 return _Proposal(record, reason=f"{s}, an input of {members[k]}'s copy, is not in the circuit")
             row.append(s)
@@ -282,6 +278,15 @@ def _input_map(circuit, motifs, transform) -> dict[str, str]:
         for a, b in zip(members, members[1:] + (members[:1] if closed else [])):
             image[a] = b
     return image
+
+
+def _follow(mapping: dict[str, str], neuron: str, times: int) -> str | None:
+    """``neuron`` mapped ``times`` times, or None where the map does not say."""
+    for _ in range(times):
+        neuron = mapping.get(neuron)
+        if neuron is None:
+            return None
+    return neuron
 
 
 def _geometry(circuit, node, source) -> dict:
