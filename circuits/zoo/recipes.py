@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 SEEDS = (0, 1, 2)
 EVAL_SEED = 10_000  # held-out data recorded in the model cards; tests draw yet other seeds
@@ -64,27 +64,25 @@ class Recipe:
         )
 
 
+PLAIN_CNN = Recipe(
+    family="plain-cnn",
+    architecture="PlainCNN",
+    task="objects",
+    description="3 conv layers (16/32/32 channels) on left- and right-facing fish, birds and arrows",
+    arch_kwargs={"classes": 3, "width": [16, 32, 32]},
+    lr=1e-3,
+    epochs=6,
+)
+
 RECIPES: dict[str, Recipe] = {
     r.family: r
     for r in [
-        Recipe(
-            family="plain-cnn",
-            architecture="PlainCNN",
-            task="objects",
-            description="3 conv layers (16/32/32 channels) on left- and right-facing fish, birds and arrows",
-            arch_kwargs={"classes": 3, "width": [16, 32, 32]},
-            lr=1e-3,
-            epochs=6,
-        ),
-        Recipe(
+        PLAIN_CNN,
+        replace(  # the plain CNN in everything but the wiring penalty, by construction
+            PLAIN_CNN,
             family="plain-cnn-sparse",
-            architecture="PlainCNN",
-            task="objects",
             description="the plain CNN's architecture, data and schedule, with conv3 trained for sparse wiring "
             "(few strong inputs per neuron), so that a conv3 neuron's top-8-input circuit reproduces it",
-            arch_kwargs={"classes": 3, "width": [16, 32, 32]},
-            lr=1e-3,
-            epochs=6,
             wiring_penalty=0.7,
             wiring_layers=("conv3",),
         ),
