@@ -64,3 +64,23 @@ def test_catalog_holds_the_unions_the_detector_finds_now(db):
         )
     }
     assert found and stored == found
+
+
+def test_every_sparse_conv3_neuron_is_reverse_compiled_and_most_are_faithful(db):
+    """plain-cnn-sparse: each conv3 neuron's top-8 module is stored, with the R² measured when it was built."""
+    from circuits.zoo.catalog import COMPILED_LAYERS
+
+    for seed in zoo.SEEDS:
+        name = f"plain-cnn-sparse-s{seed}"
+        layer = COMPILED_LAYERS["plain-cnn-sparse"]
+        rows = db.execute(
+            "SELECT c.target, m.faithfulness, m.code FROM circuits c JOIN modules m ON m.circuit = c.id "
+            "WHERE c.model = ?", (zoo.card(name)["weights_sha256"],)
+        ).fetchall()
+        targets = {target for target, _, _ in rows}
+        assert targets == {f"{layer}:{c}" for c in range(32)}, name
+        r2 = [json.loads(f)["r2"] for _, f, _ in rows]
+        live = [r for r in r2 if r is not None]
+        assert sum(r >= 0.9 for r in live) >= 0.8 * len(live), name
+        for _, _, code in rows:
+            compile(code, "catalog-module", "exec")

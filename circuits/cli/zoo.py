@@ -170,7 +170,8 @@ def _train_with_progress(family: str, seed: int, fast: bool):
 @click.option("--json", "as_json", is_flag=True, help="Print one row per model as JSON.")
 def catalog_(path, models, data, top_k, as_json):
     """Build the shared catalog of the zoo: every model's unions over cases (circuits motifs), each union
-    neuron's circuit, and that circuit reverse-compiled with its measured faithfulness.
+    neuron's circuit, and that circuit reverse-compiled with its measured faithfulness; for the wiring-sparse
+    plain CNN, every conv3 neuron's circuit and module.
 
     The repository's catalog.db is exactly this, rebuilt with `circuits zoo catalog -o catalog.db`.
 
@@ -193,7 +194,8 @@ def catalog_(path, models, data, top_k, as_json):
         echo_json({"catalog": str(path), "models": rows},
                   {"command": "zoo catalog", "output": str(path), "models": list(models), "data": data, "top_k": top_k})
         return
+    width = max((len(row["model"]) for row in rows), default=0) + 1
     for row in rows:
         r2 = "-" if row["median_r2"] is None else f"{row['median_r2']:.3f}"
-        click.echo(f"{row['model']:<18} unions {row['unions']:>3}  modules {row['modules']:>3}  median R² {r2}")
+        click.echo(f"{row['model']:<{width}} unions {row['unions']:>3}  modules {row['modules']:>3}  median R² {r2}")
     click.echo(f"catalog written to {path}")

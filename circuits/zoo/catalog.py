@@ -1,5 +1,6 @@
 """The repository's shared catalog (``catalog.db``): every zoo model's unions over cases, the circuit of
-each union neuron, and that circuit reverse-compiled with its measured faithfulness.
+each union neuron, and that circuit reverse-compiled with its measured faithfulness; for the wiring-sparse
+plain CNN, every ``conv3`` neuron's top-8 circuit reverse-compiled (the readable reverse compilation).
 
 Rebuilt by ``circuits zoo catalog -o catalog.db`` (deterministic: same weights and data, same rows).
 """
@@ -11,6 +12,7 @@ from pathlib import Path
 
 DEFAULT_DATA = "toyworld:256:12345"  # held out: the zoo trains on other seeds
 TOP_K = 8
+COMPILED_LAYERS = {"plain-cnn-sparse": "conv3"}  # family -> layer whose every neuron is reverse-compiled
 
 
 def build_catalog(path, names: list[str] | None = None, data_spec: str = DEFAULT_DATA, top_k: int = TOP_K,
@@ -21,14 +23,10 @@ def build_catalog(path, names: list[str] | None = None, data_spec: str = DEFAULT
     """
     from circuits import zoo
     from circuits.catalog import Catalog
-    from circuits.compile import emit
-    from circuits.compile.faithfulness import load_module, verify
     from circuits.data import load_data
-    from circuits.extract import extract, to_json
     from circuits.graph import build_graph
     from circuits.models import load
     from circuits.motifs.union import unions
-    from circuits.trace.activations import layer_activations
 
     summary = []
     for name in names or [n for n in zoo.names() if n not in zoo.RECIPES]:
@@ -37,28 +35,50 @@ def build_catalog(path, names: list[str] | None = None, data_spec: str = DEFAULT
         data = load_data(data_spec, loaded.input_shape)
         motifs = [m.to_dict() for m in unions(graph, data=data)]
         card = zoo.card(name)
+        layer = COMPILED_LAYERS.get(card["family"])
         rows = []
         with Catalog(path) as catalog, catalog.transaction(), tempfile.TemporaryDirectory() as tmp:
             catalog.add_model(graph.weights_hash, f"zoo:{name}", architecture=card.get("architecture"),
                               spec=f"zoo:{name}", parameters=sum(p.numel() for p in loaded.module.parameters()),
                               layers=list(graph.layers))  # fmt: skip
             for motif in motifs:
-                circuit = extract(graph, motif["target"], depth=1, top_k=top_k)
-                payload = {**to_json(circuit), "model": f"zoo:{name}",
-                           "parameters": {"depth": 1, "top_k": top_k, "method": "weights"}}  # fmt: skip
-                circuit_id = catalog.add_circuit(graph.weights_hash, payload)
-                emitted = emit(circuit, motifs=[motif], inline_limit=10**9)  # self-contained: code only
-                module = load_module(emitted.write(Path(tmp) / "circuit.py"))
-                layers = sorted({n.rpartition(":")[0] for n in [*module.LEAVES, *module.NEURONS]})
-                report = verify(module, graph, data, activations=layer_activations(graph, data, layers))
-                faithfulness = {k: v for k, v in report.items() if k != "neurons"} | {"data": data_spec}
-                catalog.add_module(circuit_id, emitted.code, faithfulness)
+                circuit_id, r2 = _record_circuit(catalog, graph, name, motif["target"], data, data_spec, top_k,
+                                                 Path(tmp), [motif])  # fmt: skip
                 catalog.add_motifs(graph.weights_hash, {"model": f"zoo:{name}", "motifs": [motif]},
                                    circuit_id=circuit_id)  # fmt: skip
-                rows.append(report["r2"])
+                rows.append(r2)
+            if layer:
+                done = {m["target"] for m in motifs}  # union neurons are recorded above, with their role
+                for channel in range(graph.layers[layer].channels):
+                    if f"{layer}:{channel}" in done:
+                        continue
+                    rows.append(_record_circuit(catalog, graph, name, f"{layer}:{channel}", data, data_spec, top_k,
+                                                Path(tmp), motifs)[1])  # fmt: skip
         live = sorted(r for r in rows if r is not None)
         summary.append({"model": name, "unions": len(motifs), "modules": len(rows),
                         "median_r2": live[len(live) // 2] if live else None})  # fmt: skip
         if progress:
             progress()
     return summary
+
+
+def _record_circuit(catalog, graph, name, target, data, data_spec, top_k, tmp: Path, motifs) -> tuple[str, float | None]:
+    """Extract ``target``'s depth-1 top-k circuit, emit it, verify it on ``data``; record circuit and module.
+
+    Returns the circuit's id and the target's R² (None for a neuron that never fires on the data).
+    """
+    from circuits.compile import emit
+    from circuits.compile.faithfulness import load_module, verify
+    from circuits.extract import extract, to_json
+    from circuits.trace.activations import layer_activations
+
+    circuit = extract(graph, target, depth=1, top_k=top_k)
+    payload = {**to_json(circuit), "model": f"zoo:{name}", "parameters": {"depth": 1, "top_k": top_k, "method": "weights"}}
+    circuit_id = catalog.add_circuit(graph.weights_hash, payload)
+    emitted = emit(circuit, motifs=motifs, inline_limit=10**9)  # self-contained: code only
+    module = load_module(emitted.write(tmp / "circuit.py"))
+    layers = sorted({n.rpartition(":")[0] for n in [*module.LEAVES, *module.NEURONS]})
+    report = verify(module, graph, data, activations=layer_activations(graph, data, layers))
+    faithfulness = {k: v for k, v in report.items() if k != "neurons"} | {"data": data_spec}
+    catalog.add_module(circuit_id, emitted.code, faithfulness)
+    return circuit_id, report["r2"]
