@@ -139,6 +139,40 @@ def test_a_costly_collapse_is_refused_and_recorded(union_model, union_motifs):
     assert any(s["kept"] for s in result.simplifications if s["members"] == ["lines:1", "lines:5"])
 
 
+def test_a_collapse_that_wakes_a_silent_member_is_refused(union_model, union_motifs):
+    """line_90's bias is set just below its largest drive on the data, so it never fires there and has no R²;
+    the family's mean bias makes it fire, and the refusal must say so rather than pass for lack of a number."""
+    module = copy.deepcopy(union_model.module)
+    conv = next(m for m in module.modules() if isinstance(m, torch.nn.Conv2d))
+    data = bright_images(union_model.input_shape)
+    with torch.no_grad():
+        drive = torch.nn.functional.conv2d(data, conv.weight[4:5], None, conv.stride, conv.padding).max()
+        conv.bias[4] = -(float(drive) + 0.01)
+    silent = LoadedModel(module, spec="planted:union", input_shape=union_model.input_shape,
+                         labels=union_model.labels)  # fmt: skip
+    circuit = extract(silent, "union:3", depth=3, top_k=16)
+    result = simplify(circuit, union_motifs, silent, data)
+    pair = next(s for s in result.simplifications if s["members"] == ["lines:0", "lines:4"])
+    assert pair["kept"] is False and "lines:4 is constant on the data" in pair["reason"]
+    assert result.report["neurons"]["lines:4"]["max_abs_error"] < 1e-6  # the literal form stayed
+
+
+def test_a_family_listed_against_the_emit_order_still_collapses(union_model, union_motifs, tmp_path):
+    """The detector may list a family's members in any order (conv2:17, conv2:15, ...): emit must not
+    depend on meeting the first-listed member first."""
+    reversed_motifs = [dict(m, members=list(reversed(m["members"]))) if m["kind"] == "equivariance"
+                       and list(m["members"]) == ["wedges:0", "wedges:1"] else m
+                       for m in (x.to_dict() for x in union_motifs)]  # fmt: skip
+    assert any(m["members"] == ["wedges:1", "wedges:0"] for m in reversed_motifs)
+    circuit = extract(union_model, "union:0", depth=3, top_k=16)
+    data = bright_images(union_model.input_shape)
+    result = simplify(circuit, reversed_motifs, union_model, data)
+    assert any(s["kept"] and s["members"] == ["wedges:1", "wedges:0"] for s in result.simplifications)
+    report = verify(result.module.write(tmp_path / "reversed.py"), union_model, data)
+    for wedge in ("wedges:0", "wedges:1"):
+        assert report["neurons"][wedge]["r2"] >= 0.9999
+
+
 HOSTILE = [
     'quote " and \' and """ triple """',
     "__import__('pathlib').Path('MARKER').touch()",

@@ -92,7 +92,7 @@ def emit(circuit: nx.DiGraph, motifs: list[dict] | None = None, inline_limit: in
         if node in leaves:
             continue
         family = families.get(node)
-        if family is not None and node == family.members[0]:
+        if family is not None and id(family) not in family_names:  # the first member met, in any order
             family_names[id(family)] = family_name(circuit, family, taken)
             functions.append(family_function(circuit, family, family_names[id(family)], out))
         if family is not None:
