@@ -104,27 +104,31 @@ def family_function(circuit, family, name, out) -> str:
     param = "quarter_turns" if family.transform == "rotate90" else "mirrored"
     static = all(row == family.sources[0] for row in family.sources)  # e.g. every member reads the image
     body = [] if static else [f"    sources = {const}_INPUTS[{'int(mirrored)' if param == 'mirrored' else param}]"]
-    terms = []
+    placed = []  # (source, kernel, geometry) of each canonical kernel
     for i, kernel in enumerate(family.kernels):
         source = family.sources[0][i]
         out.constant(f"{const}_K{i}", kernel, f"canonical kernel {i}: {text(source)} -> {text(first)}")
         geometry = circuit.nodes[first]["inputs"][circuit.nodes[source]["layer"]]
-        src = f'acts["{text(source)}"]' if static else "acts[source]"
-        term, needed = input_term(circuit, source, first, "kernel", kernel, geometry.get("entry") or geometry, src=src,
-                             scalar=False)  # fmt: skip
+        placed.append((source, kernel, geometry.get("entry") or geometry))
+
+    def term(i: int, kernel_name: str, src: str) -> str:
+        source, kernel, geometry = placed[i]
+        code, needed = input_term(circuit, source, first, kernel_name, kernel, geometry, src=src, scalar=False)
         out.helpers.update(needed)
-        terms.append(term)
+        return code
+
     move = "np.rot90({}, quarter_turns)" if param == "quarter_turns" else "_mirror({}, mirrored)"
-    if not static and len(terms) > 2 and len(set(terms)) == 1:  # every input is placed alike: one loop
-        kernels = ", ".join(f"{const}_K{i}" for i in range(len(terms)))
+    generic = [term(i, "kernel", "acts[source]") for i in range(len(placed))]
+    if not static and len(generic) > 2 and len(set(generic)) == 1:  # every input is placed alike: one loop
+        kernels = ", ".join(f"{const}_K{i}" for i in range(len(generic)))
         body += [wrap_call("    kernels = ", f"({kernels},)"), "    total = 0.0",
                  "    for source, kernel in zip(sources, kernels):", f"        kernel = {move.format('kernel')}",
-                 wrap_call("        total = total + ", terms[0])]  # fmt: skip
+                 wrap_call("        total = total + ", generic[0])]  # fmt: skip
     else:
-        for i, term in enumerate(terms):
+        for i, (source, _, _) in enumerate(placed):
             body.append(f"    k{i} = {move.format(f'{const}_K{i}')}")
-            term = term.replace("kernel", f"k{i}", 1).replace("acts[source]", f"acts[sources[{i}]]")
-            body.append(wrap_call(f"    total {'=' if i == 0 else '+='} ", term))
+            src = f'acts["{text(source)}"]' if static else f"acts[sources[{i}]]"
+            body.append(wrap_call(f"    total {'=' if i == 0 else '+='} ", term(i, f"k{i}", src)))
     if param == "mirrored":
         out.helpers.add("_mirror")
     if not static:

@@ -101,12 +101,15 @@ def simplify(circuit: nx.DiGraph, motifs: list, graph, data, activations: dict |
         report = measure(trial)
         neuron, before, after = _worst(circuit, form, literal, report)
         record.update(literal_r2=_round(before), collapsed_r2=_round(after), neuron=neuron)
-        if neuron is None:
+        woken = _woken(circuit, form, literal, report)
+        if woken:
+            record["reason"] = woken
+        elif neuron is None:
             record["reason"] = "no neuron it changes varies on the data: nothing to measure, not kept"
         elif after is not None and after >= before - tolerance:
             record.update(kept=True, reason=f"R² {after:.6f} vs literal {before:.6f} at {neuron} "
                                             f"(tolerance {tolerance})")  # fmt: skip
-            for old in records[:-1]:
+            for old in records[:-1] if record["form"] == "max" else []:
                 if old["kept"] and old["kind"] == "union" and old["target"] == record["target"]:
                     old.update(kept=False, reason=f"{old['reason']}; superseded by the max form (an OR, as faithful)")
             kept, current = trial, report
@@ -133,11 +136,8 @@ def _shown(motifs: list[dict]) -> list[dict]:
 
 def _worst(circuit, form, literal: dict, report: dict):
     """The changed neuron (the form's own, and everything downstream) whose R² drops the most."""
-    changed = set(form.members) if isinstance(form, FamilyForm) else {form.target}
-    for node in list(changed):
-        changed |= nx.descendants(circuit, node)
     worst = None
-    for node in sorted(changed):
+    for node in sorted(_changed(circuit, form)):
         before, after = literal["neurons"][node]["r2"], report["neurons"][node]["r2"]
         if before is None:
             continue
@@ -145,6 +145,27 @@ def _worst(circuit, form, literal: dict, report: dict):
         if worst is None or drop > worst[0]:
             worst = (drop, node, before, after)
     return (None, None, None) if worst is None else worst[1:]
+
+
+def _woken(circuit, form, literal: dict, report: dict, atol: float = 1e-6) -> str | None:
+    """Why the form is refused although R² cannot say: a changed neuron that is constant on the data in the
+    literal form (no R²) but moves in the collapsed one."""
+    for node in sorted(_changed(circuit, form)):
+        if literal["neurons"][node]["r2"] is not None:
+            continue
+        before, after = literal["neurons"][node]["max_abs_error"], report["neurons"][node]["max_abs_error"]
+        if after > before + atol:
+            return (f"{node} is constant on the data, but the collapsed form moves it (largest error {after:.3g}, "
+                    f"literal {before:.3g})")  # fmt: skip
+    return None
+
+
+def _changed(circuit, form) -> set[str]:
+    """The neurons a form rewrites, and everything downstream of them."""
+    changed = set(form.members) if isinstance(form, FamilyForm) else {form.target}
+    for node in list(changed):
+        changed |= nx.descendants(circuit, node)
+    return changed
 
 
 def _clash(form, kept) -> str | None:
@@ -247,8 +268,9 @@ def _family(circuit, motif, motifs) -> _Proposal:
 
 def _union(circuit, motif) -> list[_Proposal]:
     target, cases, transform = motif["target"], list(motif["members"]), motif["transform"]
+    forms = ("sum",) if motif["kind"] == "and" else ("sum", "max")  # an AND's cases are not an OR: no max form
     records = [{"kind": "union", "transform": transform, "members": cases, "target": target, "form": form}
-               for form in ("sum", "max")]  # fmt: skip
+               for form in forms]  # fmt: skip
     if transform not in EXACT:
         return [_Proposal(records[0], reason=f"'{transform}' is not an exact transform: not tried")]
     inputs = {s: k for s, _, k, _ in kernel_inputs(circuit, target)}
