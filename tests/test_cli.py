@@ -133,3 +133,13 @@ def test_extract_json_validates_against_the_documented_schema(args):
     result = run("extract", *args, "--json")
     assert result.exit_code == 0, result.output
     jsonschema.validate(json.loads(result.output), json.loads(SCHEMA.read_text()))
+
+
+@pytest.mark.parametrize("option, name", [("--emit", "out.py"), ("--render", "out.svg")])
+def test_extract_refuses_an_output_in_a_missing_folder_before_any_work(tmp_path, option, name):
+    target = tmp_path / "missing" / name
+    result = run("extract", "planted:union", "--neuron", "union:0", option, str(target))
+    message = result.output.strip()
+    assert result.exit_code == 2 and message.startswith("Error: ") and "\n" not in message
+    assert "does not exist" in message and option in message
+    assert not target.parent.exists()

@@ -30,3 +30,18 @@ def echo_json(payload: dict, arguments: dict, weights_sha256: str | None = None)
     from circuits.provenance import dumps, envelope
 
     click.echo(dumps(envelope(payload, arguments, weights_sha256)))
+
+
+def check_writable(path: str | None, option: str) -> None:
+    """Fail before any work when an output file cannot be written (its folder is missing or read-only)."""
+    if path is None:
+        return
+    import os
+
+    from circuits.errors import UsageError
+
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise UsageError(f"{option} {path}: folder '{folder}' does not exist; create it or pick another path")
+    if not os.access(folder, os.W_OK):
+        raise UsageError(f"{option} {path}: folder '{folder}' is not writable; pick another path")

@@ -2,7 +2,7 @@
 
 import click
 
-from circuits.cli._common import echo_json, load_model, model_options
+from circuits.cli._common import check_writable, echo_json, load_model, model_options
 
 
 @click.command()
@@ -48,6 +48,8 @@ def extract(model, weights, input_shape, neuron, depth, top_k, method, data, thr
         from circuits.errors import UsageError
 
         raise UsageError("--simplify rewrites the emitted module: pass --emit OUT.py too")
+    check_writable(emit_path, "--emit")
+    check_writable(render_path, "--render")
     loaded = load_model(model, weights, input_shape)
     probe = None
     if data is not None:
