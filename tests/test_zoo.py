@@ -211,3 +211,27 @@ def test_cli_module_does_not_import_torch():
     code = "import sys, circuits.cli.zoo, circuits.zoo; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_wiring_cost_is_one_for_a_single_input_and_sqrt_fan_in_for_equal_inputs():
+    """Per neuron L1/L2 of its input-kernel norms, averaged, times the recipe's weight; zero when off."""
+    from dataclasses import replace
+
+    from torch import nn
+
+    from circuits.zoo.train import wiring_cost
+
+    recipe = replace(zoo.RECIPES["plain-cnn-sparse"], wiring_penalty=2.0, wiring_layers=("conv",))
+    module = nn.Module()
+    module.conv = nn.Conv2d(9, 2, 3)
+    with torch.no_grad():
+        module.conv.weight.zero_()
+        module.conv.weight[0, 4] = torch.randn(3, 3)  # one input left: L1/L2 = 1
+        module.conv.weight[1] = 0.3  # nine equal inputs: L1/L2 = 3
+    assert float(wiring_cost(module, recipe)) == pytest.approx(2.0 * (1 + 3) / 2, rel=1e-5)
+    assert wiring_cost(module, zoo.RECIPES["plain-cnn"]) == 0.0
+    scaled = nn.Module()
+    scaled.conv = nn.Conv2d(9, 2, 3)
+    with torch.no_grad():
+        scaled.conv.weight.copy_(10 * module.conv.weight)
+    assert float(wiring_cost(scaled, recipe)) == pytest.approx(float(wiring_cost(module, recipe)), rel=1e-5)  # scale-free
