@@ -27,14 +27,6 @@ def layers(model, weights, input_shape, as_json):
         echo_json({"model": loaded.spec, **graph.to_dict()}, {"model": model, "weights": weights,
                   "input_shape": input_shape}, graph.weights_hash)  # fmt: skip
         return
-    rows = [("layer", "kind", "channels", "spatial", "nonlinearity", "fed by (through)")]
-    for layer in graph.layers.values():
-        fed = ", ".join(layer.sources)
-        if layer.path_ops:
-            fed += f"  ({', '.join(layer.path_ops)})"
-        spatial = "x".join(map(str, layer.spatial)) or "-"
-        kind = layer.kind + (" (output)" if layer.is_output and layer.kind != "output" else "")
-        rows.append((layer.name, kind, str(layer.channels), spatial, layer.nonlinearity or "-", fed or "-"))
-    widths = [max(len(r[i]) for r in rows) for i in range(5)]
-    for row in rows:
-        click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[5])
+    from circuits.formatting import layers_table
+
+    click.echo(layers_table(graph))

@@ -50,45 +50,9 @@ def motifs(model, weights, input_shape, kind, layer, data, as_json, catalog_path
     if as_json:
         echo_json(payload, arguments, loaded.weights_hash)
         return
-    click.echo(format_table(payload))
+    from circuits.formatting import motifs_table
 
-
-def format_table(payload: dict) -> str:
-    """One line per motif: kind, transform, target, members, score, and the evidence in brief."""
-    if not payload["motifs"]:
-        return f"no motifs found in {payload['model']}"
-    rows = [("kind", "transform", "target", "members", "score", "evidence")]
-    for m in payload["motifs"]:
-        rows.append((m["kind"], m["transform"] or "-", m["target"] or "-", _members(m["members"]),
-                     f"{m['score']:.3f}", _brief(m)))  # fmt: skip
-    widths = [max(len(r[i]) for r in rows) for i in range(5)]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[5] for r in rows)
-
-
-def _members(members: list[str]) -> str:
-    text = ", ".join(members[:6])
-    return text + (f", ... ({len(members)})" if len(members) > 6 else "")
-
-
-def _brief(m: dict) -> str:
-    e = m["evidence"]
-    parts = []
-    if m["kind"] == "network":
-        z = e.get("z")
-        return f"{e['pattern']}: {e['count']} vs {e['random_mean']:.1f}±{e['random_std']:.1f}" + (
-            f", z={z:.1f}" if z is not None else "")
-    if m["kind"] == "polysemantic":
-        return f"clusters by {e['factor']}: " + " | ".join(
-            ", ".join(f"{k} {v}" for k, v in c[e["factor"]].items()) for c in e["clusters"])
-    for key in ("weights", "activations"):
-        source = e.get("invariance", e) if m["kind"] == "union" else e.get("pair", e) if m["kind"] == "inhibition" else e
-        value = source.get(key) if isinstance(source, dict) else None
-        parts.append(f"{key} {value:.2f}" if isinstance(value, (int, float)) else f"{key} -")
-    if m["kind"] == "union":
-        parts.append(f"logic {e.get('logic')}")
-    if e.get("angle"):
-        parts.append(f"{e['angle']:g}°")
-    return ", ".join(parts)
+    click.echo(motifs_table(payload))
 
 
 @click.command()

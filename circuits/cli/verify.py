@@ -40,17 +40,6 @@ def verify(module_path, model, weights, input_shape, data, record, as_json):
     if as_json:
         echo_json({"model": loaded.spec, **report}, arguments, loaded.weights_hash)
         return
-    click.echo(summary(report))
+    from circuits.formatting import faithfulness_summary
 
-
-def summary(report: dict) -> str:
-    def number(value):
-        return "n/a (constant)" if value is None else f"{value:.4f}"
-
-    lines = [f"{report['target']}: R² {number(report['r2'])}, r {number(report['pearson'])}, "
-             f"top-image agreement {number(report['top_image_agreement'])} on {report['images']} images"
-             + (" (end to end)" if report["end_to_end"] else "")]  # fmt: skip
-    for neuron, numbers in report["neurons"].items():
-        if neuron != report["target"]:
-            lines.append(f"  {neuron}: R² {number(numbers['r2'])}")
-    return "\n".join(lines)
+    click.echo(faithfulness_summary(report))

@@ -43,13 +43,9 @@ def list_(as_json):
         aliases = {family: f"{family}-s0" for family in registry.RECIPES}
         echo_json({"models": rows, "aliases": aliases}, {"command": "zoo list"})
         return
-    width = max(len("name"), *(len(row["name"]) for row in rows)) + 1
-    click.echo(f"{'name':<{width}} {'architecture':<13} {'params':>8} {'accuracy':>9}  recipe hash")
-    for row in rows:
-        click.echo(
-            f"{row['name']:<{width}} {row['architecture']:<13} {row['params']:>8,} {row['accuracy']:>9.4f}  "
-            f"{row['recipe_hash']}"
-        )
+    from circuits.formatting import zoo_table
+
+    click.echo(zoo_table(rows))
     click.echo("\nA bare family name (e.g. plain-cnn) is an alias of its seed 0.")
 
 
@@ -194,8 +190,8 @@ def catalog_(path, models, data, top_k, as_json):
         echo_json({"catalog": str(path), "models": rows},
                   {"command": "zoo catalog", "output": str(path), "models": list(models), "data": data, "top_k": top_k})
         return
-    width = max((len(row["model"]) for row in rows), default=0) + 1
-    for row in rows:
-        r2 = "-" if row["median_r2"] is None else f"{row['median_r2']:.3f}"
-        click.echo(f"{row['model']:<{width}} unions {row['unions']:>3}  modules {row['modules']:>3}  median R² {r2}")
+    from circuits.formatting import zoo_catalog_table
+
+    if rows:
+        click.echo(zoo_catalog_table(rows))
     click.echo(f"catalog written to {path}")

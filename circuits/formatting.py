@@ -1,0 +1,134 @@
+"""Plain-text views of results: the circuit tree, the layer and motif tables, faithfulness summaries.
+
+They live in the library, not the CLI, so a notebook prints exactly what the command prints. Each takes
+the JSON object the matching ``--json`` prints (or a graph), and returns a string. No torch here.
+"""
+
+from __future__ import annotations
+
+
+def aligned(rows: list[tuple[str, ...]], free_last: bool = True) -> str:
+    """Columns padded to their widest cell, two spaces apart; the last column is left ragged."""
+    fixed = len(rows[0]) - 1 if free_last else len(rows[0])
+    widths = [max(len(r[i]) for r in rows) for i in range(fixed)]
+    lines = []
+    for row in rows:
+        cells = [cell.ljust(w) for cell, w in zip(row, widths)]
+        lines.append("  ".join(cells + ([row[-1]] if free_last else [])))
+    return "\n".join(lines)
+
+
+def circuit_tree(payload: dict) -> str:
+    """A circuit (``extract --json`` object) as an indented tree, strongest inputs first, + / − for the sign."""
+    nodes = {n["id"]: n for n in payload["nodes"]}
+    inputs: dict[str, list[dict]] = {}
+    for e in payload["edges"]:
+        inputs.setdefault(e["target"], []).append(e)
+    lines = []
+
+    def describe(node_id):
+        n = nodes[node_id]
+        extra = [n["nonlinearity"]] if n.get("nonlinearity") else []
+        if n.get("label"):
+            extra.append(f"“{n['label']}”")
+        if n.get("pruned_share"):
+            extra.append(f"{n['pruned_share']:.0%} of input strength pruned")
+        return node_id + (f"  ({'; '.join(extra)})" if extra else "")
+
+    def walk(node_id, prefix, seen):
+        for i, e in enumerate(inputs.get(node_id, [])):
+            last = i == len(inputs[node_id]) - 1
+            sign = "+" if e["weight"] >= 0 else "−"
+            branch = "└─ " if last else "├─ "
+            again = e["source"] in seen
+            lines.append(f"{prefix}{branch}{sign}{abs(e['weight']):.3f}  {describe(e['source'])}" + ("  (above)" if again else ""))
+            if not again:
+                walk(e["source"], prefix + ("   " if last else "│  "), seen | {e["source"]})
+
+    lines.append(describe(payload["target"]))
+    walk(payload["target"], "", {payload["target"]})
+    return "\n".join(lines)
+
+
+def layers_table(graph) -> str:
+    """A :class:`~circuits.graph.NeuronGraph`'s layers: kind, channels, spatial size, what feeds each."""
+    rows = [("layer", "kind", "channels", "spatial", "nonlinearity", "fed by (through)")]
+    for layer in graph.layers.values():
+        fed = ", ".join(layer.sources)
+        if layer.path_ops:
+            fed += f"  ({', '.join(layer.path_ops)})"
+        spatial = "x".join(map(str, layer.spatial)) or "-"
+        kind = layer.kind + (" (output)" if layer.is_output and layer.kind != "output" else "")
+        rows.append((layer.name, kind, str(layer.channels), spatial, layer.nonlinearity or "-", fed or "-"))
+    return aligned(rows)
+
+
+def motifs_table(payload: dict) -> str:
+    """One line per motif (``motifs --json`` object): kind, transform, target, members, score, evidence."""
+    if not payload["motifs"]:
+        return f"no motifs found in {payload['model']}"
+    rows = [("kind", "transform", "target", "members", "score", "evidence")]
+    for m in payload["motifs"]:
+        rows.append((m["kind"], m["transform"] or "-", m["target"] or "-", _members(m["members"]),
+                     f"{m['score']:.3f}", _evidence(m)))  # fmt: skip
+    return aligned(rows)
+
+
+def _members(members: list[str]) -> str:
+    text = ", ".join(members[:6])
+    return text + (f", ... ({len(members)})" if len(members) > 6 else "")
+
+
+def _evidence(m: dict) -> str:
+    e = m["evidence"]
+    parts = []
+    if m["kind"] == "network":
+        z = e.get("z")
+        return f"{e['pattern']}: {e['count']} vs {e['random_mean']:.1f}±{e['random_std']:.1f}" + (
+            f", z={z:.1f}" if z is not None else "")
+    if m["kind"] == "polysemantic":
+        return f"clusters by {e['factor']}: " + " | ".join(
+            ", ".join(f"{k} {v}" for k, v in c[e["factor"]].items()) for c in e["clusters"])
+    for key in ("weights", "activations"):
+        source = e.get("invariance", e) if m["kind"] == "union" else e.get("pair", e) if m["kind"] == "inhibition" else e
+        value = source.get(key) if isinstance(source, dict) else None
+        parts.append(f"{key} {value:.2f}" if isinstance(value, (int, float)) else f"{key} -")
+    if m["kind"] == "union":
+        parts.append(f"logic {e.get('logic')}")
+    if e.get("angle"):
+        parts.append(f"{e['angle']:g}°")
+    return ", ".join(parts)
+
+
+def faithfulness_summary(report: dict) -> str:
+    """A :func:`circuits.compile.verify` report: the target's numbers, then each other neuron's R²."""
+
+    def number(value):
+        return "n/a (constant)" if value is None else f"{value:.4f}"
+
+    lines = [f"{report['target']}: R² {number(report['r2'])}, r {number(report['pearson'])}, "
+             f"top-image agreement {number(report['top_image_agreement'])} on {report['images']} images"
+             + (" (end to end)" if report["end_to_end"] else "")]  # fmt: skip
+    for neuron, numbers in report.get("neurons", {}).items():
+        if neuron != report["target"]:
+            lines.append(f"  {neuron}: R² {number(numbers['r2'])}")
+    return "\n".join(lines)
+
+
+def zoo_table(rows: list[dict]) -> str:
+    """``zoo list --json`` models: name, architecture, parameters, accuracy, recipe hash."""
+    width = max(len("name"), *(len(row["name"]) for row in rows)) + 1
+    lines = [f"{'name':<{width}} {'architecture':<13} {'params':>8} {'accuracy':>9}  recipe hash"]
+    lines += [f"{row['name']:<{width}} {row['architecture']:<13} {row['params']:>8,} {row['accuracy']:>9.4f}  "
+              f"{row['recipe_hash']}" for row in rows]  # fmt: skip
+    return "\n".join(lines)
+
+
+def zoo_catalog_table(rows: list[dict]) -> str:
+    """``zoo catalog`` summary rows: unions found, modules written and their median R², per model."""
+    width = max((len(row["model"]) for row in rows), default=0) + 1
+    lines = []
+    for row in rows:
+        r2 = "-" if row["median_r2"] is None else f"{row['median_r2']:.3f}"
+        lines.append(f"{row['model']:<{width}} unions {row['unions']:>3}  modules {row['modules']:>3}  median R² {r2}")
+    return "\n".join(lines)
