@@ -1,16 +1,10 @@
-"""From one target neuron to its circuit: a pruned neuron-to-neuron subgraph, as a networkx DiGraph.
-
-Nodes are neurons ``"LAYER:CHANNEL"`` with attributes ``layer``, ``channel``, ``depth`` (0 for the target),
-``label``, ``nonlinearity``, ``bias``, ``pruned_share`` (share of the neuron's input |strength| left out) and,
-with data, ``act_mean``/``act_max``. Edges run source -> target with ``weight`` (signed strength: kernel sum,
-or mean attribution), ``magnitude``, ``sign``, ``kernel`` (list of rows), ``method``, and the geometry
-needed to apply the kernel (``origin``, ``position``, ``stride``). Graph attributes record how it was made.
+"""From one target neuron to its circuit: a pruned neuron-to-neuron subgraph, as a :class:`Circuit`
+(a networkx DiGraph whose node, edge and graph attributes are documented in :mod:`circuits.circuit`).
 """
 
 from __future__ import annotations
 
-import networkx as nx
-
+from circuits.circuit import Circuit, as_circuit
 from circuits.errors import UsageError
 from circuits.graph import NeuronGraph, build_graph
 from circuits.graph.nonlinearity import describe as describe_nonlinearity
@@ -30,7 +24,7 @@ def extract(
     through: str | None = None,
     input_shape=None,
     progress=None,
-) -> nx.DiGraph:
+) -> Circuit:
     """Walk back from ``target`` (``LAYER:CH``): the ``top_k`` strongest inputs of each neuron, ``depth``
     layers deep, following concat and residual paths. ``through=LAYER`` makes the first step jump straight
     to an earlier layer with expanded weights. ``threshold`` drops edges with |weight| below it.
@@ -45,7 +39,7 @@ def extract(
         raise UsageError("method 'attribution' needs probe images: pass --data (e.g. toyworld:256)")
     graph = build_graph(model, input_shape)
     layer, channel = graph.neuron(target)
-    circuit = nx.DiGraph(
+    circuit = Circuit(
         model=graph.spec, target=f"{layer}:{channel}", method=method, depth=depth, top_k=top_k,
         threshold=threshold, through=through, weights_sha256=graph.weights_hash,
     )  # fmt: skip
@@ -137,7 +131,7 @@ class _Tracer:
         return edges, geometry, bias, total
 
 
-def _add_node(circuit: nx.DiGraph, graph: NeuronGraph, node: str, depth: int):
+def _add_node(circuit: Circuit, graph: NeuronGraph, node: str, depth: int):
     layer, _, ch = node.rpartition(":")
     info = graph.layers[layer]
     circuit.add_node(
@@ -147,7 +141,7 @@ def _add_node(circuit: nx.DiGraph, graph: NeuronGraph, node: str, depth: int):
     )  # fmt: skip
 
 
-def _activation_stats(circuit: nx.DiGraph, graph: NeuronGraph, data):
+def _activation_stats(circuit: Circuit, graph: NeuronGraph, data):
     from circuits.trace.activations import layer_activations
 
     layers = sorted({d["layer"] for _, d in circuit.nodes(data=True)})
@@ -159,25 +153,7 @@ def _activation_stats(circuit: nx.DiGraph, graph: NeuronGraph, data):
         attrs["act_max"] = float(peak.max())
 
 
-def to_json(circuit: nx.DiGraph) -> dict:
-    """The ``circuits extract --json`` payload (documented in the README): nodes, then edges, sorted."""
-    nodes = sorted(circuit.nodes(data=True), key=lambda item: (item[1]["depth"], item[1]["layer"], item[1]["channel"]))
-    edges = sorted(circuit.edges(data=True), key=lambda e: (circuit.nodes[e[1]]["depth"], e[1], -abs(e[2]["weight"]), e[0]))
-    return {
-        "model": circuit.graph.get("model"),
-        "target": circuit.graph["target"],
-        "method": circuit.graph["method"],
-        "parameters": {k: circuit.graph.get(k) for k in ("depth", "top_k", "threshold", "through")},
-        "nodes": [
-            {"id": n, "layer": a["layer"], "channel": a["channel"], "depth": a["depth"], "label": a.get("label"),
-             "kind": a.get("kind"), "nonlinearity": a.get("nonlinearity"), "bias": a.get("bias"),
-             "pruned_share": a.get("pruned_share"),
-             **({"act_mean": a["act_mean"], "act_max": a["act_max"]} if "act_mean" in a else {})}
-            for n, a in nodes
-        ],  # fmt: skip
-        "edges": [
-            {"source": s, "target": t, "weight": a["weight"], "strength": a["strength"], "sign": a["sign"],
-             "kernel": a["kernel"], "expanded": a["expanded"]}
-            for s, t, a in edges
-        ],  # fmt: skip
-    }
+def to_json(circuit) -> dict:
+    """The ``circuits extract --json`` payload (documented in the README): nodes, then edges, sorted, with
+    every attribute kept (:meth:`Circuit.to_json`)."""
+    return as_circuit(circuit).to_json()

@@ -18,15 +18,23 @@ POSITIVE, NEGATIVE = "#2166ac", "#b2182b"
 
 
 def circuit_dot(circuit: nx.DiGraph, thumbnail_dir: Path | None = None):
-    """A ``graphviz.Digraph`` of the circuit; kernel thumbnails are written into ``thumbnail_dir``."""
+    """A ``graphviz.Digraph`` of the circuit; kernel thumbnails are written into ``thumbnail_dir``.
+
+    Nodes and edges are laid out in the circuit's canonical order, so a circuit read back from JSON or
+    the catalog gives the same DOT source as the one extracted.
+    """
     import graphviz
+
+    from circuits.circuit import as_circuit
+
+    circuit = as_circuit(circuit)
 
     dot = graphviz.Digraph("circuit", graph_attr={"rankdir": "BT", "nodesep": "0.3", "ranksep": "0.6",
                                                   "fontname": "Helvetica"})  # fmt: skip
     dot.attr("node", shape="box", style="rounded,filled", fillcolor="#f7f7f7", fontname="Helvetica", fontsize="11")
     dot.attr("edge", fontname="Helvetica", fontsize="9", arrowsize="0.6")
     by_layer: dict[str, list[str]] = {}
-    for node, attrs in circuit.nodes(data=True):
+    for node, attrs in circuit.sorted_nodes():
         by_layer.setdefault(attrs["layer"], []).append(node)
     for layer, nodes in by_layer.items():
         with dot.subgraph(name=f"row_{_ident(layer)}") as row:
@@ -36,9 +44,10 @@ def circuit_dot(circuit: nx.DiGraph, thumbnail_dir: Path | None = None):
                 label = node if not attrs.get("label") else f"{node}\n{attrs['label']}"
                 fill = "#fee8c8" if attrs["depth"] == 0 else "#f7f7f7"
                 row.node(_ident(node), label=label, fillcolor=fill, tooltip=node)
-    weights = [abs(a["weight"]) for _, _, a in circuit.edges(data=True)] or [1.0]
+    edges = circuit.sorted_edges()
+    weights = [abs(a["weight"]) for _, _, a in edges] or [1.0]
     top = max(weights) or 1.0
-    for i, (source, target, attrs) in enumerate(circuit.edges(data=True)):
+    for i, (source, target, attrs) in enumerate(edges):
         colour = POSITIVE if attrs["weight"] >= 0 else NEGATIVE
         width = 0.6 + 3.4 * abs(attrs["weight"]) / top
         label = f"{attrs['weight']:+.2f}"
