@@ -11,18 +11,15 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from circuits.compile import emit
-from circuits.compile.faithfulness import load_module, verify
 from circuits.data import load_data
-from circuits.extract import extract
 from circuits.graph import build_graph
 from circuits.models import load
+from circuits.pipeline import compile_neuron
 from circuits.trace.activations import layer_activations
 
 
@@ -33,14 +30,9 @@ def survey(spec: str, layer: str, top_ks: list[int], data_spec: str) -> dict[int
     sources = graph.layers[layer].sources
     acts = layer_activations(graph, data, [layer, *sources])
     results: dict[int, list[float | None]] = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        for k in top_ks:
-            scores = []
-            for channel in range(graph.layers[layer].channels):
-                circuit = extract(graph, f"{layer}:{channel}", depth=1, top_k=k)
-                path = emit(circuit).write(Path(tmp) / f"{layer}_{channel}_{k}.py")
-                scores.append(verify(load_module(path), graph, data, activations=acts)["r2"])
-            results[k] = scores
+    for k in top_ks:
+        results[k] = [compile_neuron(graph, f"{layer}:{channel}", data, depth=1, top_k=k, activations=acts).r2
+                      for channel in range(graph.layers[layer].channels)]
     return results
 
 

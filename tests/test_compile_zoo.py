@@ -10,18 +10,16 @@ import numpy as np
 import pytest
 import torch
 
-from circuits.compile import emit
-from circuits.compile.faithfulness import load_module, verify
 from circuits.data import load_data
-from circuits.extract import extract
 from circuits.graph import build_graph
 from circuits.models import load
+from circuits.pipeline import compile_neuron
 from circuits.trace.activations import layer_activations
 
 HELD_OUT = "toyworld:256:12345"  # neither training (1234) nor card (10000) data
 
 
-def conv3_r2(spec: str, top_k: int, tmp_path) -> np.ndarray:
+def conv3_r2(spec: str, top_k: int) -> np.ndarray:
     """R² of every live conv3 neuron's emitted top-k circuit."""
     torch.manual_seed(0)
     graph = build_graph(load(spec))
@@ -29,29 +27,27 @@ def conv3_r2(spec: str, top_k: int, tmp_path) -> np.ndarray:
     acts = layer_activations(graph, data, ["conv3", "conv2"])
     scores = []
     for channel in range(graph.layers["conv3"].channels):
-        circuit = extract(graph, f"conv3:{channel}", depth=1, top_k=top_k)
-        path = emit(circuit).write(tmp_path / f"{spec.replace(':', '_')}_{channel}_{top_k}.py")
-        r2 = verify(load_module(path), graph, data, activations=acts)["r2"]
-        if r2 is not None:  # a neuron that never fires has nothing to explain
-            scores.append(r2)
+        compiled = compile_neuron(graph, f"conv3:{channel}", data, depth=1, top_k=top_k, activations=acts)
+        if compiled.r2 is not None:  # a neuron that never fires has nothing to explain
+            scores.append(compiled.r2)
     return np.array(scores)
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_sparse_zoo_top8_circuits_reproduce_80_percent_of_conv3(seed, tmp_path):
-    scores = conv3_r2(f"zoo:plain-cnn-sparse-s{seed}", 8, tmp_path)
+def test_sparse_zoo_top8_circuits_reproduce_80_percent_of_conv3(seed):
+    scores = conv3_r2(f"zoo:plain-cnn-sparse-s{seed}", 8)
     assert len(scores) >= 28  # the sparsity penalty is scale-free: it does not kill neurons
     assert np.mean(scores >= 0.9) >= 0.8, np.round(np.sort(scores), 3)
 
 
-def test_faithfulness_rises_with_top_k_and_is_exact_when_complete(tmp_path):
+def test_faithfulness_rises_with_top_k_and_is_exact_when_complete():
     spec = "zoo:plain-cnn-sparse-s0"
-    r2 = {k: conv3_r2(spec, k, tmp_path) for k in (2, 8, 32)}
+    r2 = {k: conv3_r2(spec, k) for k in (2, 8, 32)}
     assert np.median(r2[2]) < np.median(r2[8]) <= np.median(r2[32])
     assert r2[32].min() > 0.9999  # the complete circuit is the neuron
 
 
-def test_dense_zoo_plain_cnn_is_not_readable_at_top8(tmp_path):
+def test_dense_zoo_plain_cnn_is_not_readable_at_top8():
     """The control: without the wiring penalty the same architecture needs most of its inputs."""
-    scores = conv3_r2("zoo:plain-cnn-s0", 8, tmp_path)
+    scores = conv3_r2("zoo:plain-cnn-s0", 8)
     assert np.mean(scores >= 0.9) < 0.2

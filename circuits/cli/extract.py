@@ -41,7 +41,7 @@ def extract(model, weights, input_shape, neuron, depth, top_k, method, data, thr
       circuits extract zoo:plain-cnn-s0 --neuron conv3:7 --emit conv3_7.py --simplify
     """
     from circuits.extract import extract as run_extract
-    from circuits.extract import to_json
+    from circuits.formatting import circuit_tree
     from circuits.progress import progress_bar
 
     if simplify and not emit_path:
@@ -59,7 +59,7 @@ def extract(model, weights, input_shape, neuron, depth, top_k, method, data, thr
     with progress_bar(desc="tracing", unit="neuron") as bar:
         circuit = run_extract(loaded, neuron, depth=depth, top_k=top_k, method=method, data=probe,
                               threshold=threshold, through=through, progress=bar.update)  # fmt: skip
-    payload = to_json(circuit)
+    payload = circuit.to_json()
     payload["model"] = loaded.spec
     arguments = {"model": model, "weights": weights, "input_shape": input_shape, "neuron": neuron, "depth": depth,
                  "top_k": top_k, "method": method, "data": data, "threshold": threshold, "through": through,
@@ -68,89 +68,41 @@ def extract(model, weights, input_shape, neuron, depth, top_k, method, data, thr
         from circuits.render import render_circuit
 
         render_circuit(circuit, render_path)
-    emitted = None
+    compiled = None
     if emit_path:
-        emitted = _emit_and_verify(circuit, loaded, emit_path, data, simplify)
-        payload["emitted"] = {"path": emit_path, "faithfulness": emitted[1]}
+        compiled = _compile(circuit, loaded, data, probe, simplify)
+        compiled.write(emit_path)
+        payload["emitted"] = {"path": emit_path, "faithfulness": compiled.report}
         if simplify:
-            payload["emitted"]["simplifications"] = emitted[2]
+            payload["emitted"]["simplifications"] = compiled.simplifications
     if catalog_path:
         from circuits.catalog import Catalog
+        from circuits.pipeline import record
 
         with Catalog(catalog_path) as catalog:
-            with catalog.transaction():
-                catalog.add_model(loaded.weights_hash, loaded.spec, architecture=type(loaded.module).__name__,
-                                  spec=loaded.spec, parameters=sum(p.numel() for p in loaded.module.parameters()))  # fmt: skip
-                circuit_id = catalog.add_circuit(loaded.weights_hash, {**payload, "parameters": arguments})
-                if emitted:
-                    catalog.add_module(circuit_id, emitted[0], emitted[1])
+            record(catalog, loaded, circuit, compiled, parameters=arguments)
     if as_json:
         echo_json(payload, arguments, loaded.weights_hash)
         return
-    click.echo(format_tree(payload))
+    click.echo(circuit_tree(payload))
     if render_path:
         click.echo(f"diagram written to {render_path}", err=True)
-    if emitted:
-        from circuits.cli.verify import summary
+    if compiled:
+        from circuits.formatting import faithfulness_summary
 
-        click.echo(f"module written to {emit_path}; faithfulness:\n{summary(emitted[1])}", err=True)
-        for s in emitted[2] or []:
+        click.echo(f"module written to {emit_path}; faithfulness:\n{faithfulness_summary(compiled.report)}", err=True)
+        for s in compiled.simplifications or []:
             if s["kept"]:
                 click.echo(f"kept: {s['kind']} {s['form']} of {', '.join(s['members'])}: {s['reason']}", err=True)
 
 
-def _emit_and_verify(circuit, loaded, emit_path, data_spec, simplify=False):
-    """Write the module (with its collapsed forms, if asked), measure it on held-out data, record the
-    numbers in it; returns (code, report, simplifications or None)."""
-    from pathlib import Path
-
+def _compile(circuit, loaded, data_spec, probe, simplify):
+    """Emit the circuit (with its collapsed forms, if asked) and measure it on --data, or on held-out
+    toy-world images without it."""
     from circuits.cli.verify import DEFAULT_DATA
-    from circuits.compile import emit, record, verify
     from circuits.data import load_data
+    from circuits.pipeline import compile_circuit
 
     spec = data_spec or DEFAULT_DATA
-    data = load_data(spec, loaded.input_shape)
-    tried = None
-    if simplify:
-        from circuits.compile.simplify import circuit_motifs
-        from circuits.compile.simplify import simplify as run_simplify
-
-        result = run_simplify(circuit, circuit_motifs(loaded, circuit), loaded, data)
-        path, report, tried = result.module.write(emit_path), result.report, result.simplifications
-    else:
-        path = emit(circuit).write(emit_path)
-        report = verify(path, loaded, data)
-    record(path, report, spec)
-    return Path(path).read_text(), report, tried
-
-
-def format_tree(payload: dict) -> str:
-    """The circuit as an indented tree, strongest inputs first, + / − for the sign."""
-    nodes = {n["id"]: n for n in payload["nodes"]}
-    inputs: dict[str, list[dict]] = {}
-    for e in payload["edges"]:
-        inputs.setdefault(e["target"], []).append(e)
-    lines = []
-
-    def describe(node_id):
-        n = nodes[node_id]
-        extra = [n["nonlinearity"]] if n.get("nonlinearity") else []
-        if n.get("label"):
-            extra.append(f"“{n['label']}”")
-        if n.get("pruned_share"):
-            extra.append(f"{n['pruned_share']:.0%} of input strength pruned")
-        return node_id + (f"  ({'; '.join(extra)})" if extra else "")
-
-    def walk(node_id, prefix, seen):
-        for i, e in enumerate(inputs.get(node_id, [])):
-            last = i == len(inputs[node_id]) - 1
-            sign = "+" if e["weight"] >= 0 else "−"
-            branch = "└─ " if last else "├─ "
-            again = e["source"] in seen
-            lines.append(f"{prefix}{branch}{sign}{abs(e['weight']):.3f}  {describe(e['source'])}" + ("  (above)" if again else ""))
-            if not again:
-                walk(e["source"], prefix + ("   " if last else "│  "), seen | {e["source"]})
-
-    lines.append(describe(payload["target"]))
-    walk(payload["target"], "", {payload["target"]})
-    return "\n".join(lines)
+    data = probe if probe is not None else load_data(spec, loaded.input_shape)
+    return compile_circuit(circuit, loaded, data, data_spec=spec, simplify=simplify)

@@ -67,6 +67,19 @@ class EmittedModule:
         path.write_text(self.code)
         return path
 
+    def load(self):
+        """The module imported from memory (written to a scratch folder and read back, constants and all),
+        so it can be verified or run without a file the caller has to keep."""
+        import tempfile
+
+        from circuits.pyfiles import import_file
+
+        with tempfile.TemporaryDirectory() as folder:
+            module = import_file(self.write(Path(folder) / "emitted.py"), "_circuits_emitted", register=False)
+            if hasattr(module, "_CONSTANTS"):
+                module._CONSTANTS = {key: module._CONSTANTS[key] for key in module._CONSTANTS.files}
+        return module
+
 
 def emit(circuit: nx.DiGraph, motifs: list[dict] | None = None, inline_limit: int = 25,
          forms: list | tuple = (), simplifications: list[dict] | None = None) -> EmittedModule:  # fmt: skip

@@ -35,15 +35,19 @@ def load_module(path: str | Path):
 
 
 def verify(module, model, data: torch.Tensor, check_weights: bool = True, activations: dict | None = None) -> dict:
-    """Faithfulness of an emitted module (path or imported module) to ``model`` on ``data``.
+    """Faithfulness of an emitted module (a path, an :class:`EmittedModule` in memory, or an imported
+    module) to ``model`` on ``data``.
 
     ``activations`` ({layer: tensor} on ``data``) may be passed in when verifying many modules at once.
     """
+    from circuits.compile.emit import EmittedModule
     from circuits.graph import build_graph
     from circuits.trace.activations import layer_activations
 
     if isinstance(module, (str, Path)):
         module = load_module(module)
+    elif isinstance(module, EmittedModule):
+        module = module.load()
     graph = build_graph(model)
     if check_weights and getattr(module, "WEIGHTS_SHA256", None) not in (None, graph.weights_hash):
         raise UsageError(
@@ -96,9 +100,13 @@ def _compare(real: np.ndarray, emitted: np.ndarray) -> dict:
 
 
 def record(path: str | Path, report: dict, data_spec: str | None) -> None:
-    """Write the measured numbers into the module's FAITHFULNESS block (and nothing else)."""
+    """Write the measured numbers into the module file's FAITHFULNESS block (and nothing else)."""
     path = Path(path)
-    source = path.read_text()
+    path.write_text(recorded(path.read_text(), report, data_spec, where=f"'{path}'"))
+
+
+def recorded(code: str, report: dict, data_spec: str | None, where: str = "the module") -> str:
+    """``code`` with its FAITHFULNESS block holding ``report``'s target numbers and the data they came from."""
     keys = ("target", "images", "end_to_end", "r2", "pearson", "top_image_agreement", "max_abs_error")
     summary = {k: report[k] for k in keys}
     summary["data"] = data_spec
@@ -106,6 +114,6 @@ def record(path: str | Path, report: dict, data_spec: str | None) -> None:
     lines = ["FAITHFULNESS = {"] + [f"    {k!r}: {v!r}," for k, v in summary.items()] + ["}"]
     block = FAITHFULNESS_BEGIN + "\n" + "\n".join(lines) + "\n" + FAITHFULNESS_END
     pattern = re.escape(FAITHFULNESS_BEGIN) + r".*?" + re.escape(FAITHFULNESS_END)
-    if not re.search(pattern, source, flags=re.S):
-        raise UsageError(f"'{path}' has no FAITHFULNESS block: was it emitted by circuits?")
-    path.write_text(re.sub(pattern, lambda _: block, source, count=1, flags=re.S))
+    if not re.search(pattern, code, flags=re.S):
+        raise UsageError(f"{where} has no FAITHFULNESS block: was it emitted by circuits?")
+    return re.sub(pattern, lambda _: block, code, count=1, flags=re.S)

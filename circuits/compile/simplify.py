@@ -13,15 +13,13 @@ resamples a small kernel far from the real copy (a 5x5 line kernel turned by 22.
 
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 
 import networkx as nx
 import numpy as np
 
 from circuits.compile.emit import EmittedModule, emit
-from circuits.compile.faithfulness import load_module, verify
+from circuits.compile.faithfulness import verify
 from circuits.compile.forms import FamilyForm, UnionForm
 from circuits.compile.source import kernel_inputs
 
@@ -122,11 +120,9 @@ def simplify(circuit: nx.DiGraph, motifs: list, graph, data, activations: dict |
 
 
 def _measure(circuit, motifs, forms, graph, data, acts, inline_limit) -> dict:
-    """verify() of the module written with ``forms`` (in a temporary folder: it may carry an .npz)."""
+    """verify() of the module written with ``forms``, in memory."""
     module = emit(circuit, _shown(motifs), inline_limit=inline_limit, forms=forms, simplifications=[])
-    with tempfile.TemporaryDirectory() as folder:
-        path = module.write(Path(folder) / "candidate.py")
-        return verify(load_module(path), graph, data, activations=acts)
+    return verify(module, graph, data, activations=acts)
 
 
 def _shown(motifs: list[dict]) -> list[dict]:

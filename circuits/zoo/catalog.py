@@ -7,9 +7,6 @@ Rebuilt by ``circuits zoo catalog -o catalog.db`` (deterministic: same weights a
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
-
 DEFAULT_DATA = "toyworld:256:12345"  # held out: the zoo trains on other seeds
 TOP_K = 8
 COMPILED_LAYERS = {"plain-cnn-sparse": "conv3"}  # family -> layer whose every neuron is reverse-compiled
@@ -37,13 +34,13 @@ def build_catalog(path, names: list[str] | None = None, data_spec: str = DEFAULT
         card = zoo.card(name)
         layer = COMPILED_LAYERS.get(card["family"])
         rows, acts = [], {}  # acts: {layer: activations on data}, shared by every circuit of the model
-        with Catalog(path) as catalog, catalog.transaction(), tempfile.TemporaryDirectory() as tmp:
+        with Catalog(path) as catalog, catalog.transaction():
             catalog.add_model(graph.weights_hash, f"zoo:{name}", architecture=card.get("architecture"),
                               spec=f"zoo:{name}", parameters=sum(p.numel() for p in loaded.module.parameters()),
                               layers=list(graph.layers))  # fmt: skip
             for motif in motifs:
                 circuit_id, r2 = _record_circuit(catalog, graph, name, motif["target"], data, data_spec, top_k,
-                                                 Path(tmp), [motif], acts)  # fmt: skip
+                                                 [motif], acts, card.get("architecture"))  # fmt: skip
                 catalog.add_motifs(graph.weights_hash, {"model": f"zoo:{name}", "motifs": [motif]},
                                    circuit_id=circuit_id)  # fmt: skip
                 rows.append(r2)
@@ -53,7 +50,7 @@ def build_catalog(path, names: list[str] | None = None, data_spec: str = DEFAULT
                     if f"{layer}:{channel}" in done:
                         continue
                     rows.append(_record_circuit(catalog, graph, name, f"{layer}:{channel}", data, data_spec, top_k,
-                                                Path(tmp), motifs, acts)[1])  # fmt: skip
+                                                motifs, acts, card.get("architecture"))[1])  # fmt: skip
         live = sorted(r for r in rows if r is not None)
         summary.append({"model": name, "unions": len(motifs), "modules": len(rows),
                         "median_r2": live[len(live) // 2] if live else None})  # fmt: skip
@@ -62,27 +59,17 @@ def build_catalog(path, names: list[str] | None = None, data_spec: str = DEFAULT
     return summary
 
 
-def _record_circuit(catalog, graph, name, target, data, data_spec, top_k, tmp: Path, motifs,
-                    acts: dict) -> tuple[str, float | None]:  # fmt: skip
-    """Extract ``target``'s depth-1 top-k circuit, emit it, verify it on ``data``; record circuit and module.
-    ``acts`` caches the model's activations on ``data`` by layer (filled here as needed).
+def _record_circuit(catalog, graph, name, target, data, data_spec, top_k, motifs, acts: dict,
+                    architecture) -> tuple[str, float | None]:  # fmt: skip
+    """Extract ``target``'s depth-1 top-k circuit, emit it self-contained, verify it on ``data``; record circuit
+    and module. ``acts`` caches the model's activations on ``data`` by layer (filled here as needed).
 
     Returns the circuit's id and the target's R² (None for a neuron that never fires on the data).
     """
-    from circuits.compile import emit
-    from circuits.compile.faithfulness import load_module, verify
-    from circuits.extract import extract, to_json
-    from circuits.trace.activations import layer_activations
+    from circuits.pipeline import compile_neuron, record
 
-    circuit = extract(graph, target, depth=1, top_k=top_k)
-    payload = {**to_json(circuit), "model": f"zoo:{name}", "parameters": {"depth": 1, "top_k": top_k, "method": "weights"}}
-    circuit_id = catalog.add_circuit(graph.weights_hash, payload)
-    emitted = emit(circuit, motifs=motifs, inline_limit=10**9)  # self-contained: code only
-    module = load_module(emitted.write(tmp / "circuit.py"))
-    missing = sorted({n.rpartition(":")[0] for n in [*module.LEAVES, *module.NEURONS]} - set(acts))
-    if missing:
-        acts.update(layer_activations(graph, data, missing))
-    report = verify(module, graph, data, activations=acts)
-    faithfulness = {k: v for k, v in report.items() if k != "neurons"} | {"data": data_spec}
-    catalog.add_module(circuit_id, emitted.code, faithfulness)
-    return circuit_id, report["r2"]
+    compiled = compile_neuron(graph, target, data, depth=1, top_k=top_k, data_spec=data_spec, motifs=motifs,
+                              inline_limit=10**9, activations=acts)  # fmt: skip
+    ids = record(catalog, graph, compiled.circuit, compiled, architecture=architecture,
+                 parameters={"depth": 1, "top_k": top_k, "method": "weights"})  # fmt: skip
+    return ids["circuit"], compiled.r2

@@ -1,0 +1,133 @@
+"""One neuron, one pipeline: extract -> emit -> verify -> record, written once.
+
+The extract command, the zoo's shared catalog, the faithfulness benchmark and the tests all run these
+steps; they call :func:`compile_neuron` (or :func:`compile_circuit` on a circuit they already hold) and
+:func:`record` instead of wiring emit, verify and the catalog together themselves.
+
+    compiled = compile_neuron("zoo:plain-cnn-sparse", "conv3:5", load_data("toyworld:256:12345"), top_k=8)
+    compiled.report["r2"]; compiled.write("conv3_5.py"); record(catalog, "zoo:plain-cnn-sparse", compiled)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from circuits.circuit import Circuit, as_circuit
+
+
+@dataclass
+class Compiled:
+    """A circuit, its emitted module (FAITHFULNESS filled in) and the measurement behind it."""
+
+    circuit: Circuit
+    module: object  # circuits.compile.EmittedModule
+    report: dict  # circuits.compile.verify(): the target's numbers and every neuron's
+    data: str | None  # the probe-data spec the numbers were measured on
+    simplifications: list[dict] | None = None  # with simplify=True: every collapse tried
+
+    @property
+    def r2(self) -> float | None:
+        return self.report["r2"]
+
+    @property
+    def faithfulness(self) -> dict:
+        """What the catalog stores with the module: the report and the data it was measured on."""
+        return {**self.report, "data": self.data}
+
+    def write(self, path: str | Path) -> Path:
+        """Write the module (and its .npz of large kernels, if any) to ``path``."""
+        return self.module.write(path)
+
+    def _repr_html_(self) -> str:
+        import html
+
+        from circuits.formatting import faithfulness_summary
+
+        return f"<pre>{html.escape(repr(self.circuit))}\n{html.escape(faithfulness_summary(self.report))}</pre>"
+
+
+def compile_circuit(circuit, model, data, *, data_spec: str | None = None, simplify: bool = False,
+                    motifs: list | None = None, inline_limit: int = 25, activations: dict | None = None) -> Compiled:  # fmt: skip
+    """Emit ``circuit`` and measure it against ``model`` on ``data`` (images); the numbers go into the
+    module's FAITHFULNESS block. ``simplify`` tries the collapsed forms that the circuit's motifs suggest
+    (found on the model when ``motifs`` is None) and keeps those within tolerance. ``activations``
+    ({layer: tensor} on ``data``) is filled and reused across calls, to verify many circuits in one pass.
+    """
+    from circuits.compile import emit, verify
+    from circuits.compile.emit import EmittedModule
+    from circuits.compile.faithfulness import recorded
+    from circuits.graph import build_graph
+
+    circuit = as_circuit(circuit)
+    graph = build_graph(model)
+    acts = activations if activations is not None else {}
+    _capture(graph, data, circuit, acts)
+    tried = None
+    if simplify:
+        from circuits.compile.simplify import circuit_motifs
+        from circuits.compile.simplify import simplify as run_simplify
+
+        found = circuit_motifs(graph, circuit) if motifs is None else motifs
+        result = run_simplify(circuit, found, graph, data, activations=acts, inline_limit=inline_limit)
+        module, report, tried = result.module, result.report, result.simplifications
+    else:
+        module = emit(circuit, motifs=motifs, inline_limit=inline_limit)
+        report = verify(module, graph, data, activations=acts)
+    code = recorded(module.code, report, data_spec)
+    module = EmittedModule(code=code, constants=module.constants, npz_name=module.npz_name, functions=module.functions)
+    return Compiled(circuit=circuit, module=module, report=report, data=data_spec, simplifications=tried)
+
+
+def compile_neuron(model, target: str, data, *, depth: int = 1, top_k: int = 8, method: str = "weights",
+                   threshold: float | None = None, through: str | None = None, probe=None, progress=None,
+                   data_spec: str | None = None, simplify: bool = False, motifs: list | None = None,
+                   inline_limit: int = 25, activations: dict | None = None) -> Compiled:  # fmt: skip
+    """Extract ``target``'s circuit (see :func:`circuits.extract.extract`; ``probe`` images rank edges for
+    ``method="attribution"``), then :func:`compile_circuit` it on ``data``."""
+    from circuits.extract import extract
+
+    circuit = extract(model, target, depth=depth, top_k=top_k, method=method, data=probe, threshold=threshold,
+                      through=through, progress=progress)  # fmt: skip
+    return compile_circuit(circuit, model, data, data_spec=data_spec, simplify=simplify, motifs=motifs,
+                           inline_limit=inline_limit, activations=activations)  # fmt: skip
+
+
+def record(catalog, model, circuit, compiled: Compiled | None = None, parameters: dict | None = None,
+           architecture: str | None = None) -> dict:  # fmt: skip
+    """Store ``model`` (registered by weights hash), the whole ``circuit`` and, if given, its compiled module
+    in ``catalog`` (a :class:`circuits.catalog.Catalog`), in one transaction. ``parameters`` replaces the
+    circuit's own (extract's) parameters in what is stored, e.g. the command-line arguments.
+
+    Returns ``{"circuit": id, "module": id or None}``.
+    """
+    from circuits.graph import build_graph
+
+    graph = build_graph(model)
+    circuit = compiled.circuit if circuit is None and compiled is not None else as_circuit(circuit)
+    payload = circuit.to_json()
+    payload["model"] = graph.spec or payload.get("model")
+    if parameters is not None:
+        payload["parameters"] = parameters
+    with catalog.transaction():
+        catalog.add_model(graph.weights_hash, graph.spec or graph.weights_hash[:12],
+                          architecture=architecture or _architecture(model), spec=graph.spec,
+                          parameters=sum(p.numel() for p in graph.gm.parameters()), layers=list(graph.layers))  # fmt: skip
+        circuit_id = catalog.add_circuit(graph.weights_hash, payload)
+        module_id = catalog.add_module(circuit_id, compiled.module.code, compiled.faithfulness) if compiled else None
+    return {"circuit": circuit_id, "module": module_id}
+
+
+def _capture(graph, data, circuit: Circuit, acts: dict) -> None:
+    """Fill ``acts`` with the activations of every layer the circuit touches (one forward pass)."""
+    from circuits.trace.activations import layer_activations
+
+    missing = sorted({a["layer"] for _, a in circuit.nodes(data=True)} - set(acts))
+    if missing:
+        acts.update(layer_activations(graph, data, missing))
+
+
+def _architecture(model) -> str | None:
+    """The model's class name (a LoadedModel's module, or the nn.Module itself)."""
+    module = getattr(model, "module", model)
+    return None if isinstance(module, str) or type(module).__name__ == "NeuronGraph" else type(module).__name__
