@@ -391,7 +391,7 @@ def test_a_version_1_catalog_moves_circuit_nodes_into_a_json_column(tmp_path):
     path = tmp_path / "v1.db"
     cid = write_v1_catalog(path, payload)
     with Catalog(path) as cat:
-        assert cat.value("SELECT max(version) FROM schema_version") == 2
+        assert cat.value("SELECT max(version) FROM schema_version") == schema.current_version()
         assert "circuit_nodes" not in cat.db.table_names()
         assert json.loads(cat.value("SELECT nodes FROM circuits")) == [
             {"depth": 1, "id": "conv1:1"}, {"depth": 1, "id": "conv1:10"}, {"depth": 1, "id": "conv1:2"},
@@ -454,7 +454,7 @@ def test_sql_export_rebuilds_an_identical_catalog(tmp_path):
 def test_csv_export_has_one_row_per_table_row(cat):
     cat.add_circuit(SHA_A, make_circuit("zoo:plain-cnn", "conv2:0", ["conv1:1", "conv1:2"]))
     lines = cat.export("csv", "edges").splitlines()
-    assert lines[0] == "circuit,source,target,weight,kernel"
+    assert lines[0] == "circuit,source,target,weight,kernel,attributes"
     assert len(lines) == 3
     with pytest.raises(UsageError, match="one table"):
         cat.export("csv")

@@ -3,7 +3,9 @@
 A circuit's id is the sha256 of a canonical byte string: a header (model id, target, method, parameters,
 nodes sorted by id, labels left out) followed by one line per edge, sorted by (source, target). Labels and
 ``created`` times are annotations, not content, so relabelling a neuron never changes a circuit's id, and
-adding the same circuit twice is a no-op.
+adding the same circuit twice is a no-op. The rest of a circuit (its graph, node and edge attributes:
+geometry, nonlinearities, biases) follows from the same weights and parameters, so it is stored whole but
+not hashed.
 """
 
 from __future__ import annotations
@@ -47,9 +49,16 @@ def _finite(value, what):
     return value if math.isfinite(value) else None
 
 
-def nodes_json(nodes) -> str:
-    """The ``circuits.nodes`` column: ``[{"depth": d, "id": "LAYER:CH"}, ...]`` in the order given (by id)."""
-    return canonical([{"depth": depth, "id": node} for node, _, _, depth in nodes])
+def nodes_json(nodes, attributes: dict | None = None) -> str:
+    """The ``circuits.nodes`` column: ``[{"depth": d, "id": "LAYER:CH", ...}, ...]`` in the order given (by
+    id), each with the node's other attributes where ``attributes`` has them (labels live in ``neurons``)."""
+    attributes = attributes or {}
+    return canonical([{**attributes.get(node, {}), "depth": depth, "id": node} for node, _, _, depth in nodes])
+
+
+# What the circuits and edges tables hold in columns of their own; everything else is kept as attributes.
+_NODE_COLUMNS = frozenset({"id", "layer", "channel", "depth", "label"})
+_EDGE_COLUMNS = frozenset({"source", "target", "weight", "kernel"})
 
 
 @dataclass
@@ -62,7 +71,13 @@ class CircuitRows:
     parameters: str  # canonical JSON
     nodes: list[tuple[str, str, int, int]]  # (node, layer, channel, depth)
     labels: dict[str, str]  # node -> label proposed by the tool
-    edges: list[tuple[str, str, float | None, str]]  # (source, target, weight, kernel JSON)
+    edges: list[tuple[str, str, float | None, str, str | None]]  # (source, target, weight, kernel JSON, attributes JSON)
+    node_attributes: dict[str, dict]  # node -> attributes beyond id, layer, channel, depth and label
+    graph: str  # canonical JSON of the circuit's graph attributes ("{}" when the payload has none)
+
+    @property
+    def nodes_json(self) -> str:
+        return nodes_json(self.nodes, self.node_attributes)
 
 
 def circuit_rows(model_id: str, payload) -> CircuitRows:
@@ -84,7 +99,15 @@ def circuit_rows(model_id: str, payload) -> CircuitRows:
     except (TypeError, ValueError) as exc:
         raise CatalogError(f"the circuit's parameters are not plain JSON ({exc}).") from None
 
-    nodes, labels, seen = [], {}, set()
+    graph = payload.get("graph") or {}
+    if not isinstance(graph, dict):
+        raise CatalogError(f"the circuit's graph attributes must be a JSON object, got {graph!r}.")
+    try:
+        graph_json = canonical(graph)
+    except (TypeError, ValueError) as exc:
+        raise CatalogError(f"the circuit's graph attributes are not plain JSON ({exc}).") from None
+
+    nodes, labels, seen, node_attributes = [], {}, set(), {}
     for node in payload["nodes"]:
         if not isinstance(node, dict) or "id" not in node:
             raise CatalogError(f"every node needs an 'id' of the form LAYER:CHANNEL, got {node!r}.")
@@ -99,7 +122,14 @@ def circuit_rows(model_id: str, payload) -> CircuitRows:
         nodes.append((node_id, layer, channel, depth))
         if node.get("label"):
             labels[node_id] = str(node["label"])
+        extra = {k: v for k, v in node.items() if k not in _NODE_COLUMNS}
+        if extra:
+            node_attributes[node_id] = extra
     nodes.sort()
+    try:
+        canonical(node_attributes)
+    except (TypeError, ValueError) as exc:
+        raise CatalogError(f"the circuit's node attributes are not plain JSON ({exc}).") from None
 
     edges = []
     for edge in payload["edges"]:
@@ -118,7 +148,14 @@ def circuit_rows(model_id: str, payload) -> CircuitRows:
         weight = edge.get("weight")
         if type(weight) is not float or weight - weight != 0:  # the fast path is a finite float
             weight = _finite(weight, f"edge {source} -> {tgt}'s weight")
-        edges.append((source, tgt, weight, kernel_json))
+        attributes = None
+        if len(edge) > 4:  # anything beyond source, target, weight and kernel
+            extra = {k: v for k, v in edge.items() if k not in _EDGE_COLUMNS}
+            try:
+                attributes = canonical(extra) if extra else None
+            except (TypeError, ValueError):
+                raise CatalogError(f"edge {source} -> {tgt} has attributes that are not plain JSON.") from None
+        edges.append((source, tgt, weight, kernel_json, attributes))
     edges.sort(key=itemgetter(0, 1))
     for previous, edge in zip(edges, edges[1:]):
         if previous[:2] == edge[:2]:
@@ -128,9 +165,10 @@ def circuit_rows(model_id: str, payload) -> CircuitRows:
               "nodes": [[n, d] for n, _, _, d in nodes]}
     quoted = {node: _compact(node) for node in seen}
     lines = [canonical(header)]
-    lines.extend(f"{quoted[s]},{quoted[t]},{w!r},{k}" for s, t, w, k in edges)
+    lines.extend(f"{quoted[s]},{quoted[t]},{w!r},{k}" for s, t, w, k, _ in edges)
     digest = hashlib.sha256("\n".join(lines).encode())
-    return CircuitRows(digest.hexdigest(), target, method, parameters_json, nodes, labels, edges)
+    return CircuitRows(digest.hexdigest(), target, method, parameters_json, nodes, labels, edges, node_attributes,
+                       graph_json)
 
 
 @dataclass

@@ -86,10 +86,14 @@ def circuit(store, circuit_id: str) -> dict:
     labels = {(n["layer"], n["channel"]): n["label"] for n in store.table("neurons").rows_where(
         "model = ? AND (layer, channel) IN (SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(?))",
         [row["model"], json.dumps(keys)], select="layer, channel, label")}
-    nodes = [{"id": node["id"], "layer": layer, "channel": channel, "depth": node["depth"],
-              "label": labels.get((layer, channel))} for node, (layer, channel) in zip(row["nodes"], keys)]
-    edges = [decode(e) for e in store.rows(
-        "SELECT source, target, weight, kernel FROM edges WHERE circuit = ? ORDER BY source, target", (circuit_id,))]
+    nodes = [{**node, "layer": layer, "channel": channel, "label": labels.get((layer, channel))}
+             for node, (layer, channel) in zip(row["nodes"], keys)]  # fmt: skip
+    edges = []
+    for e in store.rows("SELECT source, target, weight, kernel, attributes FROM edges WHERE circuit = ? "
+                        "ORDER BY source, target", (circuit_id,)):  # fmt: skip
+        e = decode(e)
+        edges.append({"source": e["source"], "target": e["target"], "weight": e["weight"], "kernel": e["kernel"],
+                      **(e["attributes"] or {})})  # fmt: skip
     return {
         "kind": "circuit", **row,
         "model_name": store.value("SELECT name FROM models WHERE id = ?", (row["model"],)),

@@ -182,9 +182,22 @@ def v2(db) -> None:
         db[table].enable_fts(columns, create_triggers=True)  # indexes the existing rows
 
 
+def v3(db) -> None:
+    """Circuits are stored whole, so a stored circuit can be emitted and drawn again with no model at hand.
+
+    ``circuits.graph`` holds the graph attributes (how the circuit was made, the weights hash), each node in
+    ``circuits.nodes`` keeps all its attributes (nonlinearity with its parameters, bias, shape, input
+    geometry), and ``edges.attributes`` holds each edge's attributes beyond weight and kernel (strength,
+    magnitude, sign, the kernel at a pooled map). Circuits stored before version 3 keep ``{}`` / NULL there:
+    they can be listed and drawn, and re-adding the same circuit fills the attributes in.
+    """
+    db["circuits"].add_column("graph", str, not_null_default="{}")
+    db["edges"].add_column("attributes", str)
+
+
 # MIGRATIONS[n - 1] takes a catalog from version n - 1 to version n: an SQL script, or a function of a
 # sqlite_utils.Database. Both run inside the caller's transaction.
-MIGRATIONS: list = [V1, v2]
+MIGRATIONS: list = [V1, v2, v3]
 
 # Content tables in dependency order, with the columns that order their rows (for export and comparison).
 TABLES: dict[str, tuple[str, ...]] = {

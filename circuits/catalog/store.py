@@ -24,7 +24,7 @@ from sqlite_utils import Database
 from sqlite_utils.db import Table
 
 from circuits.catalog import schema
-from circuits.catalog.payload import canonical, circuit_rows, motif_rows, nodes_json, sha256, split_neuron
+from circuits.catalog.payload import canonical, circuit_rows, motif_rows, sha256, split_neuron
 from circuits.errors import CatalogError, UnknownNeuronError, UsageError, close_matches_hint
 
 BUSY_TIMEOUT_MS = 60_000
@@ -302,21 +302,32 @@ class Store:
             model = self._ensure_model(model_id, (circuit_payload or {}).get("model") if isinstance(circuit_payload, dict) else None)
             rows = circuit_rows(model, circuit_payload)
             circuits = self.table("circuits")
-            if circuits.count_where("id = ?", [rows.id]):
+            stored = self.value("SELECT graph FROM circuits WHERE id = ?", (rows.id,))
+            if stored is not None:
+                if stored == "{}" and rows.graph != "{}":
+                    self._fill_in(rows)  # stored before schema v3: keep the id, add what was left out
                 return rows.id
             circuits.insert({"id": rows.id, "model": model, "target": rows.target, "method": rows.method,
-                             "parameters": rows.parameters, "created": now(), "nodes": nodes_json(rows.nodes)})
+                             "parameters": rows.parameters, "created": now(), "nodes": rows.nodes_json,
+                             "graph": rows.graph})  # fmt: skip
             self._add_neurons(model, [(n[1], n[2]) for n in rows.nodes])
             # the one hot bulk path: a plain executemany on sqlite-utils' own connection, inside our
             # transaction (insert_all's per-batch schema look-up and savepoint cost ~20% of an ingest)
             self.conn.executemany(
-                'INSERT INTO "edges" ("circuit", "source", "target", "weight", "kernel") VALUES (?, ?, ?, ?, ?)',
+                'INSERT INTO "edges" ("circuit", "source", "target", "weight", "kernel", "attributes") '
+                "VALUES (?, ?, ?, ?, ?, ?)",
                 [(rows.id, *e) for e in rows.edges],
             )
             for node, text in sorted(rows.labels.items()):
                 layer, channel = split_neuron(node)
                 self._set_label(model, layer, channel, text, "extract", None)
         return rows.id
+
+    def _fill_in(self, rows):
+        """Give a circuit stored without attributes (schema < 3) the ones a re-added copy carries."""
+        self.conn.execute("UPDATE circuits SET graph = ?, nodes = ? WHERE id = ?", (rows.graph, rows.nodes_json, rows.id))
+        self.conn.executemany("UPDATE edges SET attributes = ? WHERE circuit = ? AND source = ? AND target = ?",
+                              [(e[4], rows.id, e[0], e[1]) for e in rows.edges])  # fmt: skip
 
     def _add_neurons(self, model, neurons):
         """Make sure layer and neuron rows exist (nothing deletes them, so what we saw committed stays true)."""
@@ -436,7 +447,8 @@ class Store:
                             (notes, *key))
 
 
-def decode(row: dict, columns=("parameters", "nodes", "info", "members", "evidence", "faithfulness", "kernel")) -> dict:
+def decode(row: dict, columns=("parameters", "nodes", "info", "members", "evidence", "faithfulness", "kernel",
+                               "graph", "attributes")) -> dict:
     """Turn the JSON-text columns of a row back into values."""
     for column in columns:
         if isinstance(row.get(column), str):
