@@ -137,7 +137,7 @@ def _add_node(circuit: Circuit, graph: NeuronGraph, node: str, depth: int):
     circuit.add_node(
         node, layer=layer, channel=int(ch), depth=depth, label=graph.labels.get(node), kind=info.kind,
         nonlinearity=info.nonlinearity, activation=describe_nonlinearity(graph, layer, int(ch)),
-        shape=list(info.shape),
+        shape=list(info.shape), bias=None, pruned_share=None,  # set when the walk reaches its inputs
     )  # fmt: skip
 
 

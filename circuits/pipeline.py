@@ -118,6 +118,29 @@ def record(catalog, model, circuit, compiled: Compiled | None = None, parameters
     return {"circuit": circuit_id, "module": module_id}
 
 
+def stored(catalog, ref: str) -> Circuit:
+    """A circuit read back from ``catalog`` by circuit or module id (or unique prefix), with current labels."""
+    return Circuit.from_json(catalog.circuit(ref))
+
+
+def emit_stored(catalog, ref: str, inline_limit: int = 25):
+    """Emit a stored circuit again, with no model at hand. Its FAITHFULNESS block is filled from a module the
+    catalog holds for it when that module is exactly this code (so the numbers belong to it); else it stays
+    empty until ``circuits verify`` measures it."""
+    from circuits.compile import emit
+    from circuits.compile.emit import EmittedModule
+    from circuits.compile.faithfulness import unrecorded
+
+    item = catalog.circuit(ref)
+    module = emit(Circuit.from_json(item), inline_limit=inline_limit)
+    for module_id in item["modules"]:
+        code = catalog.show(module_id)["code"]
+        if unrecorded(code) == module.code:
+            return EmittedModule(code=code, constants=module.constants, npz_name=module.npz_name,
+                                 functions=module.functions)  # fmt: skip
+    return module
+
+
 def _capture(graph, data, circuit: Circuit, acts: dict) -> None:
     """Fill ``acts`` with the activations of every layer the circuit touches (one forward pass)."""
     from circuits.trace.activations import layer_activations

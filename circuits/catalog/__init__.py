@@ -65,6 +65,11 @@ class Catalog(Store):
         """One entry in full: by id or unique prefix, model name, motif id, or ``MODEL/LAYER:CHANNEL``."""
         return _query.show(self, id)
 
+    def circuit(self, ref: str) -> dict:
+        """The circuit ``ref`` names (circuit or module id, or a unique prefix), whole: what
+        ``circuits.Circuit.from_json`` rebuilds, so it can be emitted or drawn with no model at hand."""
+        return _query.stored_circuit(self, ref)
+
     def merge(self, other_path) -> dict:
         """Merge another catalog file into this one (read-only on the other); returns rows added per table."""
         return _merge(self, other_path)

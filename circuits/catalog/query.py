@@ -79,6 +79,17 @@ def show(store, ref: str) -> dict:
             "family": _family}[kind](store, full)
 
 
+def stored_circuit(store, ref: str) -> dict:
+    """The circuit that ``ref`` names (a circuit, or a module, by id or unique prefix), whole."""
+    item = show(store, ref)
+    if item["kind"] == "module":
+        item = circuit(store, item["circuit"])
+    if item["kind"] != "circuit":
+        raise UsageError(f"{ref!r} is a {item['kind']}, not a circuit or module: pass a circuit or module id "
+                         "(`circuits catalog list --kind circuits`)")  # fmt: skip
+    return item
+
+
 def circuit(store, circuit_id: str) -> dict:
     """A circuit as the ``extract --json`` object it came from, with the catalog's current labels."""
     row = decode(store.table("circuits").get(circuit_id))

@@ -98,24 +98,55 @@ def list_(kind, catalog_path, as_json):
 
 @catalog.command()
 @click.argument("id")
+@click.option("--emit", "emit_path", type=click.Path(dir_okay=False),
+              help="Rebuild the circuit (ID: a circuit or module) as a Python module OUT.py, from the catalog alone.")  # fmt: skip
+@click.option("--render", "render_path", type=click.Path(dir_okay=False),
+              help="Draw the circuit (ID: a circuit or module) to OUT.svg or OUT.png, from the catalog alone.")  # fmt: skip
 @catalog_options()
-def show(id, catalog_path, as_json):
-    """Show one entry in full, as JSON.
+def show(id, emit_path, render_path, catalog_path, as_json):
+    """Show one entry in full, as JSON; with --emit / --render, rebuild a stored circuit as code or a diagram.
 
     ID is a circuit, model, motif instance, module or family id (or a unique prefix of one), a model
-    name, a motif id such as union/reflect, or a neuron as MODEL/LAYER:CHANNEL.
+    name, a motif id such as union/reflect, or a neuron as MODEL/LAYER:CHANNEL. A stored circuit holds
+    everything emit and render need, so no model is loaded.
 
     \b
-    Example:
+    Examples:
       circuits catalog show 3f2a9c
       circuits catalog show zoo:plain-cnn/conv3:12
+      circuits catalog show 3f2a9c --emit conv3_12.py --render conv3_12.svg
     """
+    if emit_path or render_path:
+        _rebuild(id, emit_path, render_path, catalog_path)
+        return
     with _open(catalog_path) as cat:
         item = cat.show(id)
     if as_json:
         echo_json({"item": item}, {"catalog": catalog_path, "id": id})
     else:
         click.echo(json.dumps(item, indent=2))
+
+
+def _rebuild(ref, emit_path, render_path, catalog_path):
+    from circuits.cli._common import check_writable
+
+    check_writable(emit_path, "--emit")
+    check_writable(render_path, "--render")
+    from circuits.pipeline import emit_stored, stored
+
+    with _open(catalog_path) as cat:
+        circuit = stored(cat, ref)
+        module = emit_stored(cat, ref) if emit_path else None
+    if render_path:
+        from circuits.render import render_circuit
+
+        render_circuit(circuit, render_path)
+        click.echo(f"diagram written to {render_path}", err=True)
+    if module is not None:
+        module.write(emit_path)
+        measured = "FAITHFULNESS = None" not in module.code
+        click.echo(f"module written to {emit_path}" + ("; its stored faithfulness is in it" if measured else
+                   f"; measure it with `circuits verify {emit_path} --model MODEL`"), err=True)  # fmt: skip
 
 
 @catalog.command()

@@ -39,6 +39,7 @@ from circuits.compile.source import (
     wrap_call,
     wrap_doc,
 )
+from circuits.errors import UsageError
 
 FAITHFULNESS_BEGIN = "# --- faithfulness (rewritten by `circuits verify`) ---"
 FAITHFULNESS_END = "# --- end faithfulness ---"
@@ -91,6 +92,10 @@ def emit(circuit: nx.DiGraph, motifs: list[dict] | None = None, inline_limit: in
     simplifications: the record of what was tried (:func:`circuits.compile.simplify.simplify`), written as
     the module's ``SIMPLIFICATIONS``. Without them the module is the literal form.
     """
+    bare = [n for n in circuit if circuit.in_degree(n) and "inputs" not in circuit.nodes[n]]
+    if bare:
+        raise UsageError(f"the circuit has no input geometry for {bare[0]} (it was saved without it, e.g. by an "
+                         "older circuits or catalog): re-extract it to emit code")  # fmt: skip
     order = list(nx.lexicographical_topological_sort(circuit, key=lambda n: _sort_key(circuit, n)))
     leaves = [n for n in order if circuit.in_degree(n) == 0]
     taken: set[str] = set()

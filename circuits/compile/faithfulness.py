@@ -117,3 +117,10 @@ def recorded(code: str, report: dict, data_spec: str | None, where: str = "the m
     if not re.search(pattern, code, flags=re.S):
         raise UsageError(f"{where} has no FAITHFULNESS block: was it emitted by circuits?")
     return re.sub(pattern, lambda _: block, code, count=1, flags=re.S)
+
+
+def unrecorded(code: str) -> str:
+    """``code`` with its FAITHFULNESS block as ``emit`` writes it, before any measurement."""
+    pattern = re.escape(FAITHFULNESS_BEGIN) + r".*?" + re.escape(FAITHFULNESS_END)
+    empty = FAITHFULNESS_BEGIN + "\nFAITHFULNESS = None\n" + FAITHFULNESS_END
+    return re.sub(pattern, lambda _: empty, code, count=1, flags=re.S)
