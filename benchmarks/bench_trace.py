@@ -229,7 +229,7 @@ def bench_expanded(model, graph, args, flops: float, mm_n: int) -> dict:
     a, b = torch.randn(mm_n, mm_n, generator=g), torch.randn(mm_n, mm_n, generator=g)
     best, out = interleaved(
         {
-            "ours": lambda: weights(graph, TARGET, source=SOURCE, expanded=True, use_cache=False),
+            "ours": lambda: weights(graph, SOURCE, TARGET, expanded=True, use_cache=False),
             "naive": lambda: naive_expanded(chain, s_layer.shape, subset, position),
             "shared": lambda: naive_expanded(chain, s_layer.shape, subset, position, shared_forward=True),
             "compose": lambda: compose_kernels(chain),
@@ -259,7 +259,7 @@ def profile_expanded(graph) -> dict:
     """One expanded-weights call under cProfile (circuits functions) and torch.profiler (top aten ops)."""
     profiler = cProfile.Profile()
     profiler.enable()
-    weights(graph, TARGET, source=SOURCE, expanded=True, use_cache=False)
+    weights(graph, SOURCE, TARGET, expanded=True, use_cache=False)
     profiler.disable()
     stats = pstats.Stats(profiler, stream=io.StringIO())
     total = max(v[3] for v in stats.stats.values())
@@ -275,7 +275,7 @@ def profile_expanded(graph) -> dict:
     from torch.profiler import ProfilerActivity, profile
 
     with profile(activities=[ProfilerActivity.CPU]) as prof:
-        weights(graph, TARGET, source=SOURCE, expanded=True, use_cache=False)
+        weights(graph, SOURCE, TARGET, expanded=True, use_cache=False)
     events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
     ops = [(e.key, e.count, e.self_cpu_time_total / 1e6) for e in events[:8]]
     return {"total_s": total, "functions": ours[:10], "ops": ops}

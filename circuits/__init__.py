@@ -1,10 +1,31 @@
 """circuits: read a trained network like a circuit board.
 
-The public API is small and re-exported here lazily, so that ``import circuits`` (and the catalog and CLI
-fast paths) do not import torch:
+The public API is small and imported lazily, so ``import circuits`` (and the catalog and the CLI's fast
+paths) do not import torch. One argument order everywhere: ``(model, source, target)``, or by keyword.
 
-    load(spec)            -> nn.Module               (circuits.models)
-    layers(model, ...)    -> NeuronGraph              (circuits.graph)
+    load(spec)                              -> LoadedModel      a model by spec (zoo:, planted:, file.py:attr, ...)
+    layers(model)                           -> NeuronGraph      its neuron layers; reuse it across calls
+    load_data(spec, input_shape)            -> Tensor           probe images (toyworld:256, noise:64, a folder)
+    weights(model, source, target)          -> Weights          direct or expanded kernels
+    attribution(model, source, target, data) -> Attribution     edge attributions on images
+    extract(model, target, depth, top_k)    -> Circuit          a neuron's circuit (a networkx DiGraph)
+    emit(circuit)                           -> EmittedModule    the circuit as annotated numpy code
+    verify(module, model, data)             -> dict             its measured faithfulness
+    compile_neuron(model, target, data)     -> Compiled         extract -> emit -> verify in one call
+    record(catalog, model, circuit, compiled)                   store them in a catalog
+    find_motifs(model, kind, layer, data)   -> list[Motif]      families, unions, opponents, ...
+    Catalog(path)                                               the SQLite catalog
+    Circuit.from_json(payload)              -> Circuit          a stored circuit, back
+
+Example:
+
+    >>> import circuits
+    >>> model = circuits.load("planted:union")
+    >>> circuit = circuits.extract(model, "union:0", depth=1, top_k=2)
+    >>> print(circuit.tree())
+    union:0  (relu; “union”)
+    ├─ +1.000  wedges:0  (relu; “wedge_left”)
+    └─ +1.000  wedges:1  (relu; “wedge_right”)
 """
 
 __version__ = "0.1.0"
@@ -13,6 +34,18 @@ _LAZY = {
     "load": ("circuits.models", "load"),
     "layers": ("circuits.graph", "build_graph"),
     "NeuronGraph": ("circuits.graph", "NeuronGraph"),
+    "load_data": ("circuits.data", "load_data"),
+    "weights": ("circuits.trace", "weights"),
+    "attribution": ("circuits.trace", "attribution"),
+    "extract": ("circuits.extraction", "extract"),
+    "Circuit": ("circuits.circuit", "Circuit"),
+    "emit": ("circuits.compile", "emit"),
+    "verify": ("circuits.compile", "verify"),
+    "compile_circuit": ("circuits.pipeline", "compile_circuit"),
+    "compile_neuron": ("circuits.pipeline", "compile_neuron"),
+    "record": ("circuits.pipeline", "record"),
+    "find_motifs": ("circuits.motifs", "find"),
+    "Catalog": ("circuits.catalog", "Catalog"),
 }
 
 
@@ -23,6 +56,10 @@ def __getattr__(name):
         module, attr = _LAZY[name]
         return getattr(importlib.import_module(module), attr)
     raise AttributeError(f"module 'circuits' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted([*globals(), *_LAZY])
 
 
 __all__ = ["__version__", *_LAZY]

@@ -55,8 +55,8 @@ def compile_circuit(circuit, model, data, *, data_spec: str | None = None, simpl
     ({layer: tensor} on ``data``) is filled and reused across calls, to verify many circuits in one pass.
     """
     from circuits.compile import emit, verify
-    from circuits.compile.emit import EmittedModule
     from circuits.compile.faithfulness import recorded
+    from circuits.compile.layout import EmittedModule
     from circuits.graph import build_graph
 
     circuit = as_circuit(circuit)
@@ -65,8 +65,8 @@ def compile_circuit(circuit, model, data, *, data_spec: str | None = None, simpl
     _capture(graph, data, circuit, acts)
     tried = None
     if simplify:
-        from circuits.compile.simplify import circuit_motifs
-        from circuits.compile.simplify import simplify as run_simplify
+        from circuits.compile.collapse import circuit_motifs
+        from circuits.compile.collapse import simplify as run_simplify
 
         found = circuit_motifs(graph, circuit) if motifs is None else motifs
         result = run_simplify(circuit, found, graph, data, activations=acts, inline_limit=inline_limit)
@@ -83,9 +83,9 @@ def compile_neuron(model, target: str, data, *, depth: int = 1, top_k: int = 8, 
                    threshold: float | None = None, through: str | None = None, probe=None, progress=None,
                    data_spec: str | None = None, simplify: bool = False, motifs: list | None = None,
                    inline_limit: int = 25, activations: dict | None = None) -> Compiled:  # fmt: skip
-    """Extract ``target``'s circuit (see :func:`circuits.extract.extract`; ``probe`` images rank edges for
+    """Extract ``target``'s circuit (see :func:`circuits.extraction.extract`; ``probe`` images rank edges for
     ``method="attribution"``), then :func:`compile_circuit` it on ``data``."""
-    from circuits.extract import extract
+    from circuits.extraction import extract
 
     circuit = extract(model, target, depth=depth, top_k=top_k, method=method, data=probe, threshold=threshold,
                       through=through, progress=progress)  # fmt: skip
@@ -128,8 +128,8 @@ def emit_stored(catalog, ref: str, inline_limit: int = 25):
     catalog holds for it when that module is exactly this code (so the numbers belong to it); else it stays
     empty until ``circuits verify`` measures it."""
     from circuits.compile import emit
-    from circuits.compile.emit import EmittedModule
     from circuits.compile.faithfulness import unrecorded
+    from circuits.compile.layout import EmittedModule
 
     item = catalog.circuit(ref)
     module = emit(Circuit.from_json(item), inline_limit=inline_limit)

@@ -44,7 +44,7 @@ def test_googlenet_graph_has_every_layer_and_concat_blocks(googlenet):
 def test_naive_autograd_loop_agrees_with_expanded_weights(googlenet, branch):
     model, graph = googlenet
     target = f"inception4c.{branch}.1"
-    (kernel_set,) = weights(graph, target, source="inception4b", expanded=True, use_cache=False).kernel_sets
+    (kernel_set,) = weights(graph, "inception4b", target, expanded=True, use_cache=False).kernel_sets
     t_layer, s_layer = graph.layer(target), graph.layer("inception4b")
     chain = linearised_chain(*getattr(model.inception4c, branch))
     targets = list(range(0, t_layer.channels, t_layer.channels // 8))

@@ -17,7 +17,7 @@ from circuits.catalog import Catalog
 from circuits.circuit import Circuit
 from circuits.compile import emit
 from circuits.errors import UsageError
-from circuits.extract import extract
+from circuits.extraction import extract
 from circuits.pipeline import compile_circuit, emit_stored, record, stored
 from circuits.provenance import envelope
 from circuits.render import circuit_dot

@@ -10,6 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from circuits.cli import main
+from circuits.errors import UsageError
 
 NETS = str(Path(__file__).parent / "nets.py")
 
@@ -143,3 +144,30 @@ def test_extract_refuses_an_output_in_a_missing_folder_before_any_work(tmp_path,
     assert result.exit_code == 2 and message.startswith("Error: ") and "\n" not in message
     assert "does not exist" in message and option in message
     assert not target.parent.exists()
+
+
+def test_the_top_level_api_names_functions_not_modules_and_imports_no_torch():
+    code = ("import sys, circuits; assert 'torch' not in sys.modules; "
+            "import circuits.extraction, circuits.compile.layout, circuits.compile.collapse; "
+            "import inspect; names = [n for n in circuits.__all__ if n != '__version__']; "
+            "bad = [n for n in names if inspect.ismodule(getattr(circuits, n))]; assert not bad, bad; "
+            "assert circuits.compile.emit.__module__ == 'circuits.compile.layout'; "
+            "assert circuits.compile.simplify.__module__ == 'circuits.compile.collapse'; print(len(names))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert int(out.stdout) >= 15
+
+
+def test_weights_and_attribution_take_model_source_target_in_that_order():
+    import circuits
+    from circuits.data import load_data
+
+    graph = circuits.layers(circuits.load("zoo:plain-cnn"))
+    by_position = circuits.weights(graph, "conv2", "conv3")
+    by_keyword = circuits.weights(graph, target="conv3", source="conv2")
+    assert by_position.tensor.equal(by_keyword.tensor) and by_position.tensor.shape[:2] == (32, 32)
+    data = load_data("toyworld:8:1", graph.input_shape)
+    a = circuits.attribution(graph, "conv2", "conv3", data).tensor
+    b = circuits.attribution(graph, source="conv2", target="conv3", data=data).tensor
+    assert a.equal(b)
+    with pytest.raises(UsageError, match="target"):
+        circuits.weights(graph, "conv3")  # the old (model, target) order names a source, and says so

@@ -14,7 +14,7 @@ from nets import MLP, DenseNetLike, EfficientNetLike, InceptionNet, MobileNetLik
 from circuits import planted
 from circuits.compile import emit, record, verify
 from circuits.compile.faithfulness import load_module
-from circuits.extract import extract
+from circuits.extraction import extract
 from circuits.graph import build_graph
 from circuits.models import LoadedModel
 

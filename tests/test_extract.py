@@ -1,4 +1,4 @@
-"""circuits.extract on architecture twins: checked against weights folded by hand from the modules."""
+"""circuits.extraction on architecture twins: checked against weights folded by hand from the modules."""
 
 import json
 
@@ -8,7 +8,7 @@ import torch
 from nets import InceptionNet, PlainCNN, ResNet
 
 from circuits.errors import UnknownNeuronError, UsageError
-from circuits.extract import extract, to_json
+from circuits.extraction import extract, to_json
 
 
 def folded(conv: torch.nn.Conv2d, bn: torch.nn.BatchNorm2d) -> torch.Tensor:

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from circuits import planted
-from circuits.extract import extract
+from circuits.extraction import extract
 from circuits.graph import build_graph
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from circuits import zoo
-from circuits.extract import extract, to_json
+from circuits.extraction import extract, to_json
 from circuits.graph import build_graph
 from circuits.provenance import envelope
 

@@ -16,9 +16,9 @@ from click.testing import CliRunner
 from circuits import planted
 from circuits.cli import main
 from circuits.compile import emit, simplify, verify
+from circuits.compile.collapse import circuit_motifs
 from circuits.compile.faithfulness import load_module
-from circuits.compile.simplify import circuit_motifs
-from circuits.extract import extract
+from circuits.extraction import extract
 from circuits.models import LoadedModel
 from circuits.motifs import find
 

@@ -40,7 +40,7 @@ def extract(model, weights, input_shape, neuron, depth, top_k, method, data, thr
       circuits extract zoo:plain-cnn --neuron conv3:0 --emit conv3_0.py   # then: python conv3_0.py
       circuits extract zoo:plain-cnn-s0 --neuron conv3:7 --emit conv3_7.py --simplify
     """
-    from circuits.extract import extract as run_extract
+    from circuits.extraction import extract as run_extract
     from circuits.formatting import circuit_tree
     from circuits.progress import progress_bar
 

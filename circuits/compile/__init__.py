@@ -7,8 +7,8 @@
                                      keeps every changed neuron within 0.01 R² of the literal form
 """
 
-from circuits.compile.emit import EmittedModule, emit
+from circuits.compile.collapse import Simplified, simplify
 from circuits.compile.faithfulness import record, verify
-from circuits.compile.simplify import Simplified, simplify
+from circuits.compile.layout import EmittedModule, emit
 
 __all__ = ["EmittedModule", "Simplified", "emit", "record", "simplify", "verify"]

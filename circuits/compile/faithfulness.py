@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from circuits.compile.emit import FAITHFULNESS_BEGIN, FAITHFULNESS_END
+from circuits.compile.layout import FAITHFULNESS_BEGIN, FAITHFULNESS_END
 from circuits.errors import BadSpecError, UsageError
 from circuits.pyfiles import import_file
 
@@ -40,7 +40,7 @@ def verify(module, model, data: torch.Tensor, check_weights: bool = True, activa
 
     ``activations`` ({layer: tensor} on ``data``) may be passed in when verifying many modules at once.
     """
-    from circuits.compile.emit import EmittedModule
+    from circuits.compile.layout import EmittedModule
     from circuits.graph import build_graph
     from circuits.trace.activations import layer_activations
 

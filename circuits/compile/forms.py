@@ -1,5 +1,5 @@
 """Collapsed forms an emitted module can use instead of literal functions (proposed and measured by
-:mod:`circuits.compile.simplify`): an equivariant family as one parametrised function, a union as its cases.
+:mod:`circuits.compile.collapse`): an equivariant family as one parametrised function, a union as its cases.
 """
 
 from __future__ import annotations

@@ -98,7 +98,7 @@ class Context:
         if layer not in self._direct:
             from circuits import trace
 
-            self._direct[layer] = trace.weights(self.graph, layer)
+            self._direct[layer] = trace.weights(self.graph, target=layer)
         return self._direct[layer]
 
     def input_kernels(self, layers: list[str]) -> tuple[torch.Tensor, bool]:
@@ -114,7 +114,7 @@ class Context:
 
             sets = []
             for name in layers:
-                weights = trace.weights(self.graph, name, source=self.input_layer, expanded=True)
+                weights = trace.weights(self.graph, self.input_layer, name, expanded=True)
                 ks = weights.kernel_sets[0]
                 if ks.kernels.dim() != 4:
                     raise UsageError(f"the input of '{name}' is not an image: its kernels are {tuple(ks.kernels.shape)}")

@@ -3,7 +3,7 @@
 Milo et al., "Network Motifs: Simple Building Blocks of Complex Networks" (Science 298, 2002): count each
 small subgraph in the real network, count it again in many random networks with the same in- and
 out-degree of every node, and report the z-score ``(real - mean_random) / std_random``. Here the networks
-are extracted neuron graphs (:func:`circuits.extract.extract` circuits, or :func:`neuron_graph`), whose
+are extracted neuron graphs (:func:`circuits.extraction.extract` circuits, or :func:`neuron_graph`), whose
 edges carry a ``sign`` (+1 excitation, -1 inhibition).
 
 Patterns (:data:`PATTERNS`, node-induced, counted with networkx's VF2 subgraph matching and divided by

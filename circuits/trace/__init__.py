@@ -1,7 +1,10 @@
 """Weight tracing: which neurons feed which, with what sign and spatial kernel.
 
-    weights(model, target, source=None, expanded=False) -> Weights      direct or expanded kernels
-    attribution(model, source, target, data)             -> Attribution  edge attributions on data
+    weights(model, source, target, expanded=False) -> Weights      direct or expanded kernels
+    attribution(model, source, target, data)        -> Attribution  edge attributions on data
+
+Both take ``(model, source, target)`` in that order, or by keyword; ``source=None`` in ``weights`` means
+every direct source of ``target``, so ``weights(model, target="conv3")`` reads all its inputs.
 
 ``model`` is anything :func:`circuits.graph.build_graph` takes (a spec string, nn.Module, LoadedModel) or a
 NeuronGraph you already built (reuse it: building traces the model).
@@ -16,15 +19,18 @@ from circuits.trace.kernels import KernelSet, compute_kernels
 from circuits.trace.result import Attribution, Edge, Weights
 
 
-def weights(model, target: str, source: str | list[str] | None = None, *, expanded: bool = False,
+def weights(model, source: str | list[str] | None = None, target: str | None = None, *, expanded: bool = False,
             at_entry: bool = False, input_shape=None, use_cache: bool = True) -> Weights:  # fmt: skip
-    """Kernels into layer ``target`` from ``source`` (default: all its direct sources).
+    """Kernels into layer ``target`` from ``source`` (None: all its direct sources).
 
     With ``expanded=True`` the source may be any earlier layer: nonlinearities between are read as the
     identity and max pooling as average pooling (Distill's expanded weights), and every path counts.
     With ``at_entry=True`` a source that is max-pooled first is traced from the pooled map (for faithful
     code: see KernelSet.entry).
     """
+    if target is None:
+        raise UsageError("weights(model, source, target) needs a target layer: pass target=LAYER "
+                         "(and source=None for every direct source)")  # fmt: skip
     graph = build_graph(model, input_shape)
     t_layer = graph.layer(target)
     if source is None:

@@ -44,7 +44,7 @@ from circuits.errors import UsageError
 FAITHFULNESS_BEGIN = "# --- faithfulness (rewritten by `circuits verify`) ---"
 FAITHFULNESS_END = "# --- end faithfulness ---"
 SIMPLIFICATIONS_COMMENT = (
-    "# Collapsed forms tried (circuits.compile.simplify): a form is kept only when every\n"
+    "# Collapsed forms tried (circuits.compile.collapse): a form is kept only when every\n"
     "# neuron it changes keeps its R² within the tolerance of the literal form's."
 )
 
@@ -84,12 +84,12 @@ class EmittedModule:
 
 def emit(circuit: nx.DiGraph, motifs: list[dict] | None = None, inline_limit: int = 25,
          forms: list | tuple = (), simplifications: list[dict] | None = None) -> EmittedModule:  # fmt: skip
-    """Reverse-compile ``circuit`` (from :func:`circuits.extract.extract`) into Python source.
+    """Reverse-compile ``circuit`` (from :func:`circuits.extraction.extract`) into Python source.
 
     motifs: motif dicts (``circuits motifs --json`` shape); a neuron's role in them goes in its docstring.
     inline_limit: kernels with at most this many entries are written as literals.
     forms: :class:`FamilyForm` / :class:`UnionForm` collapses to write instead of the literal functions;
-    simplifications: the record of what was tried (:func:`circuits.compile.simplify.simplify`), written as
+    simplifications: the record of what was tried (:func:`circuits.compile.collapse.simplify`), written as
     the module's ``SIMPLIFICATIONS``. Without them the module is the literal form.
     """
     bare = [n for n in circuit if circuit.in_degree(n) and "inputs" not in circuit.nodes[n]]

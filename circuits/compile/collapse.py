@@ -18,9 +18,9 @@ from dataclasses import dataclass
 import networkx as nx
 import numpy as np
 
-from circuits.compile.emit import EmittedModule, emit
 from circuits.compile.faithfulness import verify
 from circuits.compile.forms import FamilyForm, UnionForm
+from circuits.compile.layout import EmittedModule, emit
 from circuits.compile.source import kernel_inputs
 
 EXACT = ("rotate90", "reflect")
@@ -54,7 +54,7 @@ def simplify(circuit: nx.DiGraph, motifs: list, graph, data, activations: dict |
 
     Parameters
     ----------
-    circuit : from :func:`circuits.extract.extract`.
+    circuit : from :func:`circuits.extraction.extract`.
     motifs : :class:`~circuits.motifs.Motif` records or their dicts (``circuits motifs --json``);
         ``equivariance`` motifs propose families, ``union`` motifs propose case forms, and equivariance
         motifs of a family's input layer say how the transform maps its inputs.

@@ -86,15 +86,15 @@ class _Tracer:
         key = (layer, through)
         if key not in self.memo:
             if through:
-                weights = trace.weights(self.graph, layer, source=through, expanded=True)
+                weights = trace.weights(self.graph, through, layer, expanded=True)
             else:
-                weights = trace.weights(self.graph, layer)
+                weights = trace.weights(self.graph, target=layer)
             attributions = None
             if self.method == "attribution":
                 attributions = {s: trace.attribution(self.graph, s, layer, self.data) for s in weights.sources}
             pooled = None
             if not through and any(pooled_entry(self.graph, s, layer) for s in weights.sources):
-                pooled = {k.source: k for k in trace.weights(self.graph, layer, at_entry=True).kernel_sets}
+                pooled = {k.source: k for k in trace.weights(self.graph, target=layer, at_entry=True).kernel_sets}
             self.memo[key] = (weights, attributions, pooled)
         weights, attributions, pooled = self.memo[key]
         edges, geometry = [], {}
