@@ -16,16 +16,18 @@ COMPILED_LAYERS = {"plain-cnn-sparse": "conv3"}  # family -> layer whose every n
 
 
 def build_catalog(path, names: list[str] | None = None, data_spec: str = DEFAULT_DATA, top_k: int = TOP_K,
-                  progress=None) -> list[dict]:  # fmt: skip
+                  progress=None, device=None) -> list[dict]:  # fmt: skip
     """Record each zoo model (seeded names; aliases skipped) with its union motifs and emitted circuits.
 
     Returns one summary row per model: name, motifs found, modules written and their median R².
+    ``device`` is where the models run on the probe data (rows are identical on any device, up to rounding).
     """
     from circuits import zoo
     from circuits.catalog import Catalog
     from circuits.data import load_data
     from circuits.graph import build_graph
     from circuits.models import load
+    from circuits.motifs.context import Context
     from circuits.motifs.union import unions
 
     summary = []
@@ -33,7 +35,7 @@ def build_catalog(path, names: list[str] | None = None, data_spec: str = DEFAULT
         loaded = load(f"zoo:{name}")
         graph = build_graph(loaded)
         data = load_data(data_spec, loaded.input_shape)
-        motifs = [m.to_dict() for m in unions(graph, data=data)]
+        motifs = [m.to_dict() for m in unions(Context(graph, data, device=device))]
         card = zoo.card(name)
         layer = COMPILED_LAYERS.get(card["family"])
         rows, acts = [], {}  # acts: {layer: activations on data}, shared by every circuit of the model
@@ -43,7 +45,7 @@ def build_catalog(path, names: list[str] | None = None, data_spec: str = DEFAULT
                               layers=list(graph.layers))  # fmt: skip
             for motif in motifs:
                 circuit_id, r2 = _record_circuit(catalog, graph, name, motif["target"], data, data_spec, top_k,
-                                                 Path(tmp), [motif], acts)  # fmt: skip
+                                                 Path(tmp), [motif], acts, device)  # fmt: skip
                 catalog.add_motifs(graph.weights_hash, {"model": f"zoo:{name}", "motifs": [motif]},
                                    circuit_id=circuit_id)  # fmt: skip
                 rows.append(r2)
@@ -53,7 +55,7 @@ def build_catalog(path, names: list[str] | None = None, data_spec: str = DEFAULT
                     if f"{layer}:{channel}" in done:
                         continue
                     rows.append(_record_circuit(catalog, graph, name, f"{layer}:{channel}", data, data_spec, top_k,
-                                                Path(tmp), motifs, acts)[1])  # fmt: skip
+                                                Path(tmp), motifs, acts, device)[1])  # fmt: skip
         live = sorted(r for r in rows if r is not None)
         summary.append({"model": name, "unions": len(motifs), "modules": len(rows),
                         "median_r2": live[len(live) // 2] if live else None})  # fmt: skip
@@ -63,7 +65,7 @@ def build_catalog(path, names: list[str] | None = None, data_spec: str = DEFAULT
 
 
 def _record_circuit(catalog, graph, name, target, data, data_spec, top_k, tmp: Path, motifs,
-                    acts: dict) -> tuple[str, float | None]:  # fmt: skip
+                    acts: dict, device=None) -> tuple[str, float | None]:  # fmt: skip
     """Extract ``target``'s depth-1 top-k circuit, emit it, verify it on ``data``; record circuit and module.
     ``acts`` caches the model's activations on ``data`` by layer (filled here as needed).
 
@@ -72,7 +74,6 @@ def _record_circuit(catalog, graph, name, target, data, data_spec, top_k, tmp: P
     from circuits.compile import emit
     from circuits.compile.faithfulness import load_module, verify
     from circuits.extract import extract, to_json
-    from circuits.trace.activations import layer_activations
 
     circuit = extract(graph, target, depth=1, top_k=top_k)
     payload = {**to_json(circuit), "model": f"zoo:{name}", "parameters": {"depth": 1, "top_k": top_k, "method": "weights"}}
@@ -81,7 +82,7 @@ def _record_circuit(catalog, graph, name, target, data, data_spec, top_k, tmp: P
     module = load_module(emitted.write(tmp / "circuit.py"))
     missing = sorted({n.rpartition(":")[0] for n in [*module.LEAVES, *module.NEURONS]} - set(acts))
     if missing:
-        acts.update(layer_activations(graph, data, missing))
+        acts.update(graph.run(data, missing, device=device))
     report = verify(module, graph, data, activations=acts)
     faithfulness = {k: v for k, v in report.items() if k != "neurons"} | {"data": data_spec}
     catalog.add_module(circuit_id, emitted.code, faithfulness)
