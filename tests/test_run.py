@@ -5,12 +5,12 @@ import copy
 import pytest
 import torch
 import torch.nn.functional as F
+from nets import PlainCNN
 from torch import nn
 
 from circuits.errors import DataError, UnknownNeuronError, UsageError
 from circuits.graph import build_graph
 from circuits.graph.run import resolve_device
-from tests.nets import PlainCNN
 
 
 class InplaceNet(nn.Module):

@@ -96,7 +96,7 @@ def _only(options: dict, kind: str) -> dict:
 
 
 __all__ = [
-    "CHOICES", "KINDS", "Context", "Motif", "Reflect", "Rotate", "Scale", "Transform", "compose",
+    "CHOICES", "KINDS", "OPTIONS", "Context", "Motif", "Reflect", "Rotate", "Scale", "Transform", "compose",
     "equivariance", "find", "inhibitions", "match_layer", "network_motifs", "neuron_graph", "polysemantic",
     "probe_data", "shuffle_weights", "sort_motifs", "to_json", "unions", "universality",
 ]
