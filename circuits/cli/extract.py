@@ -2,7 +2,7 @@
 
 import click
 
-from circuits.cli._common import check_writable, echo_json, load_model, model_options
+from circuits.cli._common import check_writable, device_option, echo_json, load_model, model_options
 
 
 @click.command()
@@ -23,8 +23,9 @@ from circuits.cli._common import check_writable, echo_json, load_model, model_op
 @click.option("--render", "render_path", type=click.Path(dir_okay=False), help="Write a diagram: OUT.svg or OUT.png.")
 @click.option("--catalog", "catalog_path", type=click.Path(dir_okay=False), envvar="CIRCUITS_CATALOG",
               help="Record the circuit in this catalog (also $CIRCUITS_CATALOG).")  # fmt: skip
+@device_option
 def extract(model, weights, input_shape, neuron, depth, top_k, method, data, threshold, through, as_json,
-            emit_path, simplify, render_path, catalog_path):  # fmt: skip
+            emit_path, simplify, render_path, catalog_path, device):  # fmt: skip
     """Extract the circuit that feeds one neuron of MODEL.
 
     Walks back from --neuron, keeping the --top-k strongest inputs of each neuron (by |strength|,
@@ -58,7 +59,7 @@ def extract(model, weights, input_shape, neuron, depth, top_k, method, data, thr
         probe = load_data(data, loaded.input_shape)
     with progress_bar(desc="tracing", unit="neuron") as bar:
         circuit = run_extract(loaded, neuron, depth=depth, top_k=top_k, method=method, data=probe,
-                              threshold=threshold, through=through, progress=bar.update)  # fmt: skip
+                              threshold=threshold, through=through, progress=bar.update, device=device)  # fmt: skip
     payload = to_json(circuit)
     payload["model"] = loaded.spec
     arguments = {"model": model, "weights": weights, "input_shape": input_shape, "neuron": neuron, "depth": depth,
@@ -70,7 +71,7 @@ def extract(model, weights, input_shape, neuron, depth, top_k, method, data, thr
         render_circuit(circuit, render_path)
     emitted = None
     if emit_path:
-        emitted = _emit_and_verify(circuit, loaded, emit_path, data, simplify)
+        emitted = _emit_and_verify(circuit, loaded, emit_path, data, simplify, device)
         payload["emitted"] = {"path": emit_path, "faithfulness": emitted[1]}
         if simplify:
             payload["emitted"]["simplifications"] = emitted[2]
@@ -99,7 +100,7 @@ def extract(model, weights, input_shape, neuron, depth, top_k, method, data, thr
                 click.echo(f"kept: {s['kind']} {s['form']} of {', '.join(s['members'])}: {s['reason']}", err=True)
 
 
-def _emit_and_verify(circuit, loaded, emit_path, data_spec, simplify=False):
+def _emit_and_verify(circuit, loaded, emit_path, data_spec, simplify=False, device=None):
     """Write the module (with its collapsed forms, if asked), measure it on held-out data, record the
     numbers in it; returns (code, report, simplifications or None)."""
     from pathlib import Path
@@ -115,11 +116,11 @@ def _emit_and_verify(circuit, loaded, emit_path, data_spec, simplify=False):
         from circuits.compile.simplify import circuit_motifs
         from circuits.compile.simplify import simplify as run_simplify
 
-        result = run_simplify(circuit, circuit_motifs(loaded, circuit), loaded, data)
+        result = run_simplify(circuit, circuit_motifs(loaded, circuit), loaded, data, device=device)
         path, report, tried = result.module.write(emit_path), result.report, result.simplifications
     else:
         path = emit(circuit).write(emit_path)
-        report = verify(path, loaded, data)
+        report = verify(path, loaded, data, device=device)
     record(path, report, spec)
     return Path(path).read_text(), report, tried
 
