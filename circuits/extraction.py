@@ -24,10 +24,12 @@ def extract(
     through: str | None = None,
     input_shape=None,
     progress=None,
+    device=None,
 ) -> Circuit:
     """Walk back from ``target`` (``LAYER:CH``): the ``top_k`` strongest inputs of each neuron, ``depth``
     layers deep, following concat and residual paths. ``through=LAYER`` makes the first step jump straight
     to an earlier layer with expanded weights. ``threshold`` drops edges with |weight| below it.
+    ``device`` is where the activations on ``data`` are computed (weights and attributions: on the CPU).
     """
     if depth < 1:
         raise UsageError(f"--depth must be at least 1 (got {depth})")
@@ -69,7 +71,7 @@ def extract(
                 progress()
         frontier = next_frontier
     if data is not None:
-        _activation_stats(circuit, graph, data)
+        _activation_stats(circuit, graph, data, device)
     return circuit
 
 
@@ -141,11 +143,9 @@ def _add_node(circuit: Circuit, graph: NeuronGraph, node: str, depth: int):
     )  # fmt: skip
 
 
-def _activation_stats(circuit: Circuit, graph: NeuronGraph, data):
-    from circuits.trace.activations import layer_activations
-
+def _activation_stats(circuit: Circuit, graph: NeuronGraph, data, device=None):
     layers = sorted({d["layer"] for _, d in circuit.nodes(data=True)})
-    acts = layer_activations(graph, data, layers)
+    acts = graph.run(data, layers, device=device)
     for _, attrs in circuit.nodes(data=True):
         a = acts[attrs["layer"]][:, attrs["channel"]]
         peak = a.flatten(1).amax(1) if a.dim() > 1 else a

@@ -48,11 +48,13 @@ class Compiled:
 
 
 def compile_circuit(circuit, model, data, *, data_spec: str | None = None, simplify: bool = False,
-                    motifs: list | None = None, inline_limit: int = 25, activations: dict | None = None) -> Compiled:  # fmt: skip
+                    motifs: list | None = None, inline_limit: int = 25, activations: dict | None = None,
+                    device=None) -> Compiled:  # fmt: skip
     """Emit ``circuit`` and measure it against ``model`` on ``data`` (images); the numbers go into the
     module's FAITHFULNESS block. ``simplify`` tries the collapsed forms that the circuit's motifs suggest
     (found on the model when ``motifs`` is None) and keeps those within tolerance. ``activations``
     ({layer: tensor} on ``data``) is filled and reused across calls, to verify many circuits in one pass.
+    ``device`` is where the model runs on ``data``; the numbers and the code are the same on every device.
     """
     from circuits.compile import emit, verify
     from circuits.compile.faithfulness import recorded
@@ -62,18 +64,18 @@ def compile_circuit(circuit, model, data, *, data_spec: str | None = None, simpl
     circuit = as_circuit(circuit)
     graph = build_graph(model)
     acts = activations if activations is not None else {}
-    _capture(graph, data, circuit, acts)
+    _capture(graph, data, circuit, acts, device)
     tried = None
     if simplify:
         from circuits.compile.collapse import circuit_motifs
         from circuits.compile.collapse import simplify as run_simplify
 
         found = circuit_motifs(graph, circuit) if motifs is None else motifs
-        result = run_simplify(circuit, found, graph, data, activations=acts, inline_limit=inline_limit)
+        result = run_simplify(circuit, found, graph, data, activations=acts, inline_limit=inline_limit, device=device)
         module, report, tried = result.module, result.report, result.simplifications
     else:
         module = emit(circuit, motifs=motifs, inline_limit=inline_limit)
-        report = verify(module, graph, data, activations=acts)
+        report = verify(module, graph, data, activations=acts, device=device)
     code = recorded(module.code, report, data_spec)
     module = EmittedModule(code=code, constants=module.constants, npz_name=module.npz_name, functions=module.functions)
     return Compiled(circuit=circuit, module=module, report=report, data=data_spec, simplifications=tried)
@@ -82,15 +84,15 @@ def compile_circuit(circuit, model, data, *, data_spec: str | None = None, simpl
 def compile_neuron(model, target: str, data, *, depth: int = 1, top_k: int = 8, method: str = "weights",
                    threshold: float | None = None, through: str | None = None, probe=None, progress=None,
                    data_spec: str | None = None, simplify: bool = False, motifs: list | None = None,
-                   inline_limit: int = 25, activations: dict | None = None) -> Compiled:  # fmt: skip
+                   inline_limit: int = 25, activations: dict | None = None, device=None) -> Compiled:  # fmt: skip
     """Extract ``target``'s circuit (see :func:`circuits.extraction.extract`; ``probe`` images rank edges for
     ``method="attribution"``), then :func:`compile_circuit` it on ``data``."""
     from circuits.extraction import extract
 
     circuit = extract(model, target, depth=depth, top_k=top_k, method=method, data=probe, threshold=threshold,
-                      through=through, progress=progress)  # fmt: skip
+                      through=through, progress=progress, device=device)  # fmt: skip
     return compile_circuit(circuit, model, data, data_spec=data_spec, simplify=simplify, motifs=motifs,
-                           inline_limit=inline_limit, activations=activations)  # fmt: skip
+                           inline_limit=inline_limit, activations=activations, device=device)  # fmt: skip
 
 
 def record(catalog, model, circuit, compiled: Compiled | None = None, parameters: dict | None = None,
@@ -141,13 +143,11 @@ def emit_stored(catalog, ref: str, inline_limit: int = 25):
     return module
 
 
-def _capture(graph, data, circuit: Circuit, acts: dict) -> None:
+def _capture(graph, data, circuit: Circuit, acts: dict, device=None) -> None:
     """Fill ``acts`` with the activations of every layer the circuit touches (one forward pass)."""
-    from circuits.trace.activations import layer_activations
-
     missing = sorted({a["layer"] for _, a in circuit.nodes(data=True)} - set(acts))
     if missing:
-        acts.update(layer_activations(graph, data, missing))
+        acts.update(graph.run(data, missing, device=device))
 
 
 def _architecture(model) -> str | None:

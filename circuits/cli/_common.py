@@ -1,4 +1,4 @@
-"""Options and helpers shared by commands: the model spec, JSON printing."""
+"""Options and helpers shared by commands: the model spec, the device, JSON printing."""
 
 from __future__ import annotations
 
@@ -13,6 +13,24 @@ def model_options(func):
     @click.argument("model", metavar="MODEL")
     @click.option("--weights", type=click.Path(dir_okay=False), help="state_dict file (loaded with weights_only=True).")
     @click.option("--input-shape", metavar="C,H,W", help="Example input shape, if the model does not say.")
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        return func(*args, **kwargs)
+
+    return wrapper
+
+
+def device_option(func):
+    """--device, as every command that runs a model on data takes it (checked before any work)."""
+
+    def check(_ctx, _param, value):
+        from circuits.graph.run import resolve_device
+
+        resolve_device(value)  # a usage error (exit 2) naming the fix, e.g. no CUDA device here
+        return value
+
+    @click.option("--device", default="cpu", show_default=True, metavar="DEVICE", callback=check,
+                  help="Where the model runs on probe data: cpu, cuda or cuda:N (results are the same).")  # fmt: skip
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
         return func(*args, **kwargs)

@@ -2,7 +2,7 @@
 
 import click
 
-from circuits.cli._common import check_writable, echo_json, load_model, model_options
+from circuits.cli._common import check_writable, device_option, echo_json, load_model, model_options
 
 
 @click.command()
@@ -23,8 +23,9 @@ from circuits.cli._common import check_writable, echo_json, load_model, model_op
 @click.option("--render", "render_path", type=click.Path(dir_okay=False), help="Write a diagram: OUT.svg or OUT.png.")
 @click.option("--catalog", "catalog_path", type=click.Path(dir_okay=False), envvar="CIRCUITS_CATALOG",
               help="Record the circuit in this catalog (also $CIRCUITS_CATALOG).")  # fmt: skip
+@device_option
 def extract(model, weights, input_shape, neuron, depth, top_k, method, data, threshold, through, as_json,
-            emit_path, simplify, render_path, catalog_path):  # fmt: skip
+            emit_path, simplify, render_path, catalog_path, device):  # fmt: skip
     """Extract the circuit that feeds one neuron of MODEL.
 
     Walks back from --neuron, keeping the --top-k strongest inputs of each neuron (by |strength|,
@@ -58,7 +59,7 @@ def extract(model, weights, input_shape, neuron, depth, top_k, method, data, thr
         probe = load_data(data, loaded.input_shape)
     with progress_bar(desc="tracing", unit="neuron") as bar:
         circuit = run_extract(loaded, neuron, depth=depth, top_k=top_k, method=method, data=probe,
-                              threshold=threshold, through=through, progress=bar.update)  # fmt: skip
+                              threshold=threshold, through=through, progress=bar.update, device=device)  # fmt: skip
     payload = circuit.to_json()
     payload["model"] = loaded.spec
     arguments = {"model": model, "weights": weights, "input_shape": input_shape, "neuron": neuron, "depth": depth,
@@ -70,7 +71,7 @@ def extract(model, weights, input_shape, neuron, depth, top_k, method, data, thr
         render_circuit(circuit, render_path)
     compiled = None
     if emit_path:
-        compiled = _compile(circuit, loaded, data, probe, simplify)
+        compiled = _compile(circuit, loaded, data, probe, simplify, device)
         compiled.write(emit_path)
         payload["emitted"] = {"path": emit_path, "faithfulness": compiled.report}
         if simplify:
@@ -96,7 +97,7 @@ def extract(model, weights, input_shape, neuron, depth, top_k, method, data, thr
                 click.echo(f"kept: {s['kind']} {s['form']} of {', '.join(s['members'])}: {s['reason']}", err=True)
 
 
-def _compile(circuit, loaded, data_spec, probe, simplify):
+def _compile(circuit, loaded, data_spec, probe, simplify, device=None):
     """Emit the circuit (with its collapsed forms, if asked) and measure it on --data, or on held-out
     toy-world images without it."""
     from circuits.cli.verify import DEFAULT_DATA
@@ -105,4 +106,4 @@ def _compile(circuit, loaded, data_spec, probe, simplify):
 
     spec = data_spec or DEFAULT_DATA
     data = probe if probe is not None else load_data(spec, loaded.input_shape)
-    return compile_circuit(circuit, loaded, data, data_spec=spec, simplify=simplify)
+    return compile_circuit(circuit, loaded, data, data_spec=spec, simplify=simplify, device=device)

@@ -2,7 +2,7 @@
 
 import click
 
-from circuits.cli._common import echo_json, load_model, model_options
+from circuits.cli._common import device_option, echo_json, load_model, model_options
 
 KIND_HELP = "union|equivariance|inhibition|polysemantic|network|all"
 
@@ -16,7 +16,8 @@ KIND_HELP = "union|equivariance|inhibition|polysemantic|network|all"
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (schema in docs/motifs.md).")
 @click.option("--catalog", "catalog_path", type=click.Path(dir_okay=False), envvar="CIRCUITS_CATALOG",
               help="Record the motifs in this catalog (also $CIRCUITS_CATALOG).")  # fmt: skip
-def motifs(model, weights, input_shape, kind, layer, data, as_json, catalog_path):
+@device_option
+def motifs(model, weights, input_shape, kind, layer, data, as_json, catalog_path, device):
     """Find motifs in MODEL: equivariant families, unions over cases, opponents, polysemantic neurons and
     network motifs.
 
@@ -35,7 +36,7 @@ def motifs(model, weights, input_shape, kind, layer, data, as_json, catalog_path
     from circuits.motifs import find, to_json
 
     loaded = load_model(model, weights, input_shape)
-    found = find(loaded, kind=kind, layer=layer, data=data)
+    found = find(loaded, kind=kind, layer=layer, data=data, device=device)
     payload = to_json(loaded.spec, found)
     arguments = {"model": model, "weights": weights, "input_shape": input_shape, "kind": kind, "layer": layer,
                  "data": data}  # fmt: skip
@@ -62,7 +63,8 @@ def motifs(model, weights, input_shape, kind, layer, data, as_json, catalog_path
 @click.option("--layer", "layers", multiple=True, metavar="LAYER",
               help="Match only these layers (repeatable); default: every layer the models share by name.")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (schema in docs/motifs.md).")
-def universality(models, data, layers, as_json):
+@device_option
+def universality(models, data, layers, as_json, device):
     """Match the neurons of MODELs on shared probe data and group their motifs into families.
 
     Every model is matched to the first: per shared layer, neurons are correlated on the probe images and
@@ -80,7 +82,7 @@ def universality(models, data, layers, as_json):
     if len(models) < 2:
         raise UsageError("universality compares models: give at least two MODELs")
     loaded = [load_model(m, None, None) for m in models]
-    result = run(loaded, data, layers=list(layers) or None)
+    result = run(loaded, data, layers=list(layers) or None, device=device)
     payload = {"models": result["models"], "data": data,
                "weights_sha256": {name: m.weights_hash for name, m in zip(result["models"], loaded)},
                "matches": result["matches"], "families": result["families"]}  # fmt: skip

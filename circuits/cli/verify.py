@@ -2,7 +2,7 @@
 
 import click
 
-from circuits.cli._common import echo_json
+from circuits.cli._common import device_option, echo_json
 
 DEFAULT_DATA = "toyworld:256:12345"  # held out: the zoo trains on other seeds
 
@@ -16,7 +16,8 @@ DEFAULT_DATA = "toyworld:256:12345"  # held out: the zoo trains on other seeds
 @click.option("--record/--no-record", default=True, show_default=True,
               help="Write the numbers into the module's FAITHFULNESS block.")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def verify(module_path, model, weights, input_shape, data, record, as_json):
+@device_option
+def verify(module_path, model, weights, input_shape, data, record, as_json, device):
     """Run an emitted circuit module on MODEL's real leaf activations and compare every neuron.
 
     Reports R², Pearson r and top-image agreement (top 10 images by peak activation) per neuron;
@@ -33,7 +34,7 @@ def verify(module_path, model, weights, input_shape, data, record, as_json):
     from circuits.data import load_data
 
     loaded = load_model(model, weights, input_shape)
-    report = run_verify(module_path, loaded, load_data(data, loaded.input_shape))
+    report = run_verify(module_path, loaded, load_data(data, loaded.input_shape), device=device)
     if record:
         record_numbers(module_path, report, data)
     arguments = {"module": module_path, "model": model, "weights": weights, "data": data}

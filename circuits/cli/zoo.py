@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from circuits.cli._common import echo_json
+from circuits.cli._common import device_option, echo_json
 
 
 @click.group()
@@ -164,7 +164,8 @@ def _train_with_progress(family: str, seed: int, fast: bool):
 @click.option("--data", default=None, metavar="SPEC", help="Held-out probe images (default toyworld:256:12345).")
 @click.option("--top-k", default=8, show_default=True, type=int, help="Inputs kept per union neuron's circuit.")
 @click.option("--json", "as_json", is_flag=True, help="Print one row per model as JSON.")
-def catalog_(path, models, data, top_k, as_json):
+@device_option
+def catalog_(path, models, data, top_k, as_json, device):
     """Build the shared catalog of the zoo: every model's unions over cases (circuits motifs), each union
     neuron's circuit, and that circuit reverse-compiled with its measured faithfulness; for the wiring-sparse
     plain CNN, every conv3 neuron's circuit and module.
@@ -185,7 +186,7 @@ def catalog_(path, models, data, top_k, as_json):
     names = list(models) or None
     total = len(names) if names else sum(1 for n in registry.names() if n not in registry.RECIPES)
     with progress_bar(desc="zoo catalog", total=total, unit="model") as bar:
-        rows = build_catalog(path, names, data or DEFAULT_DATA, top_k, progress=bar.update)
+        rows = build_catalog(path, names, data or DEFAULT_DATA, top_k, progress=bar.update, device=device)
     if as_json:
         echo_json({"catalog": str(path), "models": rows},
                   {"command": "zoo catalog", "output": str(path), "models": list(models), "data": data, "top_k": top_k})

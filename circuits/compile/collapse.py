@@ -49,7 +49,7 @@ class _Proposal:
 
 
 def simplify(circuit: nx.DiGraph, motifs: list, graph, data, activations: dict | None = None,
-             tolerance: float = TOLERANCE, inline_limit: int = 25) -> Simplified:  # fmt: skip
+             tolerance: float = TOLERANCE, inline_limit: int = 25, device=None) -> Simplified:  # fmt: skip
     """Emit ``circuit`` literally, then try each family and union collapse that ``motifs`` suggest.
 
     Parameters
@@ -61,13 +61,13 @@ def simplify(circuit: nx.DiGraph, motifs: list, graph, data, activations: dict |
     graph : the model (anything :func:`circuits.graph.build_graph` takes) the circuit came from.
     data : probe images; ``activations`` ({layer: tensor} on ``data``) may be passed to save a pass.
     tolerance : a form is kept when every neuron it changes has R² >= literal R² - tolerance.
+    device : where the model runs on ``data`` (when ``activations`` do not cover the circuit's layers).
 
     Forms are tried one at a time on top of those already kept (families first, then unions; a union's
     ``max`` form replaces its ``sum`` form when it also passes), so the final module as a whole is within
     the tolerance, neuron by neuron.
     """
     from circuits.graph import build_graph
-    from circuits.trace.activations import layer_activations
 
     motifs = [m.to_dict() if hasattr(m, "to_dict") else dict(m) for m in motifs]
     graph = build_graph(graph)
@@ -75,7 +75,7 @@ def simplify(circuit: nx.DiGraph, motifs: list, graph, data, activations: dict |
     acts = dict(activations or {})
     missing = [layer for layer in layers if layer not in acts]
     if missing:
-        acts.update(layer_activations(graph, data, missing))
+        acts.update(graph.run(data, missing, device=device))
 
     def measure(forms):
         return _measure(circuit, motifs, forms, graph, data, acts, inline_limit)

@@ -34,15 +34,16 @@ def load_module(path: str | Path):
     return module
 
 
-def verify(module, model, data: torch.Tensor, check_weights: bool = True, activations: dict | None = None) -> dict:
+def verify(module, model, data: torch.Tensor, check_weights: bool = True, activations: dict | None = None,
+           device=None) -> dict:
     """Faithfulness of an emitted module (a path, an :class:`EmittedModule` in memory, or an imported
     module) to ``model`` on ``data``.
 
     ``activations`` ({layer: tensor} on ``data``) may be passed in when verifying many modules at once.
+    ``device`` is where the model runs on ``data``; the numbers are computed on the CPU either way.
     """
     from circuits.compile.layout import EmittedModule
     from circuits.graph import build_graph
-    from circuits.trace.activations import layer_activations
 
     if isinstance(module, (str, Path)):
         module = load_module(module)
@@ -61,7 +62,7 @@ def verify(module, model, data: torch.Tensor, check_weights: bool = True, activa
     acts = dict(activations or {})
     missing = [layer for layer in layers if layer not in acts]
     if missing:
-        acts.update(layer_activations(graph, data, missing))
+        acts.update(graph.run(data, missing, device=device))
     real = {n: acts[n.rpartition(":")[0]][:, int(n.rpartition(":")[2])].double().numpy() for n in neurons}
     emitted = module.run({leaf: real[leaf] for leaf in module.LEAVES})
     per_neuron = {n: _compare(real[n], np.asarray(emitted[n])) for n in module.NEURONS}

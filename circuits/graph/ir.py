@@ -114,6 +114,12 @@ class NeuronGraph:
         """Layers that have weights into them (everything but the input, gates and concat aliases)."""
         return [layer for layer in self.layers.values() if layer.preact is not None]
 
+    def run(self, x, layers=None, *, grad: bool = False, device=None, batch_size: int = 256, preact: bool = False):
+        """``{layer: activation}`` of ``layers`` on the batch ``x``: see :func:`circuits.graph.run.run`."""
+        from circuits.graph.run import run
+
+        return run(self, x, layers, grad=grad, device=device, batch_size=batch_size, preact=preact)
+
     def to_dict(self) -> dict:
         return {
             "input_shape": list(self.input_shape),

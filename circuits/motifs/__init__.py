@@ -21,7 +21,7 @@ Transforms are values (:mod:`circuits.motifs.transforms`); results are :class:`M
 from __future__ import annotations
 
 from circuits.errors import UsageError, close_matches_hint
-from circuits.motifs.context import Context, probe_data
+from circuits.motifs.context import Context, as_context, probe_data
 from circuits.motifs.control import shuffle_weights
 from circuits.motifs.equivariance import equivariance
 from circuits.motifs.inhibition import inhibitions
@@ -33,17 +33,25 @@ from circuits.motifs.union import unions
 from circuits.motifs.universality import match_layer, universality
 
 CHOICES = (*KINDS, "all")
+OPTIONS = {  # the keyword options each detector takes through find()
+    "equivariance": ("transforms", "angles", "threshold", "margin", "include_invariant"),
+    "union": ("top_k", "balance", "threshold", "margin"),
+    "inhibition": ("top_k", "balance", "threshold", "margin"),
+    "polysemantic": ("top", "min_silhouette", "min_distance", "alpha"),
+    "network": ("n_random", "seed", "z_min", "min_count", "layered"),
+}
 
 
 def find(model, kind: str = "all", layer: str | None = None, data=None, *, input_shape=None,
-         network_top_k: int = 4, **options) -> list[Motif]:  # fmt: skip
+         network_top_k: int = 4, device=None, **options) -> list[Motif]:  # fmt: skip
     """Every motif of ``kind`` (``equivariance``, ``union``, ``inhibition``, ``polysemantic``, ``network``
     or ``all``) in ``layer`` (default: the whole model), in a stable order.
 
     ``model`` is a spec (``planted:union``), module, LoadedModel, NeuronGraph or :class:`Context`; ``data``
     probe images as a tensor or a spec (``toyworld:256``). Without data the detectors that can work from
     weights alone do (equivariance, union, inhibition, network); ``polysemantic`` needs toy-world data.
-    ``options`` go to the detectors that accept them (e.g. ``threshold=0.9``).
+    ``options`` go to the detectors that accept them (e.g. ``threshold=0.9``, :data:`OPTIONS`); one that
+    no detector of ``kind`` takes is refused. ``device`` is where activations on ``data`` are computed.
 
     Examples
     --------
@@ -53,33 +61,42 @@ def find(model, kind: str = "all", layer: str | None = None, data=None, *, input
     """
     if kind not in CHOICES:
         raise UsageError(f"unknown motif kind '{kind}' (kinds: {', '.join(CHOICES)}){close_matches_hint(kind, CHOICES)}")
-    ctx = model if isinstance(model, Context) else Context(model, data, input_shape=input_shape)
+    kinds = KINDS if kind == "all" else (kind,)
+    _check_options(options, kinds)
+    ctx = as_context(model, data, input_shape=input_shape, device=device)
     if layer is not None:
         ctx.graph.layer(layer)  # unknown layers fail here, with suggestions
-    kinds = KINDS if kind == "all" else (kind,)
     found: list[Motif] = []
     for k in kinds:
         if k == "equivariance":
-            found += equivariance(ctx, layer, **_only(options, "transforms", "angles", "threshold", "margin",
-                                                      "include_invariant"))  # fmt: skip
+            found += equivariance(ctx, layer, **_only(options, k))
         elif k == "union":
-            found += unions(ctx, layer, **_only(options, "top_k", "balance", "threshold", "margin"))
+            found += unions(ctx, layer, **_only(options, k))
         elif k == "inhibition":
-            found += inhibitions(ctx, layer, **_only(options, "top_k", "balance", "threshold", "margin"))
+            found += inhibitions(ctx, layer, **_only(options, k))
         elif k == "polysemantic":
-            found += polysemantic(ctx, layer, **_only(options, "top", "min_silhouette", "min_distance", "alpha"))
+            found += polysemantic(ctx, layer, **_only(options, k))
         elif k == "network":
             graph = neuron_graph(ctx, layer, top_k=network_top_k)
-            found += network_motifs(graph, **_only(options, "n_random", "seed", "z_min", "min_count", "layered"))
+            found += network_motifs(graph, **_only(options, k))
     return sort_motifs(found)
 
 
-def _only(options: dict, *names: str) -> dict:
-    return {k: v for k, v in options.items() if k in names}
+def _check_options(options: dict, kinds) -> None:
+    valid = sorted({name for k in kinds for name in OPTIONS[k]})
+    for name in options:
+        if name not in valid:
+            which = "any detector" if len(kinds) > 1 else f"the {kinds[0]} detector"
+            raise UsageError(f"unknown option '{name}' for {which}{close_matches_hint(name, valid)} "
+                             f"(options: {', '.join(valid)})")  # fmt: skip
+
+
+def _only(options: dict, kind: str) -> dict:
+    return {k: v for k, v in options.items() if k in OPTIONS[kind]}
 
 
 __all__ = [
-    "CHOICES", "KINDS", "Context", "Motif", "Reflect", "Rotate", "Scale", "Transform", "compose",
+    "CHOICES", "KINDS", "OPTIONS", "Context", "Motif", "Reflect", "Rotate", "Scale", "Transform", "compose",
     "equivariance", "find", "inhibitions", "match_layer", "network_motifs", "neuron_graph", "polysemantic",
     "probe_data", "shuffle_weights", "sort_motifs", "to_json", "unions", "universality",
 ]

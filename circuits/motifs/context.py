@@ -29,27 +29,65 @@ class Context:
     model : a spec string, ``nn.Module``, :class:`~circuits.models.LoadedModel` or :class:`NeuronGraph`.
     data : ``None``, an ``N x C x H x W`` tensor, or a data spec (``toyworld:256``); see :func:`probe_data`.
     factors : latent factors of the probe images (``{"label": array, "facing": array, ...}``), if known.
+    device : where activations on the probe images are computed (``None``: the CPU); they are kept on the CPU.
+
+    A context holds one set of probe data: a detector handed a context together with other data refuses it
+    (:func:`as_context`), since every cached activation belongs to the context's own data.
     """
 
-    def __init__(self, model, data=None, factors: dict | None = None, input_shape=None, batch_size: int = 128):
+    def __init__(self, model, data=None, factors: dict | None = None, input_shape=None, batch_size: int = 128,
+                 device=None):  # fmt: skip
+        from circuits.graph.run import resolve_device
+
         self.graph: NeuronGraph = build_graph(model, input_shape)
         self.name = _model_name(model, self.graph)
         self.batch_size = batch_size
+        self.device = resolve_device(device)
         self.factors = factors
-        if isinstance(data, str):
-            data, found = probe_data(data, self.graph.input_shape)
-            self.factors = self.factors or found
-        if data is not None:
-            from circuits.trace.activations import check_data
-
-            data = check_data(self.graph, data)
-            if len(data) < 2:
-                raise DataError(f"motif detection needs at least 2 probe images, got {len(data)}")
-        self.data: torch.Tensor | None = data
+        self.data_spec: str | None = None
+        self.data: torch.Tensor | None = None
+        self._set_data(data)
         self._kernels: dict = {}
         self._acts: dict = {}
         self._direct: dict = {}
         self.memo: dict = {}  # detectors keep derived results here (equivariance maps per group)
+
+    def _set_data(self, data) -> None:
+        if isinstance(data, str):
+            self.data_spec = data
+            data, found = probe_data(data, self.graph.input_shape)
+            self.factors = self.factors or found
+        if data is not None:
+            from circuits.graph.run import check_data
+
+            data = check_data(self.graph, data)
+            if len(data) < 2:
+                raise DataError(f"motif detection needs at least 2 probe images, got {len(data)}")
+        self.data = data
+
+    def use_data(self, data) -> Context:
+        """This context, after checking that ``data`` (a tensor, a spec or ``None``) is the data it holds.
+
+        A context without data takes ``data`` (results derived without it are dropped); one that holds
+        other data refuses it with a :class:`UsageError`: make a new context for other data.
+        """
+        if data is None or (isinstance(data, str) and data == self.data_spec):
+            return self
+        if self.data is None:
+            self._set_data(data)
+            self.memo.clear()
+            return self
+        given = data
+        if isinstance(data, str):
+            given, _ = probe_data(data, self.graph.input_shape)
+        if not isinstance(given, torch.Tensor) or given.shape != self.data.shape or not torch.equal(
+                given.to(self.data.dtype), self.data):  # fmt: skip
+            held = self.data_spec or f"a tensor of {len(self.data)} images"
+            raise UsageError(
+                f"this Context already holds other probe data ({held}); pass no data with it, or make a new "
+                "Context for this data"
+            )
+        return self
 
     # -- names -------------------------------------------------------------------------------------------
     @property
@@ -144,18 +182,24 @@ class Context:
         transform = transform or Identity()
         key = (tuple(layers), repr(transform), masked)
         if key not in self._acts:
-            from circuits.trace.activations import layer_activations
-
             images = self.data
             if masked:
                 images = images * disc(*images.shape[-2:], soft=1.5)
             images = transform(images)
-            acts = layer_activations(self.graph, images, list(layers), batch_size=self.batch_size)
+            acts = self.graph.run(images, list(layers), batch_size=self.batch_size, device=self.device)
             shapes = {tuple(acts[n].shape[2:]) for n in layers}
             if len(shapes) > 1:
                 raise UsageError(f"layers {', '.join(layers)} have different map sizes {sorted(shapes)}; analyse them apart")
             self._acts[key] = torch.cat([acts[n] for n in layers], dim=1).float()
         return self._acts[key]
+
+
+def as_context(model, data=None, **kwargs) -> Context:
+    """``model`` itself if it is a :class:`Context` (refusing ``data`` that conflicts with its own, see
+    :meth:`Context.use_data`), else a new ``Context(model, data, **kwargs)``."""
+    if isinstance(model, Context):
+        return model.use_data(data)
+    return Context(model, data, **kwargs)
 
 
 def _model_name(model, graph: NeuronGraph) -> str:

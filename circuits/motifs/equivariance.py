@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from circuits.motifs.context import Context
+from circuits.motifs.context import Context, as_context
 from circuits.motifs.report import Motif
 from circuits.motifs.transforms import Identity, Reflect, Rotate, Transform
 
@@ -381,7 +381,7 @@ def equivariance(model, layer: str | None = None, data=None, *, transforms=None,
     >>> [m.members for m in equivariance("planted:curves", transforms=["rotate90"])]  # doctest: +SKIP
     [('curves:0', 'curves:2', 'curves:4', 'curves:6'), ('curves:1', 'curves:3', 'curves:5', 'curves:7')]
     """
-    ctx = model if isinstance(model, Context) else Context(model, data)
+    ctx = as_context(model, data)
     motifs = []
     for name in ctx.analysable(layer):
         layers = ctx.parts(name)

@@ -20,7 +20,7 @@ as the weights say.
 
 from __future__ import annotations
 
-from circuits.motifs.context import Context
+from circuits.motifs.context import as_context
 from circuits.motifs.equivariance import MARGIN, THRESHOLD, group_map
 from circuits.motifs.inputs import case_responses, inputs
 from circuits.motifs.report import Motif
@@ -48,7 +48,7 @@ def inhibitions(model, layer: str | None = None, data=None, *, transforms=("refl
     -------
     Motifs of kind ``inhibition``: ``target`` is ``U``, ``members`` are ``[A (excites), B (inhibits)]``.
     """
-    ctx = model if isinstance(model, Context) else Context(model, data)
+    ctx = as_context(model, data)
     motifs = []
     for target in ctx.targets(layer):
         feeds = inputs(ctx, target)

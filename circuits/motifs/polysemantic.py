@@ -28,7 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from circuits.motifs.context import Context
+from circuits.motifs.context import as_context
 from circuits.motifs.report import Motif
 
 TOP = 32
@@ -52,7 +52,7 @@ def polysemantic(model, layer: str | None = None, data=None, *, factors: dict | 
     Motifs of kind ``polysemantic`` with ``target`` the neuron, no members, ``score`` the label distance
     between the clusters, and the clusters in the evidence.
     """
-    ctx = model if isinstance(model, Context) else Context(model, data, factors=factors)
+    ctx = as_context(model, data, factors=factors)
     if ctx.data is None or not ctx.factors:
         return []
     if content is None:  # the curves task's label is an orientation class: pose, not content

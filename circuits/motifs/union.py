@@ -25,7 +25,7 @@ stays as the weights said.
 
 from __future__ import annotations
 
-from circuits.motifs.context import Context
+from circuits.motifs.context import as_context
 from circuits.motifs.equivariance import MARGIN, THRESHOLD, group_map
 from circuits.motifs.inputs import Inputs, case_responses, inputs
 from circuits.motifs.report import Motif
@@ -61,7 +61,7 @@ def unions(model, layer: str | None = None, data=None, *, transforms=("reflect",
     >>> [(m.target, m.members) for m in unions("planted:union")][:1]  # doctest: +SKIP
     [('union:0', ('wedges:0', 'wedges:1'))]
     """
-    ctx = model if isinstance(model, Context) else Context(model, data)
+    ctx = as_context(model, data)
     motifs = []
     for target in ctx.targets(layer):
         feeds = inputs(ctx, target)

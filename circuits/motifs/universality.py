@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import torch
 
 from circuits.errors import UsageError
-from circuits.motifs.context import Context
+from circuits.motifs.context import Context, as_context
 from circuits.motifs.report import Motif
 
 MIN_CORR = 0.5
@@ -198,17 +198,17 @@ def _corresponds(a: Motif, b: Motif, mapping: dict[str, str], overlap: float) ->
 
 
 def universality(models: list, data, *, kinds=("equivariance", "union", "inhibition"), min_corr: float = MIN_CORR,
-                 layers: list[str] | None = None) -> dict:  # fmt: skip
+                 layers: list[str] | None = None, device=None) -> dict:  # fmt: skip
     """Match neurons of every model to the first one's on shared probe ``data``, and group their motifs.
 
     Returns ``{"models": [...], "matches": [{"model_a", "model_b", "layers": [LayerMatch.to_dict()]}],
-    "families": [...]}`` (see :func:`families`).
+    "families": [...]}`` (see :func:`families`). ``device`` is where the models run on ``data``.
     """
     from circuits.motifs import find
 
     if len(models) < 2:
         raise UsageError("universality compares models: give at least two")
-    contexts = [m if isinstance(m, Context) else Context(m, data) for m in models]
+    contexts = [as_context(m, data, device=device) for m in models]
     names = _unique_names([c.name for c in contexts])
     matches, mappings = [], {}
     reference = contexts[0]

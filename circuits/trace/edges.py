@@ -246,9 +246,7 @@ def ablate(graph, source: str, target: str, data: torch.Tensor, mode: str = "zer
     total = None
     s_mean = None
     if mode == "mean":
-        from circuits.trace.activations import layer_activations
-
-        acts = layer_activations(graph, data, [source])[source]
+        acts = graph.run(data, [source])[source]
         s_mean = acts.transpose(0, 1).flatten(1).mean(1)
     for first in range(0, len(data), batch_size):
         x = data[first : first + batch_size]

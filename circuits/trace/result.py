@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import networkx as nx
 import torch
 
+from circuits.errors import UnknownNeuronError, close_matches_hint
 from circuits.trace.kernels import KernelSet
 
 
@@ -55,7 +56,14 @@ class Weights:
         return self.kernel_sets[0].kernels
 
     def kernels(self, source: str) -> torch.Tensor:
-        return next(k.kernels for k in self.kernel_sets if k.source == source)
+        """The kernels from source layer ``source``: ``[target channels, source channels, *kernel]``."""
+        for k in self.kernel_sets:
+            if k.source == source:
+                return k.kernels
+        raise UnknownNeuronError(
+            f"'{source}' is not a source of these weights into '{self.target}'"
+            f"{close_matches_hint(str(source), self.sources)} (sources: {', '.join(self.sources) or 'none'})"
+        )
 
     @property
     def source_names(self) -> list[str]:

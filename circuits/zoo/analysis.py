@@ -13,49 +13,26 @@ library:
 
 from __future__ import annotations
 
-import contextlib
-
 import numpy as np
 import torch
 from torch import nn
 
 
-@contextlib.contextmanager
-def _hooks(module: nn.Module, layers, pool: str = "max"):
-    """Record ReLU(conv output) max-pooled over space for each named conv, the raw output of each named
-    linear layer; hooks removed on exit."""
-    store: dict[str, list[torch.Tensor]] = {name: [] for name in layers}
-    modules = dict(module.named_modules())
-    handles = []
-    for name in layers:
-        def hook(_mod, _inp, out, name=name):
-            if out.ndim != 4:
-                store[name].append(out)
-            elif pool == "center":
-                store[name].append(torch.relu(out[:, :, out.shape[2] // 2, out.shape[3] // 2]))
-            else:
-                store[name].append(torch.relu(out).amax(dim=(2, 3)))
-
-        handles.append(modules[name].register_forward_hook(hook))
-    try:
-        yield store
-    finally:
-        for handle in handles:
-            handle.remove()
-
-
 def pooled_activations(module: nn.Module, images: torch.Tensor, layers, pool: str = "max") -> dict[str, np.ndarray]:
-    """``{layer: N x C}`` activations (ReLU of the named conv), max-pooled over space (``pool="max"``) or
-    read at the centre of the map (``pool="center"``)."""
-    was_training = module.training
-    module.eval()
-    try:
-        with torch.no_grad(), _hooks(module, layers, pool) as store:
-            for chunk in images.split(500):
-                module(chunk)
-    finally:
-        module.train(was_training)
-    return {name: torch.cat(parts).numpy().astype(np.float64) for name, parts in store.items()}
+    """``{layer: N x C}`` activations of the named layers (``conv1`` is ReLU of conv1, ``fc`` the logits),
+    max-pooled over space (``pool="max"``) or read at the centre of the map (``pool="center"``).
+
+    Captured by :func:`circuits.graph.run.run` on a private eval-mode copy: ``module`` and its mode are
+    never touched."""
+    from circuits.graph import build_graph
+
+    acts = build_graph(module).run(images, list(layers), batch_size=500)
+    pooled = {}
+    for name, a in acts.items():
+        if a.ndim == 4:
+            a = a[:, :, a.shape[2] // 2, a.shape[3] // 2] if pool == "center" else a.amax(dim=(2, 3))
+        pooled[name] = a.numpy().astype(np.float64)
+    return pooled
 
 
 def _corr_columns(a: np.ndarray, b: np.ndarray) -> np.ndarray:

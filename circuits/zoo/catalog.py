@@ -13,16 +13,18 @@ COMPILED_LAYERS = {"plain-cnn-sparse": "conv3"}  # family -> layer whose every n
 
 
 def build_catalog(path, names: list[str] | None = None, data_spec: str = DEFAULT_DATA, top_k: int = TOP_K,
-                  progress=None) -> list[dict]:  # fmt: skip
+                  progress=None, device=None) -> list[dict]:  # fmt: skip
     """Record each zoo model (seeded names; aliases skipped) with its union motifs and emitted circuits.
 
     Returns one summary row per model: name, motifs found, modules written and their median R².
+    ``device`` is where the models run on the probe data (rows are identical on any device, up to rounding).
     """
     from circuits import zoo
     from circuits.catalog import Catalog
     from circuits.data import load_data
     from circuits.graph import build_graph
     from circuits.models import load
+    from circuits.motifs.context import Context
     from circuits.motifs.union import unions
 
     summary = []
@@ -30,7 +32,7 @@ def build_catalog(path, names: list[str] | None = None, data_spec: str = DEFAULT
         loaded = load(f"zoo:{name}")
         graph = build_graph(loaded)
         data = load_data(data_spec, loaded.input_shape)
-        motifs = [m.to_dict() for m in unions(graph, data=data)]
+        motifs = [m.to_dict() for m in unions(Context(graph, data, device=device))]
         card = zoo.card(name)
         layer = COMPILED_LAYERS.get(card["family"])
         rows, acts = [], {}  # acts: {layer: activations on data}, shared by every circuit of the model
@@ -40,7 +42,7 @@ def build_catalog(path, names: list[str] | None = None, data_spec: str = DEFAULT
                               layers=list(graph.layers))  # fmt: skip
             for motif in motifs:
                 circuit_id, r2 = _record_circuit(catalog, graph, name, motif["target"], data, data_spec, top_k,
-                                                 [motif], acts, card.get("architecture"))  # fmt: skip
+                                                 [motif], acts, card.get("architecture"), device)  # fmt: skip
                 catalog.add_motifs(graph.weights_hash, {"model": f"zoo:{name}", "motifs": [motif]},
                                    circuit_id=circuit_id)  # fmt: skip
                 rows.append(r2)
@@ -50,7 +52,7 @@ def build_catalog(path, names: list[str] | None = None, data_spec: str = DEFAULT
                     if f"{layer}:{channel}" in done:
                         continue
                     rows.append(_record_circuit(catalog, graph, name, f"{layer}:{channel}", data, data_spec, top_k,
-                                                motifs, acts, card.get("architecture"))[1])  # fmt: skip
+                                                motifs, acts, card.get("architecture"), device)[1])  # fmt: skip
         live = sorted(r for r in rows if r is not None)
         summary.append({"model": name, "unions": len(motifs), "modules": len(rows),
                         "median_r2": live[len(live) // 2] if live else None})  # fmt: skip
@@ -60,7 +62,7 @@ def build_catalog(path, names: list[str] | None = None, data_spec: str = DEFAULT
 
 
 def _record_circuit(catalog, graph, name, target, data, data_spec, top_k, motifs, acts: dict,
-                    architecture) -> tuple[str, float | None]:  # fmt: skip
+                    architecture, device=None) -> tuple[str, float | None]:  # fmt: skip
     """Extract ``target``'s depth-1 top-k circuit, emit it self-contained, verify it on ``data``; record circuit
     and module. ``acts`` caches the model's activations on ``data`` by layer (filled here as needed).
 
@@ -69,7 +71,7 @@ def _record_circuit(catalog, graph, name, target, data, data_spec, top_k, motifs
     from circuits.pipeline import compile_neuron, record
 
     compiled = compile_neuron(graph, target, data, depth=1, top_k=top_k, data_spec=data_spec, motifs=motifs,
-                              inline_limit=10**9, activations=acts)  # fmt: skip
+                              inline_limit=10**9, activations=acts, device=device)  # fmt: skip
     ids = record(catalog, graph, compiled.circuit, compiled, architecture=architecture,
                  parameters={"depth": 1, "top_k": top_k, "method": "weights"})  # fmt: skip
     return ids["circuit"], compiled.r2
