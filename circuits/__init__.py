@@ -23,9 +23,9 @@ Example:
     >>> model = circuits.load("planted:union")
     >>> circuit = circuits.extract(model, "union:0", depth=1, top_k=2)
     >>> print(circuit.tree())
-    union:0  (relu; “union”)
-    ├─ +1.000  wedges:0  (relu; “wedge_left”)
-    └─ +1.000  wedges:1  (relu; “wedge_right”)
+    union:0  (ReLU; “union”)
+    ├─ +1.000  wedges:0  (ReLU; “wedge_left”)
+    └─ +1.000  wedges:1  (ReLU; “wedge_right”)
 """
 
 __version__ = "0.1.0"

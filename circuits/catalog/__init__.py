@@ -7,14 +7,19 @@ connection, for anything not wrapped here (``cat.db["neurons"].search("curve")``
 
 Examples
 --------
+>>> import os, tempfile
 >>> from circuits.catalog import Catalog
->>> with Catalog("catalog.db") as cat:                          # doctest: +SKIP
-...     cat.add_model(weights_sha256, "zoo:plain-cnn", architecture="PlainCNN")
-...     with cat.transaction():                                  # one extract run = one transaction
-...         cid = cat.add_circuit(weights_sha256, extract_json)  # content-hash id; re-adding is a no-op
-...         cat.add_motifs(weights_sha256, motifs_json, circuit_id=cid)
-...     cat.label("zoo:plain-cnn", "conv3:12", "curve detector")
-...     cat.search("curve")
+>>> circuit = {"target": "conv3:12", "method": "weights", "parameters": {"depth": 1, "top_k": 1},
+...            "nodes": [{"id": "conv3:12", "depth": 0}, {"id": "conv2:4", "depth": 1}],
+...            "edges": [{"source": "conv2:4", "target": "conv3:12", "weight": 0.8, "kernel": [[0.8]]}]}
+>>> sha = "ab" * 32                                          # the model's weights sha256
+>>> with Catalog(os.path.join(tempfile.mkdtemp(), "lab.db")) as cat:
+...     with cat.transaction():                              # one extract run = one transaction
+...         _ = cat.add_model(sha, "zoo:plain-cnn", architecture="PlainCNN")
+...         cid = cat.add_circuit(sha, circuit)              # content-hash id; re-adding is a no-op
+...     _ = cat.label("zoo:plain-cnn", "conv3:12", "curve detector")
+...     [row["id"] for row in cat.search("curve")]
+['zoo:plain-cnn/conv3:12']
 
 See docs/catalog.md for the schema, the merge rule for labels, and the migration policy.
 """

@@ -56,7 +56,7 @@ def find(model, kind: str = "all", layer: str | None = None, data=None, *, input
     Examples
     --------
     >>> from circuits.motifs import find
-    >>> [(m.kind, m.target, m.members) for m in find("planted:union", kind="union")]  # doctest: +SKIP
+    >>> [(m.kind, m.target, m.members) for m in find("planted:union", kind="union")]
     [('union', 'union:0', ('wedges:0', 'wedges:1')), ('union', 'union:2', ('wedges:0', 'wedges:1'))]
     """
     if kind not in CHOICES:

@@ -378,7 +378,7 @@ def equivariance(model, layer: str | None = None, data=None, *, transforms=None,
 
     Examples
     --------
-    >>> [m.members for m in equivariance("planted:curves", transforms=["rotate90"])]  # doctest: +SKIP
+    >>> [m.members for m in equivariance("planted:curves", transforms=["rotate90"])]
     [('curves:0', 'curves:2', 'curves:4', 'curves:6'), ('curves:1', 'curves:3', 'curves:5', 'curves:7')]
     """
     ctx = as_context(model, data)

@@ -58,7 +58,7 @@ def unions(model, layer: str | None = None, data=None, *, transforms=("reflect",
 
     Examples
     --------
-    >>> [(m.target, m.members) for m in unions("planted:union")][:1]  # doctest: +SKIP
+    >>> [(m.target, m.members) for m in unions("planted:union")][:1]
     [('union:0', ('wedges:0', 'wedges:1'))]
     """
     ctx = as_context(model, data)

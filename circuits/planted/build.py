@@ -115,7 +115,7 @@ def compile(spec) -> PlantedNet:  # noqa: A001 - the issue's name for it; shadow
     >>> from circuits.planted import compile, get_spec
     >>> net = compile(get_spec("union"))
     >>> net.union.conv.weight.shape
-    torch.Size([5, 4, 1, 1])
+    torch.Size([4, 4, 1, 1])
     """
     from circuits.planted.library import LIBRARY
 
