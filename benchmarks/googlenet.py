@@ -134,7 +134,7 @@ def linearised_chain(*blocks: BasicConv2d) -> nn.Module:
     """The path through consecutive ``BasicConv2d`` blocks with every ReLU read as the identity.
 
     Returns a deep-copied eval-mode module whose output is the *last* block's pre-activation (BN
-    included): the map whose Jacobian is the expanded weight (NEURON-GRAPH.md). It is built from the
+    included): the map whose Jacobian is the expanded weight (docs/neuron-graph.md). It is built from the
     blocks directly, independently of the neuron-graph IR, to serve as the benchmarks' reference.
     """
     parts = []

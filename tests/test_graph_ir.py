@@ -1,4 +1,4 @@
-"""The neuron-graph IR (NEURON-GRAPH.md) on the architecture twins in tests/nets.py.
+"""The neuron-graph IR (docs/neuron-graph.md) on the architecture twins in tests/nets.py.
 
 Every expected table below is worked out by hand from the nets' source code, not copied from the IR:
 layer names are the qualified names of the producing modules (a functional nonlinearity such as

@@ -1,6 +1,6 @@
 """Direct and expanded weights (circuits.trace.kernels) against independent computations.
 
-NEURON-GRAPH.md, "Checks anyone can run":
+docs/neuron-graph.md, "How the definitions are checked":
 - BN-folded weights applied to the source activations reproduce the pre-activation (|diff| < 1e-5);
 - a direct weight equals a finite difference on the real model;
 - expanded weights equal the autograd Jacobian of the linearised model.

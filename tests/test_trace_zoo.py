@@ -1,4 +1,4 @@
-"""Attribution on a trained zoo model agrees with causal ablation (NEURON-GRAPH.md: they should rank alike)."""
+"""Attribution on a trained zoo model agrees with causal ablation (docs/neuron-graph.md: they should rank alike)."""
 
 import pytest
 

@@ -30,7 +30,7 @@ def extract(model, weights, input_shape, neuron, depth, top_k, method, data, thr
 
     Walks back from --neuron, keeping the --top-k strongest inputs of each neuron (by |strength|,
     negative ones kept and marked), --depth layers deep, through concat and residual paths.
-    A strength is the signed sum of the spatial kernel (NEURON-GRAPH.md).
+    A strength is the signed sum of the spatial kernel (docs/neuron-graph.md).
 
     \b
     Examples:

@@ -1,4 +1,4 @@
-"""The neuron-graph IR: neuron layers joined by linear paths (definitions: NEURON-GRAPH.md).
+"""The neuron-graph IR: neuron layers joined by linear paths (definitions: docs/neuron-graph.md).
 
 A *neuron layer* is the model input, the output of a nonlinearity, a multiplicative gate, a channel concat
 of neuron layers (an alias whose channels belong to its parts), or a model output. Everything between

@@ -9,7 +9,7 @@ other on the image, transformed). Both are measured here, reported apart, and co
 For a transform ``T`` (:mod:`circuits.motifs.transforms`) and the neurons ``i, j`` of a layer:
 
 - **weights**: ``cos(T K_i, K_j)`` where ``K`` are the expanded weights from the input (every path, ReLUs
-  read as the identity; NEURON-GRAPH.md). ``T`` acts on space only, so RGB channels map to themselves.
+  read as the identity; docs/neuron-graph.md). ``T`` acts on space only, so RGB channels map to themselves.
   Interpolated rotations compare inside the inscribed disc.
 - **activations**: ``corr(act_j(T x), T act_i(x))`` over the probe images and map positions. Interpolated
   rotations cut the images to their inscribed disc first and blur both maps by 3x3, which forgives the

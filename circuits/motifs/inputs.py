@@ -1,7 +1,7 @@
 """The direct inputs of a target layer, as the union and inhibition detectors read them.
 
 A target's inputs are the channels of all its direct source layers (concat parts and residual skips
-included, NEURON-GRAPH.md), in one *group* whose equivariance map under a transform is known from
+included, docs/neuron-graph.md), in one *group* whose equivariance map under a transform is known from
 :func:`circuits.motifs.equivariance.group_map`. An input's **strength** is the signed sum of its direct
 kernel. The probe-data check at the end asks what a target does when only one case of a pair is present.
 """

@@ -6,7 +6,7 @@ counter-clockwise exactly as ``torch.rot90(x, 1, dims=[-2, -1])`` does, and ``Re
 right (``torch.flip(x, dims=[-1])``).
 
 The *same* operation acts on images, on activation maps and on kernels. Kernels live in the source's own
-``(H, W)`` coordinates (NEURON-GRAPH.md), so if neuron ``j``'s kernel is ``T`` of neuron ``i``'s, then
+``(H, W)`` coordinates (docs/neuron-graph.md), so if neuron ``j``'s kernel is ``T`` of neuron ``i``'s, then
 ``act_j(T x) == T act_i(x)``: the network maps the transformed image to the transformed map (for exact
 transforms, bit for bit up to summation order). That is the equivariance of Olah et al., "Naturally
 Occurring Equivariance in Neural Networks" (Distill, 2020), and it is why weight evidence and activation

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import html
 import re
-import shutil
 import tempfile
 from pathlib import Path
 
 import networkx as nx
 
-from circuits.errors import CircuitsError, UsageError
+from circuits.errors import UsageError
+from circuits.render.engine import find_engine
 from circuits.render.thumbnails import data_uri, kernel_png
 
 POSITIVE, NEGATIVE = "#2166ac", "#b2182b"
@@ -63,16 +63,16 @@ def circuit_dot(circuit: nx.DiGraph, thumbnail_dir: Path | None = None):
 
 
 def render_circuit(circuit: nx.DiGraph, out: str | Path) -> Path:
-    """Write the diagram to ``out`` (.svg or .png). SVG files embed their thumbnails, so they travel alone."""
+    """Write the diagram to ``out`` (.svg or .png). SVG files embed their thumbnails, so they travel alone.
+    Drawn by the system's graphviz ``dot`` when installed, else by the bundled graphviz-pure (engine.py)."""
     out = Path(out)
     fmt = out.suffix.lower().lstrip(".")
     if fmt not in {"svg", "png"}:
         raise UsageError(f"cannot render to '{out}': use a file name ending in .svg or .png")
-    if shutil.which("dot") is None:
-        raise CircuitsError("graphviz's `dot` program is not installed: apt-get install graphviz (or brew install graphviz)")
+    engine = find_engine()
     with tempfile.TemporaryDirectory() as tmp:
         dot = circuit_dot(circuit, Path(tmp))
-        data = dot.pipe(format=fmt)
+        data = engine.draw(dot.source, fmt)
         if fmt == "svg":
             data = _embed_images(data.decode()).encode()
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,4 @@
-"""Edge attribution on data, and its causal check by ablation (NEURON-GRAPH.md, "Attribution").
+"""Edge attribution on data, and its causal check by ablation (docs/neuron-graph.md, "Attribution").
 
 attribution[k, c] = mean over images of  sum over positions of  act_S[c] * d(sum of T:k) / d act_S[c].
 

@@ -1,7 +1,7 @@
 """The Jacobian engine: weights between neuron layers as spatial kernels, all channel pairs at once.
 
 A direct weight is the Jacobian of a target's pre-activation at one output position with respect to a
-source layer, cropped to the receptive field (NEURON-GRAPH.md). Expanded weights are the same Jacobian
+source layer, cropped to the receptive field (docs/neuron-graph.md). Expanded weights are the same Jacobian
 through the *linearised* path (nonlinearities replaced by the identity). The path is linear, so one
 batched backward pass over all target channels gives every kernel exactly: no per-neuron autograd loop.
 """

@@ -96,7 +96,7 @@ class Weights:
 
 
 class Attribution:
-    """Edge attributions on data: ``tensor[target_channel, source_channel]`` (see NEURON-GRAPH.md)."""
+    """Edge attributions on data: ``tensor[target_channel, source_channel]`` (see docs/neuron-graph.md)."""
 
     method = "attribution"
 
