@@ -37,3 +37,15 @@ def test_docstring_examples_run(name):
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
     assert result.failed == 0
     assert result.attempted > 0 or name == "circuits.formatting"
+
+
+def test_the_readme_python_example_runs(tmp_path, monkeypatch):
+    text = (ROOT / "README.md").read_text()
+    start = text.index("## From Python")
+    block = text[text.index("```python\n", start) + len("```python\n"):text.index("```\n", text.index("```python\n", start) + 10)]
+    monkeypatch.chdir(tmp_path)
+    namespace = {}
+    exec(compile(block, "README.md", "exec"), namespace)
+    assert namespace["compiled"].report["r2"] > 0.5 and (tmp_path / "conv3_7.py").is_file()
+    assert namespace["same"].to_json() == namespace["circuit"].to_json()
+    assert namespace["ids"]["module"] is not None

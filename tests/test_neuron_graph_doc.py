@@ -51,7 +51,7 @@ def test_layers_and_paths(graph):
 
 
 def test_direct_weights_fold_batchnorm(graph):
-    (ks,) = trace.weights(graph, "bn1", use_cache=False).kernel_sets
+    (ks,) = trace.weights(graph, target="bn1", use_cache=False).kernel_sets
     assert ks.position == (3, 3) and ks.origin == (2, 2)
     assert close(ks.kernels[0, 0], [[0, 0, 0], [-1.5, 0, 1.5], [0, 0, 0]])
     assert close(ks.kernels[1, 0], [[0, 0.5, 0]] * 3)
@@ -60,13 +60,13 @@ def test_direct_weights_fold_batchnorm(graph):
 
 
 def test_max_pool_is_read_as_average_pool(graph):
-    (ks,) = trace.weights(graph, "conv2", use_cache=False).kernel_sets
+    (ks,) = trace.weights(graph, target="conv2", use_cache=False).kernel_sets
     assert close(ks.kernels[0], [[[0.25, 0.25]] * 2, [[-0.125, -0.125]] * 2])
     assert close(ks.strength[0], [1.0, -0.5]) and close(ks.bias, [0.25])
 
 
 def test_expanded_weights(graph):
-    (ks,) = trace.weights(graph, "conv2", source="input", expanded=True, use_cache=False).kernel_sets
+    (ks,) = trace.weights(graph, "input", "conv2", expanded=True, use_cache=False).kernel_sets
     expected = [
         [0, -0.0625, -0.0625, 0],
         [-0.375, -0.5, 0.25, 0.375],
