@@ -27,7 +27,7 @@ import copy
 
 import networkx as nx
 
-from circuits.errors import UsageError
+from circuits.errors import CircuitsError, UsageError
 
 # Keys that the ``circuits extract --json`` contract (schema_version 1) names, in the order it prints them.
 NODE_KEYS = ("layer", "channel", "depth", "label", "kind", "nonlinearity", "bias", "pruned_share")
@@ -135,7 +135,7 @@ class Circuit(nx.DiGraph):
 
         try:
             return circuit_svg(self)
-        except Exception:  # noqa: BLE001 - a notebook falls back to _repr_html_
+        except CircuitsError:  # no renderer here: a notebook falls back to _repr_html_
             return None
 
     def _repr_html_(self) -> str:

@@ -76,6 +76,14 @@ class NeuronGraph:
     def __repr__(self):
         return f"NeuronGraph({len(self.layers)} layers: {', '.join(self.layers)})"
 
+    def _repr_html_(self) -> str:
+        """Jupyter shows what `circuits layers` prints."""
+        import html
+
+        from circuits.formatting import layers_table
+
+        return f"<pre>{html.escape(layers_table(self))}</pre>"
+
     def layer(self, name: str) -> NeuronLayer:
         if name not in self.layers:
             raise UnknownNeuronError(

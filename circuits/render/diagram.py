@@ -69,15 +69,25 @@ def render_circuit(circuit: nx.DiGraph, out: str | Path) -> Path:
     fmt = out.suffix.lower().lstrip(".")
     if fmt not in {"svg", "png"}:
         raise UsageError(f"cannot render to '{out}': use a file name ending in .svg or .png")
+    data = _draw(circuit, fmt)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(data)
+    return out
+
+
+def circuit_svg(circuit: nx.DiGraph) -> str:
+    """The diagram as SVG text with its thumbnails embedded (what Jupyter shows for a Circuit)."""
+    return _draw(circuit, "svg").decode()
+
+
+def _draw(circuit, fmt: str) -> bytes:
     engine = find_engine()
     with tempfile.TemporaryDirectory() as tmp:
         dot = circuit_dot(circuit, Path(tmp))
         data = engine.draw(dot.source, fmt)
         if fmt == "svg":
             data = _embed_images(data.decode()).encode()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_bytes(data)
-    return out
+    return data
 
 
 def _embed_images(svg: str) -> str:

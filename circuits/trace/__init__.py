@@ -50,11 +50,11 @@ def weights(model, source: str | list[str] | None = None, target: str | None = N
     return Weights(kernel_sets, t_layer.name, t_layer.channels)
 
 
-def attribution(model, source: str, target: str, data, **kwargs) -> Attribution:
-    """Edge attributions ``source -> target`` on images ``data`` (see circuits.trace.edges)."""
+def attribution(model, source: str, target: str, data, *, batch_size: int = 64, route: str = "auto") -> Attribution:
+    """Edge attributions ``source -> target`` on images ``data`` (see circuits.trace.edges for ``route``)."""
     from circuits.trace.edges import attribute
 
-    return attribute(build_graph(model), source, target, data, **kwargs)
+    return attribute(build_graph(model), source, target, data, batch_size=batch_size, route=route)
 
 
 __all__ = ["Attribution", "Edge", "KernelSet", "NeuronGraph", "Weights", "attribution", "compute_kernels", "weights"]

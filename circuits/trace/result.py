@@ -41,6 +41,10 @@ class Weights:
         kind = "expanded" if self.expanded else "direct"
         return f"Weights({kind}: {parts} -> {self.target})"
 
+    def _repr_html_(self) -> str:
+        strengths = [(k.source, k.kernels.flatten(2).sum(-1)) for k in self.kernel_sets]
+        return _strongest_html(repr(self), strengths, self.target, "strength")
+
     @property
     def expanded(self) -> bool:
         return any(k.expanded for k in self.kernel_sets)
@@ -111,6 +115,9 @@ class Attribution:
     def __repr__(self):
         return f"Attribution({self.source} -> {self.target}, {tuple(self.tensor.shape)}, {self.n_images} images)"
 
+    def _repr_html_(self) -> str:
+        return _strongest_html(repr(self), [(self.source, self.tensor)], self.target, "attribution")
+
     @property
     def source_names(self) -> list[str]:
         return [f"{self.source}:{c}" for c in range(self.tensor.shape[1])]
@@ -147,3 +154,20 @@ def _graph(edges: list[Edge], method: str) -> nx.DiGraph:
         g.add_edge(e.source, e.target, weight=e.weight, magnitude=e.magnitude, sign=1 if e.weight >= 0 else -1,
                    kernel=None if e.kernel is None else e.kernel.tolist(), method=method)  # fmt: skip
     return g
+
+
+def _strongest_html(title: str, scores: list[tuple[str, torch.Tensor]], target: str, what: str, n: int = 12) -> str:
+    """Jupyter's view of a result: its repr and the ``n`` strongest edges over all channel pairs."""
+    import html
+
+    rows = []
+    for source, table in scores:  # table: [target channels, source channels]
+        flat = table.flatten()
+        for i in flat.abs().topk(min(n, flat.numel())).indices.tolist():
+            t, c = divmod(i, table.shape[1])
+            rows.append((abs(float(flat[i])), f"{source}:{c}", f"{target}:{t}", float(flat[i])))
+    rows.sort(key=lambda r: (-r[0], r[1], r[2]))
+    cells = "".join(f"<tr><td>{html.escape(s)}</td><td>{html.escape(t)}</td>"
+                    f"<td style='color:{'#2166ac' if w >= 0 else '#b2182b'}'>{w:+.4f}</td></tr>" for _, s, t, w in rows[:n])
+    return (f"<p><code>{html.escape(title)}</code></p><table><tr><th>source</th><th>target</th><th>{what}</th></tr>"
+            f"{cells}</table>")
