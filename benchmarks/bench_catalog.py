@@ -48,9 +48,16 @@ def make_circuit(i: int, n_edges: int, rng: random.Random) -> dict:
     edges = []
     for s in sources:
         kernel = [[rng.uniform(-1, 1) for _ in range(3)] for _ in range(3)]
-        edges.append({"source": s, "target": target, "weight": sum(map(sum, kernel)), "kernel": kernel})
+        weight = sum(map(sum, kernel))
+        # the attributes `extract --json` prints beside weight and kernel (stored whole since schema v3)
+        edges.append({"source": s, "target": target, "weight": weight, "strength": weight, "sign": 1 if weight >= 0 else -1,
+                      "kernel": kernel, "expanded": False, "magnitude": sum(v * v for row in kernel for v in row) ** 0.5,
+                      "method": "weights"})
     return {"model": "bench", "target": target, "method": "direct", "nodes": nodes, "edges": edges,
             "parameters": {"run": i}}
+
+
+EDGE_COLUMNS = {"source", "target", "weight", "kernel"}
 
 
 class RawWriter:
@@ -72,8 +79,9 @@ class RawWriter:
                           "VALUES (?, ?, ?, ?, ?, ?, ?)",
                           (cid, MODEL, payload["target"], payload["method"], json.dumps(payload["parameters"]), "now",
                            nodes))
-        self.conn.executemany("INSERT INTO edges VALUES (?, ?, ?, ?, ?)",
-                              [(cid, e["source"], e["target"], e["weight"], json.dumps(e["kernel"]))
+        self.conn.executemany("INSERT INTO edges VALUES (?, ?, ?, ?, ?, ?)",
+                              [(cid, e["source"], e["target"], e["weight"], json.dumps(e["kernel"]),
+                                json.dumps({k: v for k, v in e.items() if k not in EDGE_COLUMNS}))
                                for e in payload["edges"]])
 
     def close(self):

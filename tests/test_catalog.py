@@ -507,3 +507,21 @@ def test_re_adding_one_row_to_a_without_rowid_table_is_a_noop(cat):
     assert cat.add_family("union/reflect", [instance], "one member") == family
     assert cat.rows("SELECT name FROM layers") == [{"name": "conv1"}]
     assert cat.value("SELECT count(*) FROM motif_family_members") == 1
+
+
+def test_a_circuit_stored_before_v3_is_filled_in_when_added_again_and_then_emits_as_extracted(tmp_path):
+    from circuits.compile import emit
+    from circuits.extraction import extract
+    from circuits.pipeline import emit_stored
+
+    circuit = extract("planted:union", "union:0", depth=2, top_k=3)
+    payload = circuit.to_json()
+    path = tmp_path / "old.db"
+    cid = write_v1_catalog(path, payload)  # the old schema keeps only ids, depths, weights and kernels
+    with Catalog(path) as cat:
+        assert cat.value("SELECT graph FROM circuits WHERE id = ?", (cid,)) == "{}"
+        with pytest.raises(UsageError, match="re-extract"):
+            emit_stored(cat, cid)
+        assert cat.add_circuit(SHA_A, payload) == cid  # same content, same id: now with its attributes
+        assert emit_stored(cat, cid).code == emit(circuit).code
+    assert (tmp_path / "old.db.bak-v1").exists()

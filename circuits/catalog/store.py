@@ -303,21 +303,22 @@ class Store:
             rows = circuit_rows(model, circuit_payload)
             circuits = self.table("circuits")
             stored = self.value("SELECT graph FROM circuits WHERE id = ?", (rows.id,))
-            if stored is not None:
-                if stored == "{}" and rows.graph != "{}":
-                    self._fill_in(rows)  # stored before schema v3: keep the id, add what was left out
+            if stored is not None and (stored != "{}" or rows.graph == "{}"):
                 return rows.id
-            circuits.insert({"id": rows.id, "model": model, "target": rows.target, "method": rows.method,
-                             "parameters": rows.parameters, "created": now(), "nodes": rows.nodes_json,
-                             "graph": rows.graph})  # fmt: skip
-            self._add_neurons(model, [(n[1], n[2]) for n in rows.nodes])
-            # the one hot bulk path: a plain executemany on sqlite-utils' own connection, inside our
-            # transaction (insert_all's per-batch schema look-up and savepoint cost ~20% of an ingest)
-            self.conn.executemany(
-                'INSERT INTO "edges" ("circuit", "source", "target", "weight", "kernel", "attributes") '
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                [(rows.id, *e) for e in rows.edges],
-            )
+            if stored is not None:
+                self._fill_in(rows)  # stored before schema v3: keep the id, add what was left out
+            else:
+                circuits.insert({"id": rows.id, "model": model, "target": rows.target, "method": rows.method,
+                                 "parameters": rows.parameters, "created": now(), "nodes": rows.nodes_json,
+                                 "graph": rows.graph})  # fmt: skip
+                self._add_neurons(model, [(n[1], n[2]) for n in rows.nodes])
+                # the one hot bulk path: a plain executemany on sqlite-utils' own connection, inside our
+                # transaction (insert_all's per-batch schema look-up and savepoint cost ~20% of an ingest)
+                self.conn.executemany(
+                    'INSERT INTO "edges" ("circuit", "source", "target", "weight", "kernel", "attributes") '
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    [(rows.id, *e) for e in rows.edges],
+                )
             for node, text in sorted(rows.labels.items()):
                 layer, channel = split_neuron(node)
                 self._set_label(model, layer, channel, text, "extract", None)
