@@ -204,8 +204,8 @@ def _find_layers(captured: Captured) -> list[NeuronLayer]:
             kinds[n.name] = "gate"
         elif family.kind == ops.UNKNOWN and n.meta.get("returns") != "other":  # sort, max(dim) included
             raise UnsupportedOpError(
-                f"unsupported op '{ops.op_name(n, modules)}' at node '{n.name}': the neuron-graph IR knows only "
-                "the ops declared in circuits/graph/ops/ (CONTRIBUTING.md: adding an op)"
+                f"unsupported op '{ops.op_name(n, modules)}' at node '{n.name}': {family.why_unsupported} "
+                "(CONTRIBUTING.md: adding an op)"
             )
     for n in nodes:  # channel concats of neuron layers are neuron layers too (Inception's mixed4c)
         if n.name in dependent and ops.family(n, modules).concat_dim(n) == 1:

@@ -126,6 +126,7 @@ class OpFamily:
     functions: frozenset[str] = frozenset()  # op names of functions, methods and aten ops
     marks_output: bool = False  # a nonlinearity over all channels that marks the model's output (softmax)
     crop_commutes: bool = False  # per position or per channel: a receptive-field crop evaluates it as it is
+    why_unsupported = "the neuron-graph IR knows only the ops declared in circuits/graph/ops/"  # kind UNKNOWN
 
     def __init__(self, name: str, modules=(), functions=()):
         self.name = name
