@@ -361,6 +361,28 @@ def test_unsupported_op_names_the_op_and_the_node(cls, op, node):
     assert "circuits/graph/ops/" in message
 
 
+class WithGroupNorm(_Stem):
+    def __init__(self):
+        super().__init__()
+        self.gn = nn.GroupNorm(2, 4)
+
+    def forward(self, x):
+        return torch.relu(self.gn(self.conv(x)))
+
+
+class WithFunctionalLayerNorm(_Stem):
+    def forward(self, x):
+        return torch.relu(F.layer_norm(self.conv(x), [4, 6, 6]))
+
+
+@pytest.mark.parametrize("cls", [WithGroupNorm, WithFunctionalLayerNorm], ids=["GroupNorm", "F.layer_norm"])
+def test_normalisation_by_input_statistics_is_refused_with_the_reason(cls):
+    """Not linear (it divides by the input's own spread) and not elementwise: neither reading is honest."""
+    with pytest.raises(UnsupportedOpError) as info:
+        build_graph(cls())
+    assert "own statistics" in str(info.value) and "circuits/graph/ops/normalisation.py" in str(info.value)
+
+
 @pytest.mark.parametrize("cls, op", [(WithSort, "sort"), (WithChannelMax, "max")], ids=["sort", "max-dim"])
 def test_unsupported_tuple_returning_op_is_refused(cls, op):
     """Regression: ops returning a tuple had no node shape and were silently read as linear."""
