@@ -128,7 +128,7 @@ def test_kernels_reproduce_preactivation_at_their_position(graphs, direct, cls):
             continue
         total = 0
         for source in target.sources:
-            ks = direct[source, target.name]
+            ks = direct[cls][source, target.name]
             act = values[graph.layer(source).node]
             if not graph.layer(source).spatial:
                 window = act[:, :, None, None]
