@@ -273,4 +273,26 @@ class EfficientNetLike(nn.Module):
         return self.fc(x.mean((2, 3)))
 
 
+class UpsamplingNet(nn.Module):
+    """A decoder's shape: conv-relu blocks joined by three upsamplings (nearest ``nn.Upsample``, bilinear
+    ``F.interpolate``, and nearest by ``repeat_interleave``), each a linear path between two layers."""
+
+    input_shape = (2, 3, 3)
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv1 = nn.Conv2d(2, 3, 3, padding=1)
+        self.up = nn.Upsample(scale_factor=2, mode="nearest")
+        self.conv2 = nn.Conv2d(3, 4, 3, padding=1)
+        self.conv3 = nn.Conv2d(4, 3, 3, padding=1)
+        self.conv4 = nn.Conv2d(3, 2, 3, padding=1)
+
+    def forward(self, x):
+        x = F.relu(self.conv1(x))
+        x = F.relu(self.conv2(self.up(x)))
+        x = F.relu(self.conv3(F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)))
+        return F.relu(self.conv4(x.repeat_interleave(2, dim=2).repeat_interleave(2, dim=3)))
+
+
 ALL_NETS = [PlainCNN, InceptionNet, ResNet, ONetLike, MLP, MobileNetLike, DenseNetLike, EfficientNetLike]

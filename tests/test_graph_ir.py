@@ -358,7 +358,29 @@ def test_unsupported_op_names_the_op_and_the_node(cls, op, node):
         build_graph(cls())
     message = str(info.value)
     assert f"'{op}'" in message and f"'{node}'" in message
-    assert "circuits/graph/ops.py" in message
+    assert "circuits/graph/ops/" in message
+
+
+class WithGroupNorm(_Stem):
+    def __init__(self):
+        super().__init__()
+        self.gn = nn.GroupNorm(2, 4)
+
+    def forward(self, x):
+        return torch.relu(self.gn(self.conv(x)))
+
+
+class WithFunctionalLayerNorm(_Stem):
+    def forward(self, x):
+        return torch.relu(F.layer_norm(self.conv(x), [4, 6, 6]))
+
+
+@pytest.mark.parametrize("cls", [WithGroupNorm, WithFunctionalLayerNorm], ids=["GroupNorm", "F.layer_norm"])
+def test_normalisation_by_input_statistics_is_refused_with_the_reason(cls):
+    """Not linear (it divides by the input's own spread) and not elementwise: neither reading is honest."""
+    with pytest.raises(UnsupportedOpError) as info:
+        build_graph(cls())
+    assert "own statistics" in str(info.value) and "circuits/graph/ops/normalisation.py" in str(info.value)
 
 
 @pytest.mark.parametrize("cls, op", [(WithSort, "sort"), (WithChannelMax, "max")], ids=["sort", "max-dim"])

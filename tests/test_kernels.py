@@ -164,16 +164,21 @@ def double_gms(graphs):
 @pytest.mark.parametrize("cls", NETS, ids=lambda c: c.__name__)
 def test_direct_weight_equals_finite_difference_on_real_model(graphs, direct, double_gms, cls):
     """Nudge S:c at one position by 1.0, every other direct source of T held at its real value."""
-    graph, gm = graphs[cls], double_gms[cls]
-    rng = random.Random(cls.__name__)
+    skip = MAXPOOLED.get(cls, set())
+    assert_direct_weights_are_finite_differences(graphs[cls], direct[cls], double_gms[cls], cls.__name__, skip)
+
+
+def assert_direct_weights_are_finite_differences(graph, direct, gm, seed, skip=()):
+    """Each direct kernel entry (the largest and four random ones) against a nudge of the float64 model."""
+    rng = random.Random(seed)
     x = seeded_input(graph.input_shape, batch=1, seed=3, dtype=torch.float64)
     values = run_fx(gm, x)
     for target in graph.targets():
-        if target.name in MAXPOOLED.get(cls, set()):
+        if target.name in skip:
             continue
         held = {graph.layer(s).node: values[graph.layer(s).node] for s in target.sources}
         for source in target.sources:
-            ks = direct[cls][source, target.name]
+            ks = direct[source, target.name]
             node = graph.layer(source).node
             k = ks.kernels
             biggest = tuple(int(i) for i in torch.unravel_index(k.abs().argmax(), k.shape))
@@ -478,3 +483,19 @@ def test_functional_relu_patch_reaches_the_nets():
         nets.PlainCNN()(torch.zeros(1, 3, 16, 16))
     assert len(calls) == 3
     assert F.relu is torch.nn.functional.relu
+
+
+def test_upsampling_paths_are_linear_and_their_weights_are_finite_differences():
+    """nn.Upsample, bilinear F.interpolate and repeat_interleave (circuits/graph/ops/resample.py) each join
+    two conv layers by a linear path; its kernels are nudges of the real model."""
+    graph = build_graph(nets.UpsamplingNet())
+    assert {name: layer.sources for name, layer in graph.layers.items() if layer.sources} == {
+        "conv1": ["input"], "conv2": ["conv1"], "conv3": ["conv2"], "conv4": ["conv3"],
+    }  # fmt: skip
+    assert "Upsample" in graph.layers["conv2"].path_ops and "repeat_interleave" in graph.layers["conv4"].path_ops
+    direct = {}
+    for target in graph.targets():
+        for ks in compute_kernels(graph, target.sources, target.name):
+            direct[ks.source, ks.target] = ks
+    assert direct["conv3", "conv4"].kernels.shape[-2:] == (2, 2)  # 3x3 taps over a map repeated 2x2
+    assert_direct_weights_are_finite_differences(graph, direct, copy.deepcopy(graph.gm).double(), "upsampling")

@@ -211,18 +211,18 @@ def _find_layers(captured: Captured) -> list[NeuronLayer]:
     for n in nodes:
         if n.name not in dependent or n.op in ("placeholder", "output", "get_attr"):
             continue
-        if ops.is_nonlinearity(n, modules):
+        family = ops.family(n, modules)
+        if family.kind == ops.NONLINEAR:
             kinds[n.name] = "activation"
-        elif ops.is_scaling(n, modules):
-            if sum(a.name in dependent for a in _tensor_args(n)) >= 2:
-                kinds[n.name] = "gate"
-        elif not ops.is_linear(n, modules) and n.meta.get("returns") != "other":  # sort, max(dim) included
+        elif family.gates(n, dependent):
+            kinds[n.name] = "gate"
+        elif family.kind == ops.UNKNOWN and n.meta.get("returns") != "other":  # sort, max(dim) included
             raise UnsupportedOpError(
-                f"unsupported op '{ops.op_name(n, modules)}' at node '{n.name}': the neuron-graph IR knows only "
-                "the ops listed in circuits/graph/ops.py (CONTRIBUTING.md: adding an op)"
+                f"unsupported op '{ops.op_name(n, modules)}' at node '{n.name}': {family.why_unsupported} "
+                "(CONTRIBUTING.md: adding an op)"
             )
     for n in nodes:  # channel concats of neuron layers are neuron layers too (Inception's mixed4c)
-        if n.name in dependent and ops.is_cat(n, modules) and _cat_dim(n) == 1:
+        if n.name in dependent and ops.family(n, modules).concat_dim(n) == 1:
             parts = _tensor_args(n)
             if parts and all(p.name in kinds and kinds[p.name] != "output" for p in parts):
                 kinds[n.name] = "concat"
@@ -245,7 +245,7 @@ def _find_layers(captured: Captured) -> list[NeuronLayer]:
             preact = _tensor_args(n)[0]
             layer.preact = preact.name
             layer.nonlinearity = ops.op_name(n, modules)
-            if ops.is_output_marker(n, modules):
+            if ops.family(n, modules).marks_output:
                 layer.is_output = True
         elif kind == "output":
             layer.preact = n.name
@@ -265,12 +265,6 @@ def _find_layers(captured: Captured) -> list[NeuronLayer]:
             layer.sources, layer.path_ops = _walk_sources(_tensor_args(n)[:1], kinds, names, modules)
         layers[n.name] = layer
     return list(layers.values())
-
-
-def _cat_dim(node: fx.Node) -> int:
-    dim = node.kwargs.get("dim", node.args[1] if len(node.args) > 1 else 0)
-    shape = node.meta.get("shape") or ()
-    return dim + len(shape) if isinstance(dim, int) and dim < 0 else dim
 
 
 def _input_dependent(nodes, placeholders) -> set[str]:
@@ -300,8 +294,7 @@ def _walk_sources(starts, kinds, names, modules):
                 sources.append(names[n.name])
             continue
         if n.op in ("call_module", "call_function", "call_method") and n.meta.get("shape") is not None:
-            label = ops.op_name(n, modules)
-            path_ops.add(f"{label} (read as average pooling)" if ops.is_maxpool(n, modules) else label)
+            path_ops.add(ops.family(n, modules).label(n, modules))
         stack.extend(a for a in _tensor_args(n) if a.op != "get_attr")
     return sorted(sources, key=list(names.values()).index), sorted(path_ops)
 

@@ -14,20 +14,12 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from torch import fx, nn
+from torch import fx
 
 from circuits.graph import ops
-from circuits.graph.paths import as_pair, path_nodes
-
-_IDENTITY = {
-    "Dropout", "Dropout2d", "Identity", "dropout", "dropout_", "feature_dropout", "contiguous", "clone", "alias",
-    "detach", "to", "float",
-}  # fmt: skip
-_BN = {"BatchNorm2d", "batch_norm", "_native_batch_norm_legit_no_training"}
-
-
-class _Unsupported(Exception):
-    pass
+from circuits.graph.ops import Uncomposable
+from circuits.graph.ops.base import Box, Concat, Conv, Identity, NoPath, Scale, Sum
+from circuits.graph.paths import path_nodes
 
 
 @dataclass
@@ -59,44 +51,36 @@ def compose(graph, sources: list[str], source: str, target_node: str, linearise:
             maps[n.name] = _step(graph, n, maps, linearise)
             if n.name == target_node:
                 break
-    except _Unsupported:
+    except Uncomposable:
         return None
     found = maps.get(target_node)
     return NO_PATH if found is None else found
 
 
 def _step(graph, n: fx.Node, maps, linearise) -> LinearMap | None:
-    modules = graph.modules
-    name = ops.op_name(n, modules)
+    """The map to ``n``: its family says which linear map the op is (``ops.base``'s steps), this applies it."""
     inputs = [a for a in n.all_input_nodes if a.op != "get_attr"]
     first = maps.get(inputs[0].name) if inputs else None
-    if ops.is_nonlinearity(n, modules):
-        if not linearise:
-            raise _Unsupported(n.name)
+    if all(maps.get(a.name) is None for a in inputs):
+        return None  # the source does not reach this node
+    step = ops.family(n, graph.modules).step(n, graph.modules, linearise=linearise)
+    if isinstance(step, Identity):
         return first
-    if name in _IDENTITY:
-        return first
-    if name == "getitem" and "with_indices" in str(getattr(inputs[0], "target", "")):
-        return first if n.args[1] == 0 else None
-    if ops.is_maxpool(n, modules) or name in {"AvgPool2d", "avg_pool2d"}:
-        return _pool(n, first, modules)
-    if n.op == "call_module" and isinstance(modules[n.target], nn.Conv2d):
-        m = modules[n.target]
-        if m.padding_mode != "zeros" or m.dilation != (1, 1) or isinstance(m.padding, str):
-            raise _Unsupported(n.name)
-        return _conv(first, m.weight.detach(), m.stride, m.padding, m.groups)
-    if n.op == "call_module" and isinstance(modules[n.target], nn.BatchNorm2d):
-        m = modules[n.target]
-        return _scale(first, m.weight.detach() / torch.sqrt(m.running_var + m.eps) if m.affine else
-                      1 / torch.sqrt(m.running_var + m.eps))  # fmt: skip
-    if ops.is_cat(n, modules):
+    if isinstance(step, NoPath) or first is None and isinstance(step, Conv | Box | Scale):
+        return None
+    if isinstance(step, Conv):
+        return _conv(first, step.weight, step.stride, step.padding, step.groups)
+    if isinstance(step, Box):  # average pooling is a depthwise box convolution
+        c = first.kernel.shape[0]
+        box = first.kernel.new_full((c, 1, *step.kernel), 1.0 / (step.kernel[0] * step.kernel[1]))
+        return _conv(first, box, step.stride, step.padding, groups=c)
+    if isinstance(step, Scale):
+        return _scale(first, step.factor)
+    if isinstance(step, Sum):
+        return _add(n, maps, step.negate_second)
+    if isinstance(step, Concat):
         return _cat(n, maps)
-    if name in {"add", "add_", "iadd", "sub", "sub_", "isub"}:
-        return _add(n, maps, negate_second=name.startswith(("sub", "isub")))
-    if name in {"mul", "mul_", "imul", "truediv", "div"} and len(n.args) == 2 and isinstance(n.args[1], int | float):
-        factor = n.args[1] if name.startswith(("mul", "imul")) else 1 / n.args[1]
-        return None if first is None else LinearMap(first.kernel * factor, first.stride, first.offset)
-    raise _Unsupported(n.name)
+    raise Uncomposable(n.name)
 
 
 def _conv(m: LinearMap | None, weight, stride, padding, groups) -> LinearMap | None:
@@ -140,33 +124,11 @@ def _dense_groups(weight, groups):
     return dense
 
 
-def _scale(m: LinearMap | None, factor) -> LinearMap | None:
-    return None if m is None else LinearMap(m.kernel * factor.to(m.kernel.dtype)[:, None, None, None], m.stride, m.offset)
-
-
-def _pool(n, m: LinearMap | None, modules) -> LinearMap | None:
-    """Average pooling (and max pooling, read as average) is a depthwise box convolution."""
-    if m is None:
-        return None
-    if n.op == "call_module":
-        p = modules[n.target]
-        if not isinstance(p, nn.MaxPool2d | nn.AvgPool2d):
-            raise _Unsupported(n.name)
-        kernel, stride, padding = p.kernel_size, p.stride, p.padding
-        if isinstance(p, nn.MaxPool2d) and as_pair(p.dilation) != (1, 1):
-            raise _Unsupported(n.name)
-    else:
-        keys = ["kernel_size", "stride", "padding", "dilation"]
-        params = dict(zip(keys, n.args[1:]))
-        params.update({k: v for k, v in n.kwargs.items() if k in keys})
-        if ops.op_name(n, modules).startswith(("adaptive", "amax")) or as_pair(params.get("dilation", 1)) != (1, 1):
-            raise _Unsupported(n.name)
-        kernel, stride, padding = params["kernel_size"], params.get("stride"), params.get("padding", 0)
-    kernel = as_pair(kernel)
-    stride = as_pair(stride if stride not in (None, [], ()) else kernel)
-    c = m.kernel.shape[0]
-    box = m.kernel.new_full((c, 1, *kernel), 1.0 / (kernel[0] * kernel[1]))
-    return _conv(m, box, stride, as_pair(padding), groups=c)
+def _scale(m: LinearMap, factor) -> LinearMap:
+    """A constant factor: a number, or a tensor of one per channel (BatchNorm)."""
+    if isinstance(factor, torch.Tensor):
+        factor = factor.to(m.kernel.dtype)[:, None, None, None]
+    return LinearMap(m.kernel * factor, m.stride, m.offset)
 
 
 def _cat(n, maps) -> LinearMap | None:
@@ -187,8 +149,6 @@ def _cat(n, maps) -> LinearMap | None:
 
 def _add(n, maps, negate_second: bool) -> LinearMap | None:
     operands = [maps.get(a.name) if isinstance(a, fx.Node) else None for a in n.args[:2]]
-    if any(isinstance(a, int | float) and a != 0 for a in n.args[:2]) or "alpha" in n.kwargs:
-        raise _Unsupported(n.name)
     live = [m for m in operands if m is not None]
     if not live:
         return None
@@ -206,7 +166,7 @@ def _frame(maps: list[LinearMap]):
     """A common (zero kernel, stride, offset) that every map fits in; sums and concats need one."""
     stride = maps[0].stride
     if any(m.stride != stride for m in maps):
-        raise _Unsupported("branches with different strides")
+        raise Uncomposable("branches with different strides")
     low = [min(m.offset[d] for m in maps) for d in range(2)]
     high = [max(m.offset[d] + m.kernel.shape[2 + d] for m in maps) for d in range(2)]
     zero = maps[0].kernel.new_zeros(1, maps[0].kernel.shape[1], high[0] - low[0], high[1] - low[1])

@@ -140,7 +140,8 @@ def _kernel_route(graph, s_layer, t_layer) -> tuple[KernelSet | None, str]:
         return None, f"'{t_layer.name}' is a {t_layer.kind} layer, not a nonlinearity of a pre-activation"
     t_node = graph.nodes[t_layer.node]
     if t_layer.node != t_layer.preact:
-        if not ops.is_nonlinearity(t_node, modules) or ops.is_output_marker(t_node, modules):
+        t_family = ops.family(t_node, modules)
+        if t_family.kind != ops.NONLINEAR or t_family.marks_output:
             return None, f"'{t_layer.name}' ({t_layer.nonlinearity}) is not an elementwise nonlinearity"
         if [a.name for a in t_node.all_input_nodes if a.op != "get_attr"] != [t_layer.preact]:
             return None, f"'{t_layer.name}' reads more than its pre-activation"
@@ -149,8 +150,8 @@ def _kernel_route(graph, s_layer, t_layer) -> tuple[KernelSet | None, str]:
         return None, "no path"
     on_path = {n.name for n in steps} | {s_layer.node}
     for n in steps:
-        gate = ops.is_scaling(n, modules) and sum(a.name in on_path for a in n.all_input_nodes) >= 2
-        if ops.is_nonlinearity(n, modules) or ops.is_maxpool(n, modules) or gate or not ops.is_linear(n, modules):
+        family = ops.family(n, modules)
+        if family.kind in (ops.NONLINEAR, ops.MAXPOOL, ops.UNKNOWN) or family.gates(n, on_path):
             return None, f"the path passes '{n.name}' ({ops.op_name(n, modules)}), which is not linear"
     try:
         (kernel_set,) = compute_kernels(graph, [s_layer.name], t_layer.name, expanded=True)
