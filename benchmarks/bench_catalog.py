@@ -75,13 +75,14 @@ class RawWriter:
         cid = f"{self.count:064d}"
         self.count += 1
         nodes = json.dumps([{"depth": n["depth"], "id": n["id"]} for n in payload["nodes"]])
-        self.conn.execute("INSERT INTO circuits (id, model, target, method, parameters, created, nodes) "
-                          "VALUES (?, ?, ?, ?, ?, ?, ?)",
+        attributes = json.dumps([[e["source"], e["target"], {k: v for k, v in e.items() if k not in EDGE_COLUMNS}]
+                                 for e in payload["edges"]])
+        self.conn.execute("INSERT INTO circuits (id, model, target, method, parameters, created, nodes, edge_attributes) "
+                          "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                           (cid, MODEL, payload["target"], payload["method"], json.dumps(payload["parameters"]), "now",
-                           nodes))
-        self.conn.executemany("INSERT INTO edges VALUES (?, ?, ?, ?, ?, ?)",
-                              [(cid, e["source"], e["target"], e["weight"], json.dumps(e["kernel"]),
-                                json.dumps({k: v for k, v in e.items() if k not in EDGE_COLUMNS}))
+                           nodes, attributes))
+        self.conn.executemany("INSERT INTO edges VALUES (?, ?, ?, ?, ?)",
+                              [(cid, e["source"], e["target"], e["weight"], json.dumps(e["kernel"]))
                                for e in payload["edges"]])
 
     def close(self):

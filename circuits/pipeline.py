@@ -128,19 +128,31 @@ def stored(catalog, ref: str) -> Circuit:
 def emit_stored(catalog, ref: str, inline_limit: int = 25):
     """Emit a stored circuit again, with no model at hand. Its FAITHFULNESS block is filled from a module the
     catalog holds for it when that module is exactly this code (so the numbers belong to it); else it stays
-    empty until ``circuits verify`` measures it."""
+    empty until ``circuits verify`` measures it. The motifs recorded against the circuit give its neurons'
+    roles in the docstrings, as they did when it was first emitted."""
     from circuits.compile import emit
     from circuits.compile.faithfulness import unrecorded
     from circuits.compile.layout import EmittedModule
 
     item = catalog.circuit(ref)
-    module = emit(Circuit.from_json(item), inline_limit=inline_limit)
+    module = emit(Circuit.from_json(item), motifs=_stored_motifs(catalog, item), inline_limit=inline_limit)
     for module_id in item["modules"]:
         code = catalog.show(module_id)["code"]
         if unrecorded(code) == module.code:
             return EmittedModule(code=code, constants=module.constants, npz_name=module.npz_name,
                                  functions=module.functions)  # fmt: skip
     return module
+
+
+def _stored_motifs(catalog, item: dict) -> list[dict]:
+    """The motif instances recorded against a stored circuit, as ``motifs --json`` dicts."""
+    motifs = []
+    for instance_id in item["motif_instances"]:
+        row = catalog.show(instance_id)
+        kind, _, transform = row["motif"].partition("/")
+        motifs.append({"kind": kind, "transform": transform or None, "target": row["target"],
+                       "members": row["members"], "score": row["score"], "evidence": row["evidence"]})  # fmt: skip
+    return motifs
 
 
 def _capture(graph, data, circuit: Circuit, acts: dict, device=None) -> None:

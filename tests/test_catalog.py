@@ -454,7 +454,7 @@ def test_sql_export_rebuilds_an_identical_catalog(tmp_path):
 def test_csv_export_has_one_row_per_table_row(cat):
     cat.add_circuit(SHA_A, make_circuit("zoo:plain-cnn", "conv2:0", ["conv1:1", "conv1:2"]))
     lines = cat.export("csv", "edges").splitlines()
-    assert lines[0] == "circuit,source,target,weight,kernel,attributes"
+    assert lines[0] == "circuit,source,target,weight,kernel"
     assert len(lines) == 3
     with pytest.raises(UsageError, match="one table"):
         cat.export("csv")

@@ -20,16 +20,14 @@ _UNION = [
     "INSERT OR IGNORE INTO main.neurons (model, layer, channel) SELECT model, layer, channel FROM other.neurons",
     """INSERT OR IGNORE INTO main.label_history (model, layer, channel, label, source, created)
        SELECT model, layer, channel, label, source, created FROM other.label_history""",
-    """INSERT OR IGNORE INTO main.circuits (id, model, target, method, parameters, created, nodes, graph)
-       SELECT id, model, target, method, parameters, created, nodes, graph FROM other.circuits""",
-    """INSERT OR IGNORE INTO main.edges (circuit, source, target, weight, kernel, attributes)
-       SELECT circuit, source, target, weight, kernel, attributes FROM other.edges""",
+    """INSERT OR IGNORE INTO main.circuits (id, model, target, method, parameters, created, nodes, graph,
+                                            edge_attributes)
+       SELECT id, model, target, method, parameters, created, nodes, graph, edge_attributes FROM other.circuits""",
+    """INSERT OR IGNORE INTO main.edges (circuit, source, target, weight, kernel)
+       SELECT circuit, source, target, weight, kernel FROM other.edges""",
     # a circuit that this catalog holds without attributes (stored before schema v3) takes the other's
-    """UPDATE main.circuits AS c SET graph = o.graph, nodes = o.nodes FROM other.circuits AS o
-       WHERE o.id = c.id AND c.graph = '{}' AND o.graph != '{}'""",
-    """UPDATE main.edges AS e SET attributes = o.attributes FROM other.edges AS o
-       WHERE o.circuit = e.circuit AND o.source = e.source AND o.target = e.target
-         AND e.attributes IS NULL AND o.attributes IS NOT NULL""",
+    """UPDATE main.circuits AS c SET graph = o.graph, nodes = o.nodes, edge_attributes = o.edge_attributes
+       FROM other.circuits AS o WHERE o.id = c.id AND c.graph = '{}' AND o.graph != '{}'""",
     "INSERT OR IGNORE INTO main.motifs (id, kind, transform, description) SELECT id, kind, transform, description FROM other.motifs",
     """INSERT OR IGNORE INTO main.motif_instances (id, motif, model, circuit, target, members, score, evidence, created)
        SELECT id, motif, model, circuit, target, members, score, evidence, created FROM other.motif_instances""",

@@ -71,9 +71,10 @@ class CircuitRows:
     parameters: str  # canonical JSON
     nodes: list[tuple[str, str, int, int]]  # (node, layer, channel, depth)
     labels: dict[str, str]  # node -> label proposed by the tool
-    edges: list[tuple[str, str, float | None, str, str | None]]  # (source, target, weight, kernel JSON, attributes JSON)
+    edges: list[tuple[str, str, float | None, str]]  # (source, target, weight, kernel JSON)
     node_attributes: dict[str, dict]  # node -> attributes beyond id, layer, channel, depth and label
     graph: str  # canonical JSON of the circuit's graph attributes ("{}" when the payload has none)
+    edge_attributes: str  # canonical JSON [[source, target, {attributes}], ...] by (source, target)
 
     @property
     def nodes_json(self) -> str:
@@ -131,7 +132,7 @@ def circuit_rows(model_id: str, payload) -> CircuitRows:
     except (TypeError, ValueError) as exc:
         raise CatalogError(f"the circuit's node attributes are not plain JSON ({exc}).") from None
 
-    edges = []
+    edges, edge_attributes = [], []
     for edge in payload["edges"]:
         try:
             source, tgt, kernel = edge["source"], edge["target"], edge.get("kernel", [])
@@ -148,15 +149,17 @@ def circuit_rows(model_id: str, payload) -> CircuitRows:
         weight = edge.get("weight")
         if type(weight) is not float or weight - weight != 0:  # the fast path is a finite float
             weight = _finite(weight, f"edge {source} -> {tgt}'s weight")
-        attributes = None
         if len(edge) > 4:  # anything beyond source, target, weight and kernel
             extra = {k: v for k, v in edge.items() if k not in _EDGE_COLUMNS}
-            try:
-                attributes = canonical(extra) if extra else None
-            except (TypeError, ValueError):
-                raise CatalogError(f"edge {source} -> {tgt} has attributes that are not plain JSON.") from None
-        edges.append((source, tgt, weight, kernel_json, attributes))
+            if extra:
+                edge_attributes.append([source, tgt, extra])
+        edges.append((source, tgt, weight, kernel_json))
     edges.sort(key=itemgetter(0, 1))
+    edge_attributes.sort(key=itemgetter(0, 1))
+    try:
+        edge_attributes_json = canonical(edge_attributes)
+    except (TypeError, ValueError) as exc:
+        raise CatalogError(f"the circuit's edge attributes are not plain JSON ({exc}).") from None
     for previous, edge in zip(edges, edges[1:]):
         if previous[:2] == edge[:2]:
             raise CatalogError(f"edge {edge[0]} -> {edge[1]} appears twice in the circuit.")
@@ -165,10 +168,10 @@ def circuit_rows(model_id: str, payload) -> CircuitRows:
               "nodes": [[n, d] for n, _, _, d in nodes]}
     quoted = {node: _compact(node) for node in seen}
     lines = [canonical(header)]
-    lines.extend(f"{quoted[s]},{quoted[t]},{w!r},{k}" for s, t, w, k, _ in edges)
+    lines.extend(f"{quoted[s]},{quoted[t]},{w!r},{k}" for s, t, w, k in edges)
     digest = hashlib.sha256("\n".join(lines).encode())
     return CircuitRows(digest.hexdigest(), target, method, parameters_json, nodes, labels, edges, node_attributes,
-                       graph_json)
+                       graph_json, edge_attributes_json)
 
 
 @dataclass

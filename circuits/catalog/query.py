@@ -99,12 +99,9 @@ def circuit(store, circuit_id: str) -> dict:
         [row["model"], json.dumps(keys)], select="layer, channel, label")}
     nodes = [{**node, "layer": layer, "channel": channel, "label": labels.get((layer, channel))}
              for node, (layer, channel) in zip(row["nodes"], keys)]  # fmt: skip
-    edges = []
-    for e in store.rows("SELECT source, target, weight, kernel, attributes FROM edges WHERE circuit = ? "
-                        "ORDER BY source, target", (circuit_id,)):  # fmt: skip
-        e = decode(e)
-        edges.append({"source": e["source"], "target": e["target"], "weight": e["weight"], "kernel": e["kernel"],
-                      **(e["attributes"] or {})})  # fmt: skip
+    attributes = {(s, t): a for s, t, a in row.pop("edge_attributes")}
+    edges = [{**decode(e), **attributes.get((e["source"], e["target"]), {})} for e in store.rows(
+        "SELECT source, target, weight, kernel FROM edges WHERE circuit = ? ORDER BY source, target", (circuit_id,))]
     return {
         "kind": "circuit", **row,
         "model_name": store.value("SELECT name FROM models WHERE id = ?", (row["model"],)),

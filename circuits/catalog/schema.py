@@ -187,12 +187,13 @@ def v3(db) -> None:
 
     ``circuits.graph`` holds the graph attributes (how the circuit was made, the weights hash), each node in
     ``circuits.nodes`` keeps all its attributes (nonlinearity with its parameters, bias, shape, input
-    geometry), and ``edges.attributes`` holds each edge's attributes beyond weight and kernel (strength,
-    magnitude, sign, the kernel at a pooled map). Circuits stored before version 3 keep ``{}`` / NULL there:
-    they can be listed and drawn, and re-adding the same circuit fills the attributes in.
+    geometry), and ``circuits.edge_attributes`` holds each edge's attributes beyond weight and kernel
+    (strength, magnitude, sign, the kernel at a pooled map) as one JSON list per circuit: per edge row they
+    would spill every row onto an overflow page (tripling the file). Circuits stored before version 3 keep
+    ``{}`` / ``[]`` there: they can be listed and drawn, and re-adding the same circuit fills them in.
     """
     db["circuits"].add_column("graph", str, not_null_default="{}")
-    db["edges"].add_column("attributes", str)
+    db["circuits"].add_column("edge_attributes", str, not_null_default="[]")
 
 
 # MIGRATIONS[n - 1] takes a catalog from version n - 1 to version n: an SQL script, or a function of a

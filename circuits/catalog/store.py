@@ -310,13 +310,12 @@ class Store:
             else:
                 circuits.insert({"id": rows.id, "model": model, "target": rows.target, "method": rows.method,
                                  "parameters": rows.parameters, "created": now(), "nodes": rows.nodes_json,
-                                 "graph": rows.graph})  # fmt: skip
+                                 "graph": rows.graph, "edge_attributes": rows.edge_attributes})  # fmt: skip
                 self._add_neurons(model, [(n[1], n[2]) for n in rows.nodes])
                 # the one hot bulk path: a plain executemany on sqlite-utils' own connection, inside our
                 # transaction (insert_all's per-batch schema look-up and savepoint cost ~20% of an ingest)
                 self.conn.executemany(
-                    'INSERT INTO "edges" ("circuit", "source", "target", "weight", "kernel", "attributes") '
-                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    'INSERT INTO "edges" ("circuit", "source", "target", "weight", "kernel") VALUES (?, ?, ?, ?, ?)',
                     [(rows.id, *e) for e in rows.edges],
                 )
             for node, text in sorted(rows.labels.items()):
@@ -326,9 +325,8 @@ class Store:
 
     def _fill_in(self, rows):
         """Give a circuit stored without attributes (schema < 3) the ones a re-added copy carries."""
-        self.conn.execute("UPDATE circuits SET graph = ?, nodes = ? WHERE id = ?", (rows.graph, rows.nodes_json, rows.id))
-        self.conn.executemany("UPDATE edges SET attributes = ? WHERE circuit = ? AND source = ? AND target = ?",
-                              [(e[4], rows.id, e[0], e[1]) for e in rows.edges])  # fmt: skip
+        self.conn.execute("UPDATE circuits SET graph = ?, nodes = ?, edge_attributes = ? WHERE id = ?",
+                          (rows.graph, rows.nodes_json, rows.edge_attributes, rows.id))
 
     def _add_neurons(self, model, neurons):
         """Make sure layer and neuron rows exist (nothing deletes them, so what we saw committed stays true)."""
@@ -449,7 +447,7 @@ class Store:
 
 
 def decode(row: dict, columns=("parameters", "nodes", "info", "members", "evidence", "faithfulness", "kernel",
-                               "graph", "attributes")) -> dict:
+                               "graph", "edge_attributes")) -> dict:
     """Turn the JSON-text columns of a row back into values."""
     for column in columns:
         if isinstance(row.get(column), str):
