@@ -92,21 +92,8 @@ def circuit_rows(model_id: str, payload) -> CircuitRows:
     split_neuron(target, "the circuit's target")
     if not isinstance(method, str) or not method:
         raise CatalogError(f"the circuit's method must be a non-empty string, got {method!r}.")
-    parameters = payload.get("parameters") or {}
-    if not isinstance(parameters, dict):
-        raise CatalogError(f"the circuit's parameters must be a JSON object, got {parameters!r}.")
-    try:
-        parameters_json = canonical(parameters)
-    except (TypeError, ValueError) as exc:
-        raise CatalogError(f"the circuit's parameters are not plain JSON ({exc}).") from None
-
-    graph = payload.get("graph") or {}
-    if not isinstance(graph, dict):
-        raise CatalogError(f"the circuit's graph attributes must be a JSON object, got {graph!r}.")
-    try:
-        graph_json = canonical(graph)
-    except (TypeError, ValueError) as exc:
-        raise CatalogError(f"the circuit's graph attributes are not plain JSON ({exc}).") from None
+    parameters, parameters_json = _json_object(payload, "parameters", "parameters")
+    _, graph_json = _json_object(payload, "graph", "graph attributes")
 
     nodes, labels, seen, node_attributes = [], {}, set(), {}
     for node in payload["nodes"]:
@@ -172,6 +159,17 @@ def circuit_rows(model_id: str, payload) -> CircuitRows:
     digest = hashlib.sha256("\n".join(lines).encode())
     return CircuitRows(digest.hexdigest(), target, method, parameters_json, nodes, labels, edges, node_attributes,
                        graph_json, edge_attributes_json)
+
+
+def _json_object(payload: dict, key: str, what: str) -> tuple[dict, str]:
+    """``payload[key]`` (missing: ``{}``) checked to be a plain JSON object, and its canonical text."""
+    value = payload.get(key) or {}
+    if not isinstance(value, dict):
+        raise CatalogError(f"the circuit's {what} must be a JSON object, got {value!r}.")
+    try:
+        return value, canonical(value)
+    except (TypeError, ValueError) as exc:
+        raise CatalogError(f"the circuit's {what} are not plain JSON ({exc}).") from None
 
 
 @dataclass
