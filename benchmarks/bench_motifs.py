@@ -34,7 +34,7 @@ sys.path.insert(0, HERE)
 import torch  # noqa: E402
 
 from circuits.motifs import Context, equivariance  # noqa: E402
-from circuits.motifs.equivariance import default_transforms, group_map  # noqa: E402
+from circuits.motifs.families import default_transforms, group_map  # noqa: E402
 
 
 def cpu(fn):

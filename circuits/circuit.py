@@ -67,7 +67,7 @@ class Circuit(nx.DiGraph):
 
     def sorted_edges(self) -> list[tuple[str, str, dict]]:
         """Edges by target (nearest the target first), then strongest |weight| first, then source."""
-        return sorted(self.edges(data=True), key=lambda e: (self.nodes[e[1]]["depth"], e[1], -abs(e[2]["weight"]), e[0]))
+        return sorted(self.edges(data=True), key=lambda e: (self.nodes[e[1]]["depth"], e[1], -abs(e[2]["weight"] or 0.0), e[0]))
 
     # -- JSON ----------------------------------------------------------------------------------------
 
@@ -80,18 +80,18 @@ class Circuit(nx.DiGraph):
         g = self.graph
         nodes = []
         for node, attrs in self.sorted_nodes():
-            item = {"id": node, **{k: attrs.get(k) for k in NODE_KEYS}}
+            item = {"id": node, **{k: _plain(attrs.get(k)) for k in NODE_KEYS}}
             item.update({k: _plain(v) for k, v in sorted(attrs.items()) if k not in item})
             nodes.append(item)
         edges = []
         for source, target, attrs in self.sorted_edges():
-            item = {"source": source, "target": target, **{k: attrs[k] for k in EDGE_KEYS if k in attrs}}
+            item = {"source": source, "target": target, **{k: _plain(attrs[k]) for k in EDGE_KEYS if k in attrs}}
             item.update({k: _plain(v) for k, v in sorted(attrs.items()) if k not in item})
             edges.append(item)
         return {
             "model": g.get("model"),
             "target": g["target"],
-            "method": g["method"],
+            "method": g.get("method"),
             "parameters": {k: g.get(k) for k in PARAMETER_KEYS},
             "graph": {k: _plain(v) for k, v in sorted(g.items())},
             "nodes": nodes,
@@ -103,22 +103,13 @@ class Circuit(nx.DiGraph):
         """Rebuild a circuit from :meth:`to_json`'s object (or ``circuits extract --json`` output, or a
         catalog's ``circuit``). A payload without ``graph`` (older output) rebuilds what it holds; emit then
         says which attribute is missing."""
-        if not isinstance(payload, dict) or not {"target", "nodes", "edges"} <= payload.keys():
-            raise UsageError("a circuit must be the JSON object printed by `circuits extract --json` "
-                             "(with 'target', 'nodes' and 'edges')")  # fmt: skip
-        graph = dict(payload.get("graph") or {})
-        if not graph:
-            graph = {"model": payload.get("model"), "target": payload["target"], "method": payload.get("method"),
-                     **(payload.get("parameters") or {})}  # fmt: skip
+        nodes, edges, graph = _checked(payload)
         circuit = cls(**copy.deepcopy(graph))
-        for node in payload["nodes"]:
-            attrs = copy.deepcopy({k: v for k, v in node.items() if k != "id"})
-            circuit.add_node(node["id"], **attrs)
-        for edge in payload["edges"]:
-            source, target = edge["source"], edge["target"]
-            if source not in circuit or target not in circuit:
-                raise UsageError(f"edge {source} -> {target} names a neuron that is not among the circuit's nodes")
-            circuit.add_edge(source, target, **copy.deepcopy({k: v for k, v in edge.items() if k not in ("source", "target")}))
+        for node in nodes:
+            circuit.add_node(node["id"], **copy.deepcopy({k: v for k, v in node.items() if k != "id"}))
+        for edge in edges:
+            attrs = copy.deepcopy({k: v for k, v in edge.items() if k not in ("source", "target")})
+            circuit.add_edge(edge["source"], edge["target"], **attrs)
         return circuit
 
     # -- views ---------------------------------------------------------------------------------------
@@ -154,6 +145,40 @@ def as_circuit(value) -> Circuit:
         circuit.add_edges_from(value.edges(data=True))
         return circuit
     return Circuit.from_json(value)
+
+
+def _checked(payload) -> tuple[list[dict], list[dict], dict]:
+    """The payload's nodes, edges and graph attributes, each checked, or one UsageError naming what is wrong."""
+
+    def refuse(what):
+        raise UsageError(f"not a circuit: {what} (pass the JSON object printed by `circuits extract --json`)")
+
+    if not isinstance(payload, dict) or not {"target", "nodes", "edges"} <= payload.keys():
+        refuse("it needs 'target', 'nodes' and 'edges'")
+    if not isinstance(payload["nodes"], list) or not isinstance(payload["edges"], list):
+        refuse("'nodes' and 'edges' must be lists")
+    graph = payload.get("graph") or {"model": payload.get("model"), "target": payload["target"],
+                                     "method": payload.get("method"), **(payload.get("parameters") or {})}
+    if not isinstance(graph, dict) or not isinstance(graph.get("target"), str):
+        refuse("'graph' must be an object naming the 'target'")
+    nodes, ids = [], set()
+    for node in payload["nodes"]:
+        if not isinstance(node, dict) or not isinstance(node.get("id"), str) or ":" not in node["id"]:
+            refuse(f"every node needs an 'id' LAYER:CHANNEL, got {node!r:.80}")
+        layer, _, channel = node["id"].rpartition(":")
+        node = {"layer": layer, **({"channel": int(channel)} if channel.isdigit() else {}), **node}
+        if not isinstance(node.get("channel"), int) or not isinstance(node.get("depth"), int):
+            refuse(f"node {node['id']} needs an integer 'channel' and 'depth'")
+        ids.add(node["id"])
+        nodes.append(node)
+    edges = []
+    for edge in payload["edges"]:
+        if not isinstance(edge, dict) or edge.get("source") not in ids or edge.get("target") not in ids:
+            refuse(f"every edge needs a 'source' and 'target' among the nodes, got {edge!r:.80}")
+        if edge.get("weight") is not None and not isinstance(edge["weight"], (int, float)):
+            refuse(f"edge {edge['source']} -> {edge['target']} has a weight that is not a number")
+        edges.append(edge)
+    return nodes, edges, graph
 
 
 def _plain(value):

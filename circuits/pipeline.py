@@ -126,22 +126,35 @@ def stored(catalog, ref: str) -> Circuit:
 
 
 def emit_stored(catalog, ref: str, inline_limit: int = 25):
-    """Emit a stored circuit again, with no model at hand. Its FAITHFULNESS block is filled from a module the
-    catalog holds for it when that module is exactly this code (so the numbers belong to it); else it stays
-    empty until ``circuits verify`` measures it. The motifs recorded against the circuit give its neurons'
-    roles in the docstrings, as they did when it was first emitted."""
+    """Emit a stored circuit again, with no model at hand; returns ``(EmittedModule, how)``.
+
+    ``ref`` names a circuit or a module. The literal module is rebuilt from the circuit (the motifs recorded
+    against it give its neurons their roles). Its FAITHFULNESS comes from a stored module that is exactly this
+    code (``how == "measured"``), else it stays empty for ``circuits verify`` (``"rebuilt"``). A module ``ref``
+    that is not the literal form (emitted with ``--simplify``) is returned as stored when its code needs no
+    ``.npz`` (``"stored"``); the catalog keeps code, not the large constants of such a module.
+    """
     from circuits.compile import emit
     from circuits.compile.faithfulness import unrecorded
-    from circuits.compile.layout import EmittedModule
 
     item = catalog.circuit(ref)
     module = emit(Circuit.from_json(item), motifs=_stored_motifs(catalog, item), inline_limit=inline_limit)
-    for module_id in item["modules"]:
+    named = catalog.show(ref)
+    for module_id in [named["id"]] if named["kind"] == "module" else item["modules"]:
         code = catalog.show(module_id)["code"]
         if unrecorded(code) == module.code:
-            return EmittedModule(code=code, constants=module.constants, npz_name=module.npz_name,
-                                 functions=module.functions)  # fmt: skip
-    return module
+            return _with_code(module, code), "measured"
+    if named["kind"] == "module" and "_CONSTANTS = np.load(" not in named["code"]:
+        return _with_code(module, named["code"], constants=False), "stored"
+    return module, "rebuilt"
+
+
+def _with_code(module, code: str, constants: bool = True):
+    from circuits.compile.layout import EmittedModule
+
+    if not constants:
+        return EmittedModule(code=code)
+    return EmittedModule(code=code, constants=module.constants, npz_name=module.npz_name, functions=module.functions)
 
 
 def _stored_motifs(catalog, item: dict) -> list[dict]:

@@ -1,4 +1,4 @@
-"""Import a Python file by its path: a user's model file, or an emitted circuit module."""
+"""Python and output files by path: import a user's model file or an emitted module; write outputs whole."""
 
 from __future__ import annotations
 
@@ -20,3 +20,23 @@ def import_file(path: Path, prefix: str, register: bool = True):
         if not register:
             sys.modules.pop(name, None)
     return module
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename, so a failure (or
+    a kill) leaves the old file or none, never half a file."""
+    import os
+    import tempfile
+
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # what a plain open() would give, not mkstemp's 0600
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -523,5 +523,5 @@ def test_a_circuit_stored_before_v3_is_filled_in_when_added_again_and_then_emits
         with pytest.raises(UsageError, match="re-extract"):
             emit_stored(cat, cid)
         assert cat.add_circuit(SHA_A, payload) == cid  # same content, same id: now with its attributes
-        assert emit_stored(cat, cid).code == emit(circuit).code
+        assert emit_stored(cat, cid)[0].code == emit(circuit).code
     assert (tmp_path / "old.db.bak-v1").exists()

@@ -249,3 +249,36 @@ def test_serve_runs_datasette_on_loopback_with_canned_queries(catalog_path):
     finally:
         os.killpg(proc.pid, 15)
         proc.wait(timeout=10)
+
+
+def test_show_emit_refuses_a_path_that_is_not_python_or_is_the_catalog_itself(tmp_path):
+    from circuits.catalog import Catalog
+    from circuits.extraction import extract
+    from circuits.pipeline import record
+
+    path = tmp_path / "cat.db"
+    with Catalog(path) as cat:
+        cid = record(cat, "planted:union", extract("planted:union", "union:0", depth=1, top_k=2))["circuit"]
+    before = path.read_bytes()
+    for target, option in ((str(path), "--emit"), (str(tmp_path / "out.txt"), "--emit"), (str(path), "--render")):
+        result = CliRunner().invoke(main, ["catalog", "show", cid[:8], option, target, "--catalog", str(path)])
+        assert result.exit_code == 2, result.output
+        assert len(result.output.strip().splitlines()) == 1
+    assert path.read_bytes() == before and not (tmp_path / "out.txt").exists()
+    result = CliRunner().invoke(main, ["catalog", "show", cid[:8], "--emit", str(tmp_path / "u.py"), "--catalog", str(path)])
+    assert result.exit_code == 0 and "literal form" in result.output
+
+
+def test_show_emit_of_a_simplified_module_gives_that_module(tmp_path):
+    out, db = tmp_path / "s.py", tmp_path / "cat.db"
+    result = CliRunner().invoke(main, ["extract", "planted:union", "--neuron", "union:0", "--depth", "2", "--top-k", "3",
+                                       "--emit", str(out), "--simplify", "--catalog", str(db)])
+    assert result.exit_code == 0, result.output
+    from circuits.catalog import Catalog
+
+    with Catalog(db) as cat:
+        (module_id,) = [row["id"] for row in cat.list("modules")]
+    again = tmp_path / "again.py"
+    result = CliRunner().invoke(main, ["catalog", "show", module_id, "--emit", str(again), "--catalog", str(db)])
+    assert result.exit_code == 0, result.output
+    assert again.read_text() == out.read_text() and "SIMPLIFICATIONS" in again.read_text()

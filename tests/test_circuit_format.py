@@ -91,7 +91,8 @@ def test_a_stored_module_comes_back_with_its_measured_faithfulness(tmp_path):
     compiled = compile_circuit(circuit, graph, load_data("toyworld:64:3", graph.input_shape), data_spec="toyworld:64:3")
     with Catalog(tmp_path / "cat.db") as cat:
         ids = record(cat, graph, circuit, compiled)
-        rebuilt = emit_stored(cat, ids["module"][:10])
+        rebuilt, how = emit_stored(cat, ids["module"][:10])
+    assert how == "measured"
     assert rebuilt.code == compiled.module.code
     assert "'data': 'toyworld:64:3'" in rebuilt.code
 
@@ -117,7 +118,42 @@ def test_an_old_payload_without_geometry_draws_but_emit_names_what_is_missing(tm
         emit(back)
 
 
-@pytest.mark.parametrize("bad", [[], {"nodes": []}, {"target": "a:0", "nodes": [], "edges": [{"source": "b:0", "target": "a:0"}]}])
+NODE_A = {"id": "a:0", "depth": 0}
+MALFORMED = [[], {"nodes": []}, {"target": "a:0", "nodes": [], "edges": [{"source": "b:0", "target": "a:0"}]},
+             {"target": "a:0", "nodes": ["a:0"], "edges": []}, {"target": "a:0", "nodes": {"a:0": {}}, "edges": []},
+             {"target": "a:0", "nodes": [{"depth": 0}], "edges": []}, {"target": "a:0", "nodes": [{"id": ["a"]}], "edges": []},
+             {"target": "a:0", "nodes": [NODE_A], "edges": [{"target": "a:0"}]}, {"target": "a:0", "graph": [1], "nodes": [], "edges": []},
+             {"target": "a:0", "graph": {"model": "m"}, "nodes": [NODE_A], "edges": []},
+             {"target": "a:0", "nodes": [{"id": "a:0"}], "edges": []},
+             {"target": "a:0", "nodes": [NODE_A, {"id": "b:1", "depth": 1}], "edges": [{"source": "b:1", "target": "a:0", "weight": "x"}]}]
+
+
+@pytest.mark.parametrize("bad", MALFORMED)
 def test_a_malformed_payload_is_refused_in_one_line(bad):
     with pytest.raises(UsageError):
         Circuit.from_json(bad)
+
+
+def test_to_json_is_a_copy_and_takes_numpy_values():
+    c = Circuit(target="b:0", method="weights")
+    c.add_node("b:0", layer="b", channel=0, depth=0, bias=np.float32(0.5))
+    c.add_node("a:1", layer="a", channel=1, depth=1)
+    c.add_edge("a:1", "b:0", weight=np.float64(-0.25), kernel=np.array([[-0.25]]), magnitude=np.float32(0.25))
+    payload = json.loads(json.dumps(c.to_json()))  # numpy scalars and arrays serialise
+    assert payload["edges"][0]["kernel"] == [[-0.25]] and payload["nodes"][0]["bias"] == 0.5
+    c.to_json()["edges"][0]["kernel"][0][0] = 99.0
+    assert c.edges["a:1", "b:0"]["kernel"][0][0] == -0.25  # the circuit did not change
+
+
+def test_a_hand_built_circuit_keeps_every_edge_attribute_through_the_catalog(tmp_path):
+    c = Circuit(model="hand", target="b:0", method="attribution")
+    c.add_node("b:0", layer="b", channel=0, depth=0)
+    c.add_node("a:1", layer="a", channel=1, depth=1)
+    c.add_edge("a:1", "b:0", weight=-0.5, method="attribution")  # four keys, but no kernel
+    with Catalog(tmp_path / "cat.db") as cat:
+        cid = cat.add_circuit("ab" * 32, c.to_json())
+        back = stored(cat, cid)
+    assert back.edges["a:1", "b:0"]["method"] == "attribution"
+    from circuits.render import render_circuit
+
+    assert "a:1" in render_circuit(back, tmp_path / "hand.svg").read_text()  # an edge without a kernel draws

@@ -12,7 +12,7 @@ import torch
 from nets import MLP, DenseNetLike, EfficientNetLike, InceptionNet, MobileNetLike, ONetLike, PlainCNN, ResNet
 
 from circuits import planted
-from circuits.compile import emit, record, verify
+from circuits.compile import emit, record_faithfulness, verify
 from circuits.compile.faithfulness import load_module
 from circuits.extraction import extract
 from circuits.graph import build_graph
@@ -132,7 +132,7 @@ def test_verify_records_the_numbers_in_the_module_header(tmp_path):
     loaded = planted.load("union")
     path = emit(extract(loaded, "union:0", depth=3, top_k=4)).write(tmp_path / "u.py")
     report = verify(path, loaded, bright_images(loaded.input_shape))
-    record(path, report, "bright")
+    record_faithfulness(path, report, "bright")
     module = load_module(path)
     assert module.FAITHFULNESS["r2"] == pytest.approx(report["r2"], abs=1e-6)
     assert module.FAITHFULNESS["data"] == "bright"

@@ -11,7 +11,7 @@ from cogapp import Cog
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCTESTED = ["circuits", "circuits.circuit", "circuits.catalog", "circuits.data.spec", "circuits.planted.build",
-             "circuits.motifs", "circuits.motifs.union", "circuits.motifs.equivariance", "circuits.formatting"]
+             "circuits.motifs", "circuits.motifs.union", "circuits.motifs.families", "circuits.formatting"]
 
 
 def _cog_check(readme: Path) -> int:

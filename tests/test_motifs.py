@@ -9,7 +9,7 @@ from torch import nn
 from circuits import planted
 from circuits.models import load
 from circuits.motifs import Context, find, inhibitions, shuffle_weights, unions
-from circuits.motifs.polysemantic import polysemantic
+from circuits.motifs.polysemy import polysemantic
 from circuits.motifs.transforms import Reflect, Rotate, Scale, compose, disc, power
 from circuits.planted import kernels as K
 

@@ -9,7 +9,7 @@ import torch
 from nets import PlainCNN
 
 from circuits.motifs import Context, universality
-from circuits.motifs.universality import assign, hungarian, match_layer
+from circuits.motifs.matching import assign, hungarian, match_layer
 
 
 def permuted(model, convs, perms, head=None):

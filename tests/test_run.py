@@ -191,3 +191,25 @@ def test_cuda_run_matches_the_cpu_numbers():
     reference = x.detach().clone().requires_grad_(True)
     graph.run(reference, ["conv3"], grad=True)["conv3"].sum().backward()
     torch.testing.assert_close(x.grad, reference.grad, rtol=1e-4, atol=1e-4)
+
+
+def test_an_empty_batch_is_refused_in_one_line():
+    import circuits
+    from circuits.errors import DataError
+
+    graph = circuits.layers(circuits.load("planted:union"))
+    with pytest.raises(DataError, match="empty batch"):
+        graph.run(torch.zeros(0, *graph.input_shape), ["union"])
+
+
+def test_an_output_written_atomically_is_whole_or_absent(tmp_path, monkeypatch):
+    import os
+
+    from circuits.pyfiles import write_atomic
+
+    target = tmp_path / "out.py"
+    write_atomic(target, b"old")
+    monkeypatch.setattr(os, "replace", lambda *a: (_ for _ in ()).throw(OSError("disk full")))
+    with pytest.raises(OSError):
+        write_atomic(target, b"new and longer")
+    assert target.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == ["out.py"]

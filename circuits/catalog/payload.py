@@ -136,10 +136,8 @@ def circuit_rows(model_id: str, payload) -> CircuitRows:
         weight = edge.get("weight")
         if type(weight) is not float or weight - weight != 0:  # the fast path is a finite float
             weight = _finite(weight, f"edge {source} -> {tgt}'s weight")
-        if len(edge) > 4:  # anything beyond source, target, weight and kernel
-            extra = {k: v for k, v in edge.items() if k not in _EDGE_COLUMNS}
-            if extra:
-                edge_attributes.append([source, tgt, extra])
+        if edge.keys() - _EDGE_COLUMNS:  # attributes beyond source, target, weight and kernel
+            edge_attributes.append([source, tgt, {k: v for k, v in edge.items() if k not in _EDGE_COLUMNS}])
         edges.append((source, tgt, weight, kernel_json))
     edges.sort(key=itemgetter(0, 1))
     edge_attributes.sort(key=itemgetter(0, 1))

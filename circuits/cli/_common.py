@@ -50,14 +50,19 @@ def echo_json(payload: dict, arguments: dict, weights_sha256: str | None = None)
     click.echo(dumps(envelope(payload, arguments, weights_sha256)))
 
 
-def check_writable(path: str | None, option: str) -> None:
-    """Fail before any work when an output file cannot be written (its folder is missing or read-only)."""
+def check_writable(path: str | None, option: str, suffixes: tuple[str, ...] = (), keep: str | None = None) -> None:
+    """Fail before any work when an output file cannot be written: its folder is missing or read-only, its
+    name does not end in one of ``suffixes``, or it is the file ``keep`` (an input the command reads)."""
     if path is None:
         return
     import os
 
     from circuits.errors import UsageError
 
+    if suffixes and not path.lower().endswith(suffixes):
+        raise UsageError(f"{option} {path}: the file name must end in {' or '.join(suffixes)}")
+    if keep and os.path.exists(path) and os.path.exists(keep) and os.path.samefile(path, keep):
+        raise UsageError(f"{option} {path}: that is the file being read; pick another path")
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise UsageError(f"{option} {path}: folder '{folder}' does not exist; create it or pick another path")

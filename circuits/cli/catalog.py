@@ -130,13 +130,13 @@ def show(id, emit_path, render_path, catalog_path, as_json):
 def _rebuild(ref, emit_path, render_path, catalog_path):
     from circuits.cli._common import check_writable
 
-    check_writable(emit_path, "--emit")
-    check_writable(render_path, "--render")
+    check_writable(emit_path, "--emit", (".py",), keep=catalog_path)
+    check_writable(render_path, "--render", (".svg", ".png"), keep=catalog_path)
     from circuits.pipeline import emit_stored, stored
 
     with _open(catalog_path) as cat:
         circuit = stored(cat, ref)
-        module = emit_stored(cat, ref) if emit_path else None
+        module, how = emit_stored(cat, ref) if emit_path else (None, None)
     if render_path:
         from circuits.render import render_circuit
 
@@ -144,9 +144,11 @@ def _rebuild(ref, emit_path, render_path, catalog_path):
         click.echo(f"diagram written to {render_path}", err=True)
     if module is not None:
         module.write(emit_path)
-        measured = "FAITHFULNESS = None" not in module.code
-        click.echo(f"module written to {emit_path}" + ("; its stored faithfulness is in it" if measured else
-                   f"; measure it with `circuits verify {emit_path} --model MODEL`"), err=True)  # fmt: skip
+        click.echo(f"module written to {emit_path}; " + {
+            "measured": "its stored faithfulness is in it",
+            "stored": "it is the stored module as it was emitted",
+            "rebuilt": f"the literal form, rebuilt from the circuit: measure it with `circuits verify {emit_path} --model MODEL`",
+        }[how], err=True)  # fmt: skip
 
 
 @catalog.command()

@@ -49,16 +49,19 @@ def extract(model, weights, input_shape, neuron, depth, top_k, method, data, thr
         from circuits.errors import UsageError
 
         raise UsageError("--simplify rewrites the emitted module: pass --emit OUT.py too")
-    check_writable(emit_path, "--emit")
-    check_writable(render_path, "--render")
+    check_writable(emit_path, "--emit", (".py",))
+    check_writable(render_path, "--render", (".svg", ".png"))
+    from circuits.graph import build_graph
+
     loaded = load_model(model, weights, input_shape)
+    graph = build_graph(loaded)  # traced once, shared by extract, emit, verify and record
     probe = None
     if data is not None:
         from circuits.data import load_data
 
         probe = load_data(data, loaded.input_shape)
     with progress_bar(desc="tracing", unit="neuron") as bar:
-        circuit = run_extract(loaded, neuron, depth=depth, top_k=top_k, method=method, data=probe,
+        circuit = run_extract(graph, neuron, depth=depth, top_k=top_k, method=method, data=probe,
                               threshold=threshold, through=through, progress=bar.update, device=device)  # fmt: skip
     payload = circuit.to_json()
     payload["model"] = loaded.spec
@@ -71,7 +74,7 @@ def extract(model, weights, input_shape, neuron, depth, top_k, method, data, thr
         render_circuit(circuit, render_path)
     compiled = None
     if emit_path:
-        compiled = _compile(circuit, loaded, data, probe, simplify, device)
+        compiled = _compile(circuit, graph, data, probe, simplify, device)
         compiled.write(emit_path)
         payload["emitted"] = {"path": emit_path, "faithfulness": compiled.report}
         if simplify:
@@ -81,7 +84,7 @@ def extract(model, weights, input_shape, neuron, depth, top_k, method, data, thr
         from circuits.pipeline import record
 
         with Catalog(catalog_path) as catalog:
-            record(catalog, loaded, circuit, compiled, parameters=arguments)
+            record(catalog, graph, circuit, compiled, parameters=arguments, architecture=type(loaded.module).__name__)
     if as_json:
         echo_json(payload, arguments, loaded.weights_hash)
         return
@@ -97,7 +100,7 @@ def extract(model, weights, input_shape, neuron, depth, top_k, method, data, thr
                 click.echo(f"kept: {s['kind']} {s['form']} of {', '.join(s['members'])}: {s['reason']}", err=True)
 
 
-def _compile(circuit, loaded, data_spec, probe, simplify, device=None):
+def _compile(circuit, graph, data_spec, probe, simplify, device=None):
     """Emit the circuit (with its collapsed forms, if asked) and measure it on --data, or on held-out
     toy-world images without it."""
     from circuits.cli.verify import DEFAULT_DATA
@@ -105,5 +108,5 @@ def _compile(circuit, loaded, data_spec, probe, simplify, device=None):
     from circuits.pipeline import compile_circuit
 
     spec = data_spec or DEFAULT_DATA
-    data = probe if probe is not None else load_data(spec, loaded.input_shape)
-    return compile_circuit(circuit, loaded, data, data_spec=spec, simplify=simplify, device=device)
+    data = probe if probe is not None else load_data(spec, graph.input_shape)
+    return compile_circuit(circuit, graph, data, data_spec=spec, simplify=simplify, device=device)

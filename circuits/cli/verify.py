@@ -29,7 +29,7 @@ def verify(module_path, model, weights, input_shape, data, record, as_json, devi
       circuits verify conv3_0.py --model zoo:plain-cnn --data toyworld:512:7 --json
     """
     from circuits.cli._common import load_model
-    from circuits.compile import record as record_numbers
+    from circuits.compile import record_faithfulness as record_numbers
     from circuits.compile import verify as run_verify
     from circuits.data import load_data
 

@@ -100,10 +100,12 @@ def _compare(real: np.ndarray, emitted: np.ndarray) -> dict:
     return {"r2": r2, "pearson": pearson, "top_image_agreement": agreement, "max_abs_error": error}
 
 
-def record(path: str | Path, report: dict, data_spec: str | None) -> None:
+def record_faithfulness(path: str | Path, report: dict, data_spec: str | None) -> None:
     """Write the measured numbers into the module file's FAITHFULNESS block (and nothing else)."""
     path = Path(path)
-    path.write_text(recorded(path.read_text(), report, data_spec, where=f"'{path}'"))
+    from circuits.pyfiles import write_atomic
+
+    write_atomic(path, recorded(path.read_text(), report, data_spec, where=f"'{path}'").encode())
 
 
 def recorded(code: str, report: dict, data_spec: str | None, where: str = "the module") -> str:

@@ -44,7 +44,7 @@ from circuits.errors import UsageError
 FAITHFULNESS_BEGIN = "# --- faithfulness (rewritten by `circuits verify`) ---"
 FAITHFULNESS_END = "# --- end faithfulness ---"
 SIMPLIFICATIONS_COMMENT = (
-    "# Collapsed forms tried (circuits.compile.collapse): a form is kept only when every\n"
+    "# Collapsed forms tried (circuits.compile.simplify): a form is kept only when every\n"
     "# neuron it changes keeps its R² within the tolerance of the literal form's."
 )
 
@@ -59,13 +59,16 @@ class EmittedModule:
     functions: dict[str, str] = field(default_factory=dict)  # neuron id -> function name
 
     def write(self, path: str | Path) -> Path:
+        """Write the module and its .npz beside it; each file appears whole or not at all."""
+        from circuits.pyfiles import write_atomic
+
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         if self.npz_name:
             buffer = io.BytesIO()
             np.savez(buffer, **self.constants)
-            (path.parent / self.npz_name).write_bytes(buffer.getvalue())
-        path.write_text(self.code)
+            write_atomic(path.parent / self.npz_name, buffer.getvalue())
+        write_atomic(path, self.code.encode())
         return path
 
     def load(self):

@@ -99,6 +99,8 @@ def check_data(graph, data: torch.Tensor) -> torch.Tensor:
             f"probe images have shape {tuple(data.shape[1:])} but the model takes {tuple(graph.input_shape)}; "
             "give data of the model's input shape"
         )
+    if len(data) == 0:
+        raise DataError("no probe images (an empty batch): give at least one image")
     return data.to(graph.dtype)
 
 
@@ -224,6 +226,8 @@ def node_values(graph, x: torch.Tensor, keep: set[str] | None = None, stop_at: s
             try:  # images in channels-last order: the CPU convolutions run much faster
                 forward(x.contiguous(memory_format=torch.channels_last))
                 return values  # type: ignore[return-value]
+            except torch.OutOfMemoryError:
+                raise  # not a layout problem: retrying would only hide it
             except RuntimeError:  # e.g. a .view() that needs the NCHW layout: run as given from now on
                 _NCHW_ONLY.add(graph)
         forward(x)

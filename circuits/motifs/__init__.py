@@ -23,14 +23,14 @@ from __future__ import annotations
 from circuits.errors import UsageError, close_matches_hint
 from circuits.motifs.context import Context, as_context, probe_data
 from circuits.motifs.control import shuffle_weights
-from circuits.motifs.equivariance import equivariance
+from circuits.motifs.families import equivariance
 from circuits.motifs.inhibition import inhibitions
+from circuits.motifs.matching import match_layer, universality
 from circuits.motifs.network import network_motifs, neuron_graph
-from circuits.motifs.polysemantic import polysemantic
+from circuits.motifs.polysemy import polysemantic
 from circuits.motifs.report import KINDS, Motif, sort_motifs, to_json
 from circuits.motifs.transforms import Reflect, Rotate, Scale, Transform, compose
 from circuits.motifs.union import unions
-from circuits.motifs.universality import match_layer, universality
 
 CHOICES = (*KINDS, "all")
 OPTIONS = {  # the keyword options each detector takes through find()

@@ -213,7 +213,7 @@ def _model_name(model, graph: NeuronGraph) -> str:
 
 def probe_data(spec: str, input_shape) -> tuple[torch.Tensor, dict | None]:
     """Images for a data spec (:func:`circuits.data.load_data`) and, for toy-world specs, their latent
-    factors (``label`` plus the generator's latents), which :mod:`circuits.motifs.polysemantic` reads."""
+    factors (``label`` plus the generator's latents), which :mod:`circuits.motifs.polysemy` reads."""
     from circuits.data import load_data
 
     images = load_data(spec, input_shape)

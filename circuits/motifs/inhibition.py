@@ -8,7 +8,7 @@ its pre-activation flips sign under the transform (an *opponent* channel).
 
 A neuron ``U`` of a target layer is reported as **inhibition** over transform ``T`` when, among its
 ``top_k`` inputs by |strength|, a positive one ``A`` and a negative one ``B`` are related by ``T``
-(``B = T A`` or ``A = T B``, by every gate of :func:`circuits.motifs.equivariance.group_map`), with
+(``B = T A`` or ``A = T B``, by every gate of :func:`circuits.motifs.families.group_map`), with
 comparable magnitudes (``|s_B| >= balance * s_A`` and the reverse). For a reflection the complement is the
 mirror image; for a quarter turn it is the orthogonal orientation. The evidence also reports how much
 ``U`` itself is anti-invariant (``cos(T K_U, K_U)`` near -1 for a pure opponent).
@@ -21,7 +21,7 @@ as the weights say.
 from __future__ import annotations
 
 from circuits.motifs.context import as_context
-from circuits.motifs.equivariance import MARGIN, THRESHOLD, group_map
+from circuits.motifs.families import MARGIN, THRESHOLD, group_map
 from circuits.motifs.inputs import case_responses, inputs
 from circuits.motifs.report import Motif
 from circuits.motifs.transforms import Transform, parse
@@ -42,7 +42,7 @@ def inhibitions(model, layer: str | None = None, data=None, *, transforms=("refl
     transforms : the transforms that relate a feature to its complement.
     top_k : both inputs must be among this many strongest (by |strength|).
     balance : the weaker of the two magnitudes over the stronger, at least.
-    threshold, margin : as in :func:`circuits.motifs.equivariance.equivariance`, for the pair.
+    threshold, margin : as in :func:`circuits.motifs.families.equivariance`, for the pair.
 
     Returns
     -------

@@ -2,7 +2,7 @@
 
 A target's inputs are the channels of all its direct source layers (concat parts and residual skips
 included, docs/neuron-graph.md), in one *group* whose equivariance map under a transform is known from
-:func:`circuits.motifs.equivariance.group_map`. An input's **strength** is the signed sum of its direct
+:func:`circuits.motifs.families.group_map`. An input's **strength** is the signed sum of its direct
 kernel. The probe-data check at the end asks what a target does when only one case of a pair is present.
 """
 

@@ -10,7 +10,7 @@ A neuron ``U`` of a target layer is reported as a **union** over transform ``T``
    data, ``corr(act_U(T x), T act_U(x)) >= threshold`` (the diagonal of its own equivariance map);
 2. among its ``top_k`` strongest positive direct inputs are two or more neurons that ``T`` maps one onto
    the next (a mirror pair, or quarter-turned copies), by every gate of
-   :func:`circuits.motifs.equivariance.group_map` (its ``relation``: a trained layer often holds several
+   :func:`circuits.motifs.families.group_map` (its ``relation``: a trained layer often holds several
    redundant copies of one feature, so a case need not be the one-to-one family partner);
 3. the cases have comparable strengths: the weakest is at least ``balance`` times the strongest.
 
@@ -26,7 +26,7 @@ stays as the weights said.
 from __future__ import annotations
 
 from circuits.motifs.context import as_context
-from circuits.motifs.equivariance import MARGIN, THRESHOLD, group_map
+from circuits.motifs.families import MARGIN, THRESHOLD, group_map
 from circuits.motifs.inputs import Inputs, case_responses, inputs
 from circuits.motifs.report import Motif
 from circuits.motifs.transforms import Transform, parse
@@ -49,7 +49,7 @@ def unions(model, layer: str | None = None, data=None, *, transforms=("reflect",
     transforms : transforms to look for unions over (names or Transform values).
     top_k : the cases must be among this many strongest positive inputs.
     balance : the weakest case's strength over the strongest's, at least.
-    threshold, margin : as in :func:`circuits.motifs.equivariance.equivariance`, for the source families
+    threshold, margin : as in :func:`circuits.motifs.families.equivariance`, for the source families
         and for ``U``'s own invariance.
 
     Returns

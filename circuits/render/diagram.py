@@ -69,9 +69,11 @@ def render_circuit(circuit: nx.DiGraph, out: str | Path) -> Path:
     fmt = out.suffix.lower().lstrip(".")
     if fmt not in {"svg", "png"}:
         raise UsageError(f"cannot render to '{out}': use a file name ending in .svg or .png")
+    from circuits.pyfiles import write_atomic
+
     data = _draw(circuit, fmt)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_bytes(data)
+    write_atomic(out, data)
     return out
 
 
@@ -99,7 +101,7 @@ def _embed_images(svg: str) -> str:
 
 
 def _is_spatial(kernel) -> bool:
-    return len(kernel) * len(kernel[0]) > 1
+    return bool(kernel) and isinstance(kernel[0], list) and len(kernel) * len(kernel[0]) > 1
 
 
 def _ident(name: str) -> str:

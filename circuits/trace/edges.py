@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from circuits.errors import UnsupportedOpError, UsageError
 from circuits.graph import ops
 from circuits.graph.paths import make_path_function, path_inputs, path_nodes
-from circuits.trace.activations import check_data, node_values
+from circuits.graph.run import check_data, node_values
 from circuits.trace.kernels import KernelSet, compute_kernels
 from circuits.trace.result import Attribution
 
