@@ -49,6 +49,8 @@ def extract(
     _add_node(circuit, graph, f"{layer}:{channel}", 0)
     frontier = [f"{layer}:{channel}"]
     for step in range(1, depth + 1):
+        if not frontier:
+            break  # every branch reached the input: a larger --depth adds nothing
         next_frontier = []
         for node in frontier:
             t_layer, t_ch = node.rpartition(":")[0], int(node.rpartition(":")[2])

@@ -282,3 +282,37 @@ def test_show_emit_of_a_simplified_module_gives_that_module(tmp_path):
     result = CliRunner().invoke(main, ["catalog", "show", module_id, "--emit", str(again), "--catalog", str(db)])
     assert result.exit_code == 0, result.output
     assert again.read_text() == out.read_text() and "SIMPLIFICATIONS" in again.read_text()
+
+
+def test_serve_on_a_taken_port_says_so_and_exits_2(catalog_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = CliRunner().invoke(main, ["catalog", "serve", "--port", str(port), "--catalog", catalog_path])
+    assert result.exit_code == 2 and f"port {port}" in result.output and "serving" not in result.output
+
+
+def test_sigterm_to_serve_stops_datasette_too(catalog_path):
+    pytest.importorskip("datasette")
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from circuits.cli import main; main()", "catalog", "serve", "--port", str(port),
+         "--catalog", catalog_path],
+        env=dict(os.environ, PYTHONPATH=str(ROOT)), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/-/versions.json", timeout=2):
+                    break
+            except OSError:
+                time.sleep(0.2)
+        proc.send_signal(15)  # to circuits only, not its process group
+        proc.wait(timeout=15)
+        time.sleep(0.5)
+        with socket.socket() as probe:
+            assert probe.connect_ex(("127.0.0.1", port)) != 0, "datasette outlived `circuits catalog serve`"
+    finally:
+        if proc.poll() is None:
+            proc.kill()

@@ -42,12 +42,19 @@ def export_sql(store) -> str:
     lines.extend(f"{sql};" for sql in schema_sql(store))
     for table in ("schema_version", *schema.TABLES):
         columns = [column.name for column in store.table(table).columns]
-        values = " || ',' || ".join(f"quote({c})" for c in columns)
+        values = " || ',' || ".join(_literal(c) for c in columns)
         order = ", ".join(schema.TABLES.get(table, ("version",)))
         sql = f"SELECT 'INSERT INTO {table} VALUES (' || {values} || ');' FROM {table} ORDER BY {order}"
         lines.extend(row[0] for row in store.db.execute(sql))
     lines.append("COMMIT;")
     return "\n".join(lines) + "\n"
+
+
+def _literal(column: str) -> str:
+    """SQL that spells a column's value as a literal; quote() would cut text at a NUL, so such text is
+    written as the hex of its bytes, cast back to text."""
+    return (f"CASE WHEN typeof({column}) = 'text' AND instr(CAST({column} AS BLOB), X'00') > 0 "
+            f"THEN 'CAST(X''' || hex({column}) || ''' AS TEXT)' ELSE quote({column}) END")
 
 
 def schema_sql(store) -> list[str]:

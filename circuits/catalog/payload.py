@@ -16,7 +16,7 @@ import math
 from dataclasses import dataclass
 from operator import itemgetter
 
-from circuits.errors import CatalogError
+from circuits.errors import CatalogError, UsageError
 
 _compact = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode  # one encoder: json.dumps(**kw) builds one per call
 
@@ -30,13 +30,19 @@ def sha256(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+class BadNeuronError(CatalogError, UsageError):
+    """A neuron name that is not LAYER:CHANNEL: the input is at fault (exit 2)."""
+
+    exit_code = 2
+
+
 def split_neuron(name, what: str = "neuron") -> tuple[str, int]:
     """``'conv3:12'`` -> ``('conv3', 12)``; the layer may itself contain colons, the channel is last."""
     if not isinstance(name, str):
         raise CatalogError(f"{what} must be a 'LAYER:CHANNEL' string, got {name!r}.")
     layer, sep, channel = name.rpartition(":")
-    if not sep or not layer or not channel.isdigit():
-        raise CatalogError(f"{what} {name!r} is not of the form LAYER:CHANNEL (for example 'conv3:12').")
+    if not sep or not layer or not channel.isdigit() or int(channel) >= 2**63:
+        raise BadNeuronError(f"{what} {name!r} is not of the form LAYER:CHANNEL (for example 'conv3:12').")
     return layer, int(channel)
 
 

@@ -235,17 +235,29 @@ def export(fmt, table, output, catalog_path):
       circuits catalog export --format csv --output dump/     # one CSV per table
       circuits catalog export --format sql | sqlite3 copy.db
     """
-    from circuits.catalog import schema
-    from circuits.errors import UsageError
+    from pathlib import Path
 
+    from circuits.catalog import schema
+    from circuits.cli._common import check_writable
+    from circuits.errors import UsageError
+    from circuits.pyfiles import write_atomic
+
+    folder = fmt == "csv" and table is None
+    if folder and output is None:
+        raise UsageError("CSV holds one table: pass --table TABLE, or --output DIR for one file per table.")
+    if folder and os.path.exists(output) and not os.path.isdir(output):
+        raise UsageError(f"--output {output}: a file is there; CSV of every table needs a folder")
+    if folder:
+        check_writable(os.path.join(output, "x.csv") if os.path.isdir(output) else output, "--output")
+    elif output is not None:
+        if os.path.isdir(output):
+            raise UsageError(f"--output {output} is a folder: give a file name")
+        check_writable(output, "--output")
     with _open(catalog_path) as cat:
-        if fmt == "csv" and table is None:
-            if output is None:
-                raise UsageError("CSV holds one table: pass --table TABLE, or --output DIR for one file per table.")
+        if folder:
             os.makedirs(output, exist_ok=True)
             for name in schema.TABLES:
-                with open(os.path.join(output, f"{name}.csv"), "w", encoding="utf-8", newline="") as handle:
-                    handle.write(cat.export("csv", name))
+                write_atomic(Path(output) / f"{name}.csv", cat.export("csv", name).encode())
             return
         if fmt == "json":
             from circuits.provenance import dumps, envelope
@@ -256,8 +268,7 @@ def export(fmt, table, output, catalog_path):
     if output is None:
         click.echo(text, nl=False)
     else:
-        with open(output, "w", encoding="utf-8") as handle:
-            handle.write(text)
+        write_atomic(Path(output), text.encode())
 
 
 @catalog.command()
@@ -273,7 +284,6 @@ def serve(port, catalog_path):
     Example:
       circuits catalog serve --catalog lab.db --port 8001
     """
-    import subprocess
     import tempfile
 
     from circuits.catalog import serve as serving
@@ -285,8 +295,48 @@ def serve(port, catalog_path):
         with open(metadata_file, "w", encoding="utf-8") as handle:
             json.dump(serving.metadata(catalog_path), handle)
         argv = serving.command(catalog_path, metadata_file, port)
+        _check_port_free(port)
         click.echo(f"serving {catalog_path} on http://127.0.0.1:{port} (Ctrl-C to stop)", err=True)
+        code = _run_until_stopped(argv)
+    if code not in (0, None):
+        from circuits.errors import CircuitsError
+
+        raise CircuitsError(f"datasette stopped with exit code {code}: see its messages above")
+
+
+def _check_port_free(port: int) -> None:
+    """A taken port is refused before datasette starts (it would fail after we said we were serving)."""
+    import socket
+
+    from circuits.errors import UsageError
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         try:
-            subprocess.run(argv, check=False)
-        except KeyboardInterrupt:
-            pass
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            raise UsageError(f"port {port} on 127.0.0.1 is taken: pick another with --port") from None
+
+
+def _run_until_stopped(argv) -> int | None:
+    """Run datasette; Ctrl-C or SIGTERM to us stops it too (it never outlives the command)."""
+    import signal
+    import subprocess
+
+    proc = subprocess.Popen(argv)
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        return proc.wait()
+    except KeyboardInterrupt:
+        return None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from circuits.cli._common import device_option, echo_json
@@ -100,14 +102,23 @@ def train(name, seed, output, fast, as_json):
         seed = name_seed
     elif explicit and seed != name_seed:
         raise UsageError(f"'{name}' is seed {name_seed} but --seed {seed} was given; give one or the other")
-    if seed < 0:
-        raise UsageError(f"--seed must be a non-negative integer, got {seed}")
+    from circuits.cli._common import check_writable
+    from circuits.limits import check_seed
+
+    check_seed(seed, "--seed")
     output = output or f"{family}-s{seed}{'-fast' if fast else ''}.pt"
+    check_writable(output, "-o")  # before a training run, not after it
     result = _train_with_progress(family, seed, fast)
+
+    import io
 
     import torch
 
-    torch.save(result.module.state_dict(), output)
+    from circuits.pyfiles import write_atomic
+
+    buffer = io.BytesIO()
+    torch.save(result.module.state_dict(), buffer)
+    write_atomic(Path(output), buffer.getvalue())
     shipped = None
     try:
         shipped = registry.card(f"{family}-s{seed}")["weights_sha256"]

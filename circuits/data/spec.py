@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from circuits.errors import BadSpecError, DataError, close_matches_hint
+from circuits.limits import GIB, check_seed, check_size
 
 DATA_HELP = "use toyworld[:TASK][:N][:SEED], noise:N[:SEED], a folder of PNG/JPG images, or a .npy/.pt file"
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
@@ -96,10 +97,11 @@ def _toyworld(rest: str, spec: str, input_shape, default_n: int) -> torch.Tensor
         raise BadSpecError(f"bad data spec '{spec}': use toyworld[:TASK][:N][:SEED]")
     values = _ints(parts, spec, ["N", "SEED"])
     n = values[0] if values else default_n
-    seed = values[1] if len(values) > 1 else 0
+    seed = check_seed(values[1] if len(values) > 1 else 0, f"the seed of '{spec}'")
     if n <= 0:
         raise BadSpecError(f"bad data spec '{spec}': N must be positive")
     channels, size = _image_geometry(input_shape, spec)
+    _check_bytes(spec, n, (channels, size, size))
     images, _, _ = toyworld.generate(n, seed=seed, size=size, rgb=channels == 3, task=task)
     return images
 
@@ -109,12 +111,20 @@ def _noise(rest: str, spec: str, input_shape) -> torch.Tensor:
     if not parts or len(parts) > 2:
         raise BadSpecError(f"bad data spec '{spec}': use noise:N or noise:N:SEED")
     values = _ints(parts, spec, ["N", "SEED"])
-    n, seed = values[0], (values[1] if len(values) > 1 else 0)
+    n, seed = values[0], check_seed(values[1] if len(values) > 1 else 0, f"the seed of '{spec}'")
     if n <= 0:
         raise BadSpecError(f"bad data spec '{spec}': N must be positive")
     shape = tuple(input_shape) if input_shape is not None else DEFAULT_SHAPE
+    _check_bytes(spec, n, shape)
     rng = np.random.default_rng(seed)
     return torch.from_numpy(rng.random((n, *shape), dtype=np.float32))
+
+
+def _check_bytes(spec: str, n: int, shape) -> None:
+    """Generated images are float32: refuse a batch over the limit before making it."""
+    import math
+
+    check_size(f"'{spec}' ({n:,} images of {tuple(shape)})", 4 * n * math.prod(shape), "MAX_DATA_BYTES", 4 * GIB)
 
 
 def _read_path(path: Path, input_shape) -> torch.Tensor:

@@ -14,7 +14,13 @@ from dataclasses import dataclass, field
 import torch
 from torch import fx, nn
 
-from circuits.errors import UnknownNeuronError, UnsupportedOpError, UsageError, close_matches_hint
+from circuits.errors import (
+    ModelLoadError,
+    UnknownNeuronError,
+    UnsupportedOpError,
+    UsageError,
+    close_matches_hint,
+)
 from circuits.graph import ops
 from circuits.graph.capture import Captured, capture, shape_propagate
 
@@ -136,6 +142,15 @@ class NeuronGraph:
         }
 
 
+def _check_finite(module) -> None:
+    """NaN or Inf in a weight makes every traced number meaningless: refuse the model, naming the tensor."""
+    for name, tensor in [*module.named_parameters(), *module.named_buffers()]:
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            bad = int((~torch.isfinite(tensor)).sum())
+            raise ModelLoadError(f"the model's '{name}' holds {bad} NaN or infinite value(s): every weight, "
+                                 "strength and R² would be meaningless; fix or retrain the weights")
+
+
 def build_graph(model, input_shape: tuple[int, ...] | None = None) -> NeuronGraph:
     """Trace ``model`` (an nn.Module or a LoadedModel) into its neuron graph.
 
@@ -161,6 +176,10 @@ def build_graph(model, input_shape: tuple[int, ...] | None = None) -> NeuronGrap
         input_shape = input_shape or getattr(module, "input_shape", None)
     if input_shape is None:
         raise UsageError("the model does not say its input shape: pass --input-shape C,H,W (e.g. 3,32,32)")
+    from circuits.models.spec import check_input_shape
+
+    check_input_shape(input_shape)
+    _check_finite(module)
     module = copy.deepcopy(module).eval()
     for p in module.parameters():
         p.requires_grad_(False)

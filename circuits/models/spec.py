@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from circuits.errors import BadSpecError, ModelLoadError, UsageError, close_matches_hint
+from circuits.limits import check_size
 from circuits.models.loaded import LoadedModel
 from circuits.pyfiles import import_file
 
@@ -32,7 +33,15 @@ def parse_input_shape(text: str | None) -> tuple[int, ...] | None:
         raise UsageError(f"bad --input-shape {text!r}: give C,H,W (e.g. 3,32,32) or F for a dense input") from None
     if not shape or any(d <= 0 for d in shape):
         raise UsageError(f"bad --input-shape {text!r}: every dimension must be a positive integer")
+    check_input_shape(shape)
     return shape
+
+
+def check_input_shape(shape) -> None:
+    """Refuse an example input too large to trace (one image of it is allocated, and more while tracing)."""
+    import math
+
+    check_size(f"an input of shape {tuple(shape)}", math.prod(shape), "MAX_INPUT_ELEMENTS", 50_000_000, "elements")
 
 
 def load(
@@ -123,6 +132,9 @@ def _instantiate(obj, spec: str) -> nn.Module:
             made = obj()
         except TypeError as exc:
             raise BadSpecError(f"'{spec}' must be an nn.Module or a zero-argument callable: {exc}") from None
+        except Exception as exc:  # the user's own factory failed: their code, reported as one line
+            raise ModelLoadError(f"the factory '{spec}' raised {type(exc).__name__}: {exc}; fix it, or pass "
+                                 "the nn.Module itself") from None
         if isinstance(made, nn.Module):
             return made
         raise BadSpecError(f"'{spec}' returned {type(made).__name__}, not an nn.Module")

@@ -41,7 +41,8 @@ def circuit_dot(circuit: nx.DiGraph, thumbnail_dir: Path | None = None):
             row.attr(rank="same")
             for node in sorted(nodes, key=lambda n: circuit.nodes[n]["channel"]):
                 attrs = circuit.nodes[node]
-                label = node if not attrs.get("label") else f"{node}\n{attrs['label']}"
+                # a label is text, never DOT: escape() keeps its backslashes and <...> literal
+                label = node if not attrs.get("label") else f"{node}\n{graphviz.escape(str(attrs['label']))}"
                 fill = "#fee8c8" if attrs["depth"] == 0 else "#f7f7f7"
                 row.node(_ident(node), label=label, fillcolor=fill, tooltip=node)
     edges = circuit.sorted_edges()

@@ -1,0 +1,39 @@
+"""Sizes refused before they are allocated, so a typo never takes the machine's memory.
+
+Each limit is a number of bytes or elements with an environment variable that raises it; the error says both.
+"""
+
+from __future__ import annotations
+
+import os
+
+from circuits.errors import UsageError
+
+GIB = 1 << 30
+
+
+def limit(name: str, default: int) -> int:
+    """``$CIRCUITS_<NAME>`` when set (a positive integer), else ``default``."""
+    raw = os.environ.get(f"CIRCUITS_{name}")
+    try:
+        value = int(raw) if raw else default
+    except ValueError:
+        raise UsageError(f"CIRCUITS_{name}={raw!r} is not an integer") from None
+    return value if value > 0 else default
+
+
+def check_size(what: str, count: int, name: str, default: int, unit: str = "bytes") -> None:
+    """Refuse ``count`` (of ``unit``) above the limit ``name``, naming the figure and how to raise it."""
+    cap = limit(name, default)
+    if count > cap:
+        shown = f"{count / GIB:.1f} GiB" if unit == "bytes" else f"{count:,} {unit}"
+        allowed = f"{cap / GIB:.1f} GiB" if unit == "bytes" else f"{cap:,} {unit}"
+        raise UsageError(f"{what} needs {shown}, over the limit of {allowed}: ask for less, or raise it with "
+                         f"CIRCUITS_{name}={count}")
+
+
+def check_seed(seed: int, what: str = "seed") -> int:
+    """Seeds are non-negative and fit 64 bits (numpy and torch refuse the rest with their own errors)."""
+    if not 0 <= seed < 2**63:
+        raise UsageError(f"{what} must be an integer from 0 to 2^63 - 1, got {seed}")
+    return seed
