@@ -26,9 +26,14 @@ def write_atomic(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file in the same folder and a rename, so a failure (or
     a kill) leaves the old file or none, never half a file."""
     import os
+    import stat
     import tempfile
 
     path = Path(path)
+    if path.exists() and not stat.S_ISREG(path.stat().st_mode):  # a device or pipe (/dev/stdout): write through
+        with open(path, "wb") as handle:
+            handle.write(data)
+        return
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as handle:

@@ -122,3 +122,17 @@ def test_an_sql_export_keeps_labels_with_control_characters(tmp_path):
     copy = sqlite3.connect(tmp_path / "b.db")
     copy.executescript(script)
     assert [r[0] for r in copy.execute("SELECT label FROM neurons ORDER BY channel")] == labels
+
+
+def test_a_device_given_as_output_is_written_through_not_replaced(tmp_path):
+    import os
+    import stat
+
+    path = tmp_path / "cat.db"
+    with Catalog(path) as cat:
+        cat.add_model("ab" * 32, "m")
+    result = CliRunner().invoke(main, ["catalog", "export", "--format", "sql", "-o", os.devnull, "--catalog", str(path)])
+    assert result.exit_code == 0 and stat.S_ISCHR(os.stat(os.devnull).st_mode)
+    if os.path.exists("/dev/full"):  # a full disk: one line, exit 1, and the device is still a device
+        fails(["catalog", "export", "--format", "sql", "-o", "/dev/full", "--catalog", str(path)], 1, "space")
+        assert stat.S_ISCHR(os.stat("/dev/full").st_mode)

@@ -72,12 +72,27 @@ class LazyGroup(click.Group):
         except Exception as exc:  # a bug, not bad input: say so in one line, keep the traceback on demand
             if os.environ.get("CIRCUITS_DEBUG"):
                 raise
+            known = _environmental(exc)
+            if known:
+                click.echo(f"Error: {known}", err=True)
+                sys.exit(1)
             click.echo(
                 f"Error: internal error {type(exc).__name__}: {exc} (rerun with CIRCUITS_DEBUG=1 for the "
                 "traceback, and please report it)",
                 err=True,
             )
             sys.exit(1)
+
+
+def _environmental(exc: Exception) -> str | None:
+    """A failure of the machine rather than of the code (a full disk, a denied file, no memory), as a sentence."""
+    if isinstance(exc, MemoryError) or (isinstance(exc, RuntimeError) and "allocate" in str(exc)):
+        return "out of memory: ask for less (fewer images, a smaller input or layer) or use a larger machine"
+    if isinstance(exc, OSError) and exc.filename:
+        return f"{exc.strerror or exc} for '{exc.filename}': check the path, its permissions and the free space"
+    if isinstance(exc, OSError) and exc.errno is not None:
+        return f"{exc.strerror or exc}: check the paths given, their permissions and the free space"
+    return None
 
 
 @click.group(cls=LazyGroup, lazy=COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
