@@ -72,7 +72,12 @@ def read_only_mount(folder: Path, mount: Path):
         assert _run("mount", "-o", "remount,ro", str(mount)), "could not remount the tmpfs read-only"
         yield mount
     finally:
-        _run("umount", str(mount))
+        for _ in range(50):  # a reader that was just killed may hold the mount for a moment
+            if _run("umount", str(mount)):
+                break
+            time.sleep(0.1)
+        else:
+            _run("umount", "-l", str(mount))
 
 
 @pytest.fixture(scope="module")
