@@ -41,6 +41,12 @@ class CatalogError(CircuitsError):
     """A catalog file that is malformed, foreign, or from a newer version."""
 
 
+class CatalogReadOnlyError(CatalogError):
+    """A write refused: the catalog is open read-only, or its file (or folder) cannot be written: exit code 2."""
+
+    exit_code = 2
+
+
 def close_matches_hint(name: str, candidates) -> str:
     """`; did you mean 'a' or 'b'?` — the git/click habit of suggesting near names."""
     import difflib

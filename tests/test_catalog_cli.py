@@ -172,7 +172,7 @@ def test_stats_on_a_missing_catalog_does_not_create_it(tmp_path):
 
 
 def test_every_command_has_help_with_an_example():
-    for command in ("stats", "list", "show", "search", "label", "merge", "export", "serve"):
+    for command in ("stats", "list", "show", "search", "label", "merge", "export", "serve", "upgrade"):
         result = invoke(command, "--help")
         assert result.exit_code == 0 and "circuits catalog " + command in result.output
         assert "--catalog" in result.output

@@ -32,7 +32,7 @@ from circuits.catalog import search as _search
 from circuits.catalog.merge import merge as _merge
 from circuits.catalog.payload import circuit_rows
 from circuits.catalog.schema import current_version
-from circuits.catalog.store import Store, inspect_file
+from circuits.catalog.store import Store, check_writable, inspect_file
 from circuits.errors import UsageError
 
 SCHEMA_VERSION = current_version()
@@ -40,7 +40,7 @@ DEFAULT_PATH = "catalog.db"
 
 
 class Catalog(Store):
-    """A catalog file, opened for reading and writing (WAL, busy timeout, foreign keys on).
+    """A catalog file, opened for reading and writing (WAL, busy timeout, foreign keys on), or only for reading.
 
     Parameters
     ----------
@@ -48,6 +48,11 @@ class Catalog(Store):
         The SQLite file. A new path (or empty file) becomes a new catalog when ``create`` is true.
     create : bool
         If false, a missing catalog raises :class:`~circuits.errors.CatalogError`.
+    readonly : bool
+        Open by SQLite URI ``mode=ro`` (a shared file on a read-only mount, a downloaded file): nothing is
+        created, migrated or switched to WAL, and a write raises :class:`~circuits.errors.CatalogReadOnlyError`.
+        An older schema version is refused (open it once writable to upgrade it). Opened for writing, a file
+        that cannot be written (or a new one in a folder that cannot) raises that error before anything else.
 
     A file that is not a circuits catalog (not SQLite, damaged, or another program's database) raises
     :class:`~circuits.errors.CatalogError` and is left byte-for-byte unchanged; a catalog from an older
@@ -97,4 +102,4 @@ def circuit_id(model_id: str, circuit_payload: dict) -> str:
     return circuit_rows(model_id, circuit_payload).id
 
 
-__all__ = ["Catalog", "DEFAULT_PATH", "SCHEMA_VERSION", "circuit_id", "inspect_file"]
+__all__ = ["Catalog", "DEFAULT_PATH", "SCHEMA_VERSION", "check_writable", "circuit_id", "inspect_file"]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 
 from circuits.catalog import schema
-from circuits.catalog.store import _uri, inspect_file
+from circuits.catalog.store import inspect_file, read_uri
 from circuits.errors import CatalogError, UsageError
 
 _UNION = [
@@ -66,6 +66,7 @@ def merge(store, other_path) -> dict:
 
     The other file is only read (attached read-only), never changed.
     """
+    store.check_writable()
     other_path = os.fspath(other_path)
     if not os.path.exists(other_path):
         raise UsageError(f"there is no catalog at {other_path} to merge.")
@@ -77,11 +78,11 @@ def merge(store, other_path) -> dict:
     if version != schema.current_version():
         raise CatalogError(
             f"{other_path} has catalog schema version {version} but this catalog has {schema.current_version()}; "
-            "open the older one once with this circuits (`circuits catalog stats --catalog PATH`) to upgrade it."
+            "upgrade the older one first (`circuits catalog upgrade --catalog PATH`)."
         )
     before = {t: store.table(t).count for t in schema.TABLES}
     # read-only by URI: sqlite-utils' Database.attach() would open the colleague's file for writing
-    store.db.execute("ATTACH DATABASE ? AS other", (_uri(other_path, "ro"),))
+    store.db.execute("ATTACH DATABASE ? AS other", (read_uri(other_path),))
     try:
         with store.transaction():
             for statement in (_MODELS, *_UNION, _LABELS, _NOTES):

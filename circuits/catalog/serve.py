@@ -45,9 +45,15 @@ def metadata(path: str) -> dict:
     return {"title": "circuits catalog", "databases": {name: {"queries": CANNED_QUERIES}}}
 
 
-def command(path: str, metadata_file: str, port: int) -> list[str]:
-    """The datasette command line: always on 127.0.0.1, never on a public interface."""
+def command(path: str, metadata_file: str, port: int, immutable: bool = False) -> list[str]:
+    """The datasette command line: always on 127.0.0.1, never on a public interface.
+
+    Datasette reads a file it is given by SQLite URI ``mode=ro``, and so sees what extract writes meanwhile; a
+    file that cannot be written (a read-only mount) is passed as ``--immutable``, which opens where ``mode=ro``
+    cannot (a WAL-mode file whose folder is read-only).
+    """
     if importlib.util.find_spec("datasette") is None:
         raise CatalogError("`serve` needs datasette; install it with `pip install 'datasette>=0.64,<1'`.")
-    return [sys.executable, "-m", "datasette", "serve", path, "--host", "127.0.0.1", "--port", str(port),
+    where = ["--immutable", path] if immutable else [path]
+    return [sys.executable, "-m", "datasette", "serve", *where, "--host", "127.0.0.1", "--port", str(port),
             "--metadata", metadata_file]

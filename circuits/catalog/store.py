@@ -5,6 +5,10 @@ with ``BEGIN IMMEDIATE`` (so writers queue on the busy timeout instead of deadlo
 call is one transaction. ``Catalog.transaction()`` groups calls, so that one ``extract`` or ``motifs`` run
 lands whole or not at all.
 
+A catalog opened with ``readonly=True`` is opened by SQLite URI ``mode=ro`` (or ``immutable=1`` where a
+WAL-mode file sits on a read-only mount, which ``mode=ro`` cannot open): it is never switched to WAL, never
+migrated, never created, and a write through it raises :class:`CatalogReadOnlyError`.
+
 We open the ``sqlite3`` connection ourselves (URI, busy timeout, autocommit mode) and wrap it in a
 ``sqlite_utils.Database``: every sqlite-utils call then runs inside our transaction (its own ``atomic()``
 blocks become savepoints), and nothing commits behind our back.
@@ -25,7 +29,13 @@ from sqlite_utils.db import Table
 
 from circuits.catalog import schema
 from circuits.catalog.payload import canonical, circuit_rows, motif_rows, sha256, split_neuron
-from circuits.errors import CatalogError, UnknownNeuronError, UsageError, close_matches_hint
+from circuits.errors import (
+    CatalogError,
+    CatalogReadOnlyError,
+    UnknownNeuronError,
+    UsageError,
+    close_matches_hint,
+)
 
 BUSY_TIMEOUT_MS = 60_000
 SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -69,6 +79,70 @@ def _uri(path: str, mode: str) -> str:
     return pathlib.Path(path).absolute().as_uri() + f"?mode={mode}"
 
 
+def read_uri(path: str) -> str:
+    """The URI that opens ``path`` for reading only: ``mode=ro``, or ``immutable=1`` where that cannot open it.
+
+    ``mode=ro`` cannot open a WAL-mode file whose folder is not writable (SQLite wants to create PATH-shm), as
+    on a read-only mount; such a file is opened ``immutable=1``, unless a non-empty PATH-wal holds
+    transactions that ``immutable`` would not see.
+    """
+    uri = _uri(path, "ro")
+    probe = sqlite3.connect(uri, uri=True)
+    try:
+        probe.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        return uri
+    except sqlite3.DatabaseError as exc:
+        if getattr(exc, "sqlite_errorname", None) != "SQLITE_CANTOPEN":
+            return uri  # not SQLite, or damaged: the caller's first query says so
+    finally:
+        probe.close()
+    wal = path + "-wal"
+    if os.path.exists(wal) and os.path.getsize(wal):
+        raise CatalogError(
+            f"{path} has unfinished transactions in {wal} and its folder is not writable, so SQLite cannot "
+            "read them; copy the catalog with its -wal and -shm files somewhere writable."
+        )
+    return uri + "&immutable=1"
+
+
+def connect(path: str, readonly: bool = False) -> sqlite3.Connection:
+    """Our connection to ``path``: autocommit mode, busy timeout, and read-only by URI when asked."""
+    try:
+        uri = read_uri(path) if readonly else _uri(path, "rwc")
+        return sqlite3.connect(uri, uri=True, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
+    except sqlite3.Error as exc:
+        raise CatalogError(f"cannot open {path} ({exc}); check the path and its permissions.") from None
+
+
+def why_unwritable(path: str) -> str | None:
+    """Why ``path`` (an existing file, or a new one in its folder) cannot be written; ``None`` if it can.
+
+    Opening for writing changes neither the bytes nor the mtime; ``os.access`` alone would miss nothing as a
+    user, but root passes every permission check and is stopped only by read-only mounts and immutable files,
+    which opening reports too.
+    """
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.exists(path):
+        try:
+            os.close(os.open(path, os.O_WRONLY))
+        except OSError as exc:
+            return f"the file cannot be written ({exc.strerror.lower()})"
+    elif not os.path.isdir(folder):
+        return f"its folder {folder} does not exist"
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return f"its folder {folder} is not writable, and SQLite writes its journal (PATH-wal, PATH-shm) there"
+    return None
+
+
+def check_writable(path, fix: str = "copy it somewhere writable or pass another --catalog") -> None:
+    """Raise :class:`CatalogReadOnlyError` naming the file and why, unless the catalog at ``path`` (or a new
+    one there) can be written. Commands that write call this before doing any work."""
+    path = os.fspath(path)
+    reason = why_unwritable(path)
+    if reason is not None:
+        raise CatalogReadOnlyError(f"{path} is read-only: {reason}; {fix}.")
+
+
 def inspect_file(path: str) -> int | None:
     """The schema version of the catalog at ``path``; ``None`` for a new (absent or empty) file.
 
@@ -78,13 +152,16 @@ def inspect_file(path: str) -> int | None:
         return None
     if os.path.isdir(path):
         raise CatalogError(f"{path} is a directory, not a catalog file; pass a path like {path}/catalog.db.")
-    with open(path, "rb") as handle:
-        header = handle.read(len(SQLITE_MAGIC))
+    try:
+        with open(path, "rb") as handle:
+            header = handle.read(len(SQLITE_MAGIC))
+    except OSError as exc:
+        raise CatalogError(f"cannot read {path} ({exc.strerror.lower()}); check its permissions.") from None
     if not header:
         return None
     if header != SQLITE_MAGIC:
         raise CatalogError(f"{path} is not an SQLite database, so not a circuits catalog; pass a catalog file or a new path.")
-    conn = sqlite3.connect(_uri(path, "ro"), uri=True, timeout=BUSY_TIMEOUT_MS / 1000)
+    conn = connect(path, readonly=True)
     try:
         return _version_of(database(conn), path)
     finally:
@@ -120,13 +197,14 @@ class Store:
     conn: sqlite3.Connection | None = None
     db: Database | None = None
 
-    def __init__(self, path, create: bool = True):
+    def __init__(self, path, create: bool = True, readonly: bool = False):
         self.path = os.fspath(path)
+        self.readonly = readonly
         self._depth = 0
         self._tables: dict[str, Table] = {}
         self._known = set()  # (model, layer, channel) and (model, layer) rows known to exist; cleared on rollback
         version = inspect_file(self.path)
-        if version is None and not create:
+        if version is None and (readonly or not create):
             raise CatalogError(
                 f"there is no catalog at {self.path}; pass --catalog PATH (or set CIRCUITS_CATALOG), "
                 "or create one with `circuits extract ... --catalog PATH`."
@@ -136,11 +214,15 @@ class Store:
                 f"{self.path} has catalog schema version {version}, newer than this circuits "
                 f"({tool_version()}) understands ({schema.current_version()}); upgrade circuits."
             )
-        try:
-            self.conn = sqlite3.connect(_uri(self.path, "rwc"), uri=True, isolation_level=None,
-                                        timeout=BUSY_TIMEOUT_MS / 1000)
-        except sqlite3.Error as exc:
-            raise CatalogError(f"cannot open {self.path} ({exc}); check the path and its permissions.") from None
+        if readonly and version < schema.current_version():
+            raise CatalogError(
+                f"{self.path} has catalog schema version {version}, older than this circuits' "
+                f"({schema.current_version()}); open it once writable to upgrade it "
+                f"(`circuits catalog upgrade --catalog {self.path}` backs it up first)."
+            )
+        if not readonly:
+            check_writable(self.path, "copy it somewhere writable, or open it with readonly=True to only read it")
+        self.conn = connect(self.path, readonly)
         try:
             self.db = database(self.conn)
             self._setup(version)
@@ -151,6 +233,9 @@ class Store:
     def _setup(self, version):
         db = self.db
         db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        if self.readonly:
+            db.execute("PRAGMA query_only = ON")  # a write through cat.db fails too, even if the file could take it
+            return
         if version is not None and version < schema.current_version():
             backup = sqlite3.connect(backup_path(self.path, version))  # sqlite-utils has no backup API
             with backup:
@@ -189,6 +274,7 @@ class Store:
         lets two writers deadlock on the upgrade to a write lock; so the outer level is ours, and nested
         levels are ``atomic()`` savepoints.
         """
+        self.check_writable()
         if self._depth:
             self._depth += 1
             try:
@@ -211,6 +297,13 @@ class Store:
             raise
         self._depth = 0
         self.db.execute("COMMIT")
+
+    def check_writable(self):
+        """Raise :class:`CatalogReadOnlyError` if this catalog was opened read-only."""
+        if self.readonly:
+            raise CatalogReadOnlyError(
+                f"{self.path} is open read-only, so nothing can be written to it; open it with Catalog(path) to write."
+            )
 
     def table(self, name: str) -> Table:
         """The sqlite-utils table (cached: ``db[name]`` reads ``sqlite_master`` on every call)."""

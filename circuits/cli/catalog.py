@@ -34,10 +34,13 @@ def catalog_options(json_flag: bool = True):
     return decorate
 
 
-def _open(path, create=False):
-    from circuits.catalog import Catalog
+def _open(path, create=False, write=False):
+    """Read commands open the catalog read-only (a shared mount, a downloaded file); writes check first."""
+    from circuits.catalog import Catalog, check_writable
 
-    return Catalog(path, create=create)
+    if write:
+        check_writable(path)
+    return Catalog(path, create=create, readonly=not write)
 
 
 def _table(rows: list[dict], columns: list[str]) -> None:
@@ -51,7 +54,8 @@ def catalog():
     """The shared catalog of models, neurons, circuits, motifs and modules (one SQLite file).
 
     \b
-    Every command takes --catalog PATH (default ./catalog.db, or $CIRCUITS_CATALOG).
+    Every command takes --catalog PATH (default ./catalog.db, or $CIRCUITS_CATALOG). stats, list,
+    show, search, export and serve only read it, so a read-only file will do.
     `circuits extract ... --catalog PATH` and `circuits motifs ... --catalog PATH` write to it.
     """
 
@@ -187,7 +191,7 @@ def label(model, neuron, text, notes, source, catalog_path, as_json):
     Example:
       circuits catalog label zoo:plain-cnn conv3:12 "curve detector" --notes "fires on 30-degree arcs"
     """
-    with _open(catalog_path) as cat:
+    with _open(catalog_path, write=True) as cat:
         row = cat.label(model, neuron, text, source=source, notes=notes)
     if as_json:
         echo_json({"neuron": row}, {"catalog": catalog_path, "model": model, "neuron": neuron, "text": text,
@@ -211,7 +215,7 @@ def merge(other, catalog_path, as_json):
     Example:
       circuits catalog merge ~/shared/alice.db --catalog lab.db
     """
-    with _open(catalog_path, create=True) as cat:
+    with _open(catalog_path, create=True, write=True) as cat:
         added = cat.merge(other)
     if as_json:
         echo_json({"added": added}, {"catalog": catalog_path, "other": other})
@@ -272,6 +276,30 @@ def export(fmt, table, output, catalog_path):
 
 
 @catalog.command()
+@catalog_options()
+def upgrade(catalog_path, as_json):
+    """Upgrade a catalog of an older schema version in place, after copying it to PATH.bak-vN.
+
+    Read commands open a catalog read-only, so they never upgrade it; this does (as does any write).
+
+    \b
+    Example:
+      circuits catalog upgrade --catalog lab.db
+    """
+    from circuits.catalog import inspect_file
+
+    before = inspect_file(catalog_path)
+    with _open(catalog_path, write=True) as cat:
+        after = cat.stats()["catalog_schema_version"]
+    if as_json:
+        echo_json({"from": before, "to": after}, {"catalog": catalog_path})
+    elif before == after:
+        click.echo(f"{catalog_path} is already at schema version {after}")
+    else:
+        click.echo(f"upgraded {catalog_path} from schema version {before} to {after}")
+
+
+@catalog.command()
 @click.option("--port", type=click.IntRange(1, 65535), default=8001, show_default=True)
 @catalog_options(json_flag=False)
 def serve(port, catalog_path):
@@ -287,14 +315,15 @@ def serve(port, catalog_path):
     import tempfile
 
     from circuits.catalog import serve as serving
+    from circuits.catalog.store import why_unwritable
 
     with _open(catalog_path):
-        pass  # validates (and upgrades) the file before datasette sees it
+        pass  # validates the file (read-only) before datasette sees it
     with tempfile.TemporaryDirectory() as tmp:
         metadata_file = os.path.join(tmp, "metadata.json")
         with open(metadata_file, "w", encoding="utf-8") as handle:
             json.dump(serving.metadata(catalog_path), handle)
-        argv = serving.command(catalog_path, metadata_file, port)
+        argv = serving.command(catalog_path, metadata_file, port, immutable=why_unwritable(catalog_path) is not None)
         _check_port_free(port)
         click.echo(f"serving {catalog_path} on http://127.0.0.1:{port} (Ctrl-C to stop)", err=True)
         code = _run_until_stopped(argv)

@@ -51,6 +51,10 @@ def extract(model, weights, input_shape, neuron, depth, top_k, method, data, thr
         raise UsageError("--simplify rewrites the emitted module: pass --emit OUT.py too")
     check_writable(emit_path, "--emit", (".py",))
     check_writable(render_path, "--render", (".svg", ".png"))
+    if catalog_path:
+        from circuits.catalog import check_writable as check_catalog
+
+        check_catalog(catalog_path)  # before the model is loaded and traced
     from circuits.graph import build_graph
 
     loaded = load_model(model, weights, input_shape)

@@ -35,6 +35,10 @@ def motifs(model, weights, input_shape, kind, layer, data, as_json, catalog_path
     """
     from circuits.motifs import find, to_json
 
+    if catalog_path:
+        from circuits.catalog import check_writable
+
+        check_writable(catalog_path)  # before the model is loaded and searched
     loaded = load_model(model, weights, input_shape)
     found = find(loaded, kind=kind, layer=layer, data=data, device=device)
     payload = to_json(loaded.spec, found)

@@ -189,8 +189,11 @@ def catalog_(path, models, data, top_k, as_json, device):
       circuits catalog list --kind instances --catalog catalog.db
     """
     from circuits import zoo as registry
+    from circuits.catalog import check_writable
     from circuits.progress import progress_bar
     from circuits.zoo.catalog import DEFAULT_DATA, build_catalog
+
+    check_writable(path, "copy it somewhere writable or pass another -o")  # before any model is loaded
 
     for name in models:
         registry.resolve(name)
