@@ -110,6 +110,9 @@ def main():
       package.module:attr      an nn.Module or zero-argument factory
       path/to/file.py:attr     the same, from a file
       FILE.pt2                 a torch.export archive
+    A FILE.pt2 and --weights are read as data: no code in them runs (pickled
+    objects are refused). file.py:attr and package.module:attr run that
+    Python code, as importing it would: name only code you trust.
     Neurons are LAYER:CHANNEL, with LAYER as listed by `circuits layers`.
 
     \b

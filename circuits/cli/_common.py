@@ -11,7 +11,8 @@ def model_options(func):
     """MODEL argument plus --weights and --input-shape, as every model command takes them."""
 
     @click.argument("model", metavar="MODEL")
-    @click.option("--weights", type=click.Path(dir_okay=False), help="state_dict file (loaded with weights_only=True).")
+    @click.option("--weights", type=click.Path(dir_okay=False),
+                  help="state_dict file, read as data (weights_only=True): no code in it runs.")  # fmt: skip
     @click.option("--input-shape", metavar="C,H,W", help="Example input shape, if the model does not say.")
     @functools.wraps(func)
     def wrapper(*args, **kwargs):

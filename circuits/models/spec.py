@@ -142,15 +142,12 @@ def _instantiate(obj, spec: str) -> nn.Module:
 
 
 def _load_exported(path: Path) -> LoadedModel:
-    if not path.is_file():
-        raise BadSpecError(f"exported model '{path}' does not exist: check the path")
-    try:
-        program = torch.export.load(str(path))
-    except Exception as exc:
-        raise ModelLoadError(f"cannot read torch.export archive '{path}': {type(exc).__name__}: {exc}") from None
+    from circuits.models.pt2 import read_archive
+
+    program, module = read_archive(path)  # checked as data first: nothing in the file is unpickled or run
     args = program.example_inputs[0] if program.example_inputs else ()
     shape = tuple(args[0].shape[1:]) if args and isinstance(args[0], torch.Tensor) else None
-    return LoadedModel(program.module(), spec=str(path), input_shape=shape)
+    return LoadedModel(module, spec=str(path), input_shape=shape)
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
