@@ -35,12 +35,18 @@ def extract(
         raise UsageError(f"--depth must be at least 1 (got {depth})")
     if top_k < 1:
         raise UsageError(f"--top-k must be at least 1 (got {top_k})")
+    if threshold is not None and threshold != threshold:
+        raise UsageError("--threshold nan is not a number: give a magnitude such as 0.1 (edges below it are dropped)")
     if method not in METHODS:
         raise UsageError(f"unknown method '{method}': use one of {', '.join(METHODS)}")
     if method == "attribution" and data is None:
         raise UsageError("method 'attribution' needs probe images: pass --data (e.g. toyworld:256)")
     graph = build_graph(model, input_shape)
     layer, channel = graph.neuron(target)
+    if through is not None and graph.layers[layer].preact is not None:
+        if not _feeds(graph, graph.layer(through).name, layer):
+            raise UsageError(f"--through {through}: layer '{through}' does not feed '{layer}'; pick a layer before it "
+                             "(`circuits layers MODEL` shows what feeds what)")  # fmt: skip
     circuit = Circuit(
         model=graph.spec, target=f"{layer}:{channel}", method=method, depth=depth, top_k=top_k,
         threshold=threshold, through=through, weights_sha256=graph.weights_hash,
@@ -75,6 +81,19 @@ def extract(
     if data is not None:
         _activation_stats(circuit, graph, data, device)
     return circuit
+
+
+def _feeds(graph: NeuronGraph, source: str, target: str) -> bool:
+    """Whether layer ``source`` lies upstream of layer ``target`` (through any chain of ``sources``)."""
+    seen, todo = set(), list(graph.layers[target].sources)
+    while todo:
+        name = todo.pop()
+        if name == source:
+            return True
+        if name not in seen and name in graph.layers:
+            seen.add(name)
+            todo += graph.layers[name].sources
+    return False
 
 
 class _Tracer:

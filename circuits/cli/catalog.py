@@ -157,7 +157,7 @@ def _rebuild(ref, emit_path, render_path, catalog_path):
 
 @catalog.command()
 @click.argument("text")
-@click.option("--limit", type=click.IntRange(1), default=50, show_default=True, help="Most results to print.")
+@click.option("--limit", type=click.IntRange(1, 2**63 - 1), default=50, show_default=True, help="Most results to print.")
 @catalog_options()
 def search(text, limit, catalog_path, as_json):
     """Full-text search of neuron labels and notes, motif descriptions and module code.

@@ -87,8 +87,14 @@ def build(name, output, as_json):
         from circuits.errors import UsageError
 
         raise UsageError(f"cannot write '{output}': folder '{out.parent}' does not exist; create it first")
-    torch.save(model.state_dict(), out)
-    sidecar.write_text(spec.to_json() + "\n")
+    import io
+
+    from circuits.pyfiles import write_atomic
+
+    buffer = io.BytesIO()
+    torch.save(model.state_dict(), buffer)
+    write_atomic(out, buffer.getvalue())  # a failure leaves the old file or none, never half of one
+    write_atomic(sidecar, (spec.to_json() + "\n").encode())
     sha = weights_hash(model)
     if as_json:
         payload = {

@@ -101,6 +101,9 @@ def _toyworld(rest: str, spec: str, input_shape, default_n: int) -> torch.Tensor
     if n <= 0:
         raise BadSpecError(f"bad data spec '{spec}': N must be positive")
     channels, size = _image_geometry(input_shape, spec)
+    if size < 8:
+        raise DataError(f"'{spec}' renders images of at least 8x8 pixels, but the model expects {size}x{size}; "
+                        "pass a .npy/.pt tensor of that shape instead")
     _check_bytes(spec, n, (channels, size, size))
     images, _, _ = toyworld.generate(n, seed=seed, size=size, rgb=channels == 3, task=task)
     return images
