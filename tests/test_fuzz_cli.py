@@ -9,7 +9,7 @@ codes it may end with. For every generated invocation (run in-process with ``Cli
 * no half-written file (``*.tmp``) is left in the working folder or beside the temporary catalogs.
 
 Add a command by adding a ``Case`` row. The run is deterministic (``derandomize=True``, no example database)
-and the default suite runs a few hundred cases in well under a minute. For a longer hunt, set
+and the default suite runs about a thousand cases in well under a minute (about 17 s on 2 cores). For a longer hunt, set
 ``CIRCUITS_FUZZ_EXAMPLES`` to the number of examples each row should try, e.g.::
 
     CIRCUITS_FUZZ_EXAMPLES=5000 python3 -m pytest tests/test_fuzz_cli.py -q
@@ -220,8 +220,8 @@ CASES = [
     Case("catalog-bad-file", ["catalog", "{sub...}", "--catalog", "{cat}"],
          {"sub": st.sampled_from([["stats"], ["list"], ["show", "abc"], ["search", "union"], ["export"],
                                   ["label", UNION, "union:0", "x"], ["upgrade"], ["merge", "{catalog}"]]),
-          "cat": st.sampled_from(["{tmp}/random.pt", "{tmp}/foreign.db", "{tmp}/empty.py", "{tmp}/text.pt"])},
-         FAIL, 24),
+          # not an empty file: SQLite reads one as an empty database, so a write makes it a catalog
+          "cat": st.sampled_from(["{tmp}/random.pt", "{tmp}/foreign.db", "{tmp}/text.pt"])}, FAIL, 24),
     Case("catalog-merge", ["catalog", "merge", "{other}", "--catalog", "{cat}"],
          {"other": st.sampled_from(["{catalog}", "{tmp}/random.pt", "{tmp}/missing.db", "{tmp}/foreign.db",
                                     "{tmp}/emptydir", "{tmp}/empty.py"]),
