@@ -10,11 +10,11 @@ import sqlite3
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from serving import fetch_json, free_port, start_serve, stop_group
 
 from circuits.catalog import Catalog
 from circuits.catalog.serve import CANNED_QUERIES
@@ -221,35 +221,16 @@ def test_canned_query_finds_motifs_in_more_than_one_model(catalog_path):
     assert [(r[0], r[2], r[3]) for r in rows] == [("union/reflect", 2, 2)]
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_serve_runs_datasette_on_loopback_with_canned_queries(catalog_path):
     pytest.importorskip("datasette")
-    port = _free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-c", "from circuits.cli import main; main()", "catalog", "serve", "--port", str(port),
-         "--catalog", catalog_path],
-        env=dict(os.environ, PYTHONPATH=str(ROOT)), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        start_new_session=True)
-    url = f"http://127.0.0.1:{port}/lab/motifs_in_several_models.json?_shape=array"
+    port = free_port()
+    proc = start_serve(catalog_path, port)
     try:
-        deadline, rows = time.monotonic() + 30, None
-        while time.monotonic() < deadline and rows is None:
-            try:
-                with urllib.request.urlopen(url, timeout=2) as response:
-                    rows = json.load(response)
-            except OSError:
-                time.sleep(0.2)
+        rows = fetch_json(f"http://127.0.0.1:{port}/lab/motifs_in_several_models.json?_shape=array", proc)
         assert rows is not None, "datasette did not answer"
         assert [(r["motif"], r["models"]) for r in rows] == [("union/reflect", 2)]
     finally:
-        os.killpg(proc.pid, 15)
-        proc.wait(timeout=10)
-
+        stop_group(proc)
 
 def test_show_emit_refuses_a_path_that_is_not_python_or_is_the_catalog_itself(tmp_path):
     from circuits.catalog import Catalog
@@ -295,19 +276,10 @@ def test_serve_on_a_taken_port_says_so_and_exits_2(catalog_path):
 
 def test_sigterm_to_serve_stops_datasette_too(catalog_path):
     pytest.importorskip("datasette")
-    port = _free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-c", "from circuits.cli import main; main()", "catalog", "serve", "--port", str(port),
-         "--catalog", catalog_path],
-        env=dict(os.environ, PYTHONPATH=str(ROOT)), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    port = free_port()
+    proc = start_serve(catalog_path, port, own_group=False)
     try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/-/versions.json", timeout=2):
-                    break
-            except OSError:
-                time.sleep(0.2)
+        assert fetch_json(f"http://127.0.0.1:{port}/-/versions.json", proc) is not None
         proc.send_signal(15)  # to circuits only, not its process group
         proc.wait(timeout=15)
         time.sleep(0.5)

@@ -14,16 +14,14 @@ import hashlib
 import json
 import os
 import shutil
-import socket
 import sqlite3
 import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from serving import fetch_json, free_port, start_serve, stop_group
 
 from circuits.catalog import Catalog, schema
 from circuits.cli import main
@@ -241,27 +239,13 @@ def test_serve_opens_a_read_only_catalog_immutable_on_loopback(read_only):
     from circuits.catalog.serve import command
 
     assert command("a.db", "m.json", 8001)[4:7] == ["a.db", "--host", "127.0.0.1"]
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     before = snapshot(read_only)
-    proc = subprocess.Popen(
-        [sys.executable, "-c", "from circuits.cli import main; main()", "catalog", "serve", "--port", str(port),
-         "--catalog", str(read_only)],
-        env=dict(os.environ, PYTHONPATH=str(ROOT)), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        start_new_session=True)  # fmt: skip
-    url = f"http://127.0.0.1:{port}/cat/circuits.json?_shape=array"
+    proc = start_serve(read_only, port)
     try:
-        deadline, rows = time.monotonic() + 30, None
-        while time.monotonic() < deadline and rows is None and proc.poll() is None:
-            try:
-                with urllib.request.urlopen(url, timeout=2) as response:
-                    rows = json.load(response)
-            except OSError:
-                time.sleep(0.2)
+        rows = fetch_json(f"http://127.0.0.1:{port}/cat/circuits.json?_shape=array", proc)
         assert rows is not None, "datasette did not answer"
         assert len(rows) == 1
     finally:
-        os.killpg(proc.pid, 15)
-        proc.wait(timeout=10)
+        stop_group(proc)
     assert snapshot(read_only) == before
