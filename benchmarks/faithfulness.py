@@ -20,7 +20,6 @@ from circuits.data import load_data
 from circuits.graph import build_graph
 from circuits.models import load
 from circuits.pipeline import compile_neuron
-from circuits.trace.activations import layer_activations
 
 
 def survey(spec: str, layer: str, top_ks: list[int], data_spec: str) -> dict[int, list[float | None]]:
@@ -28,7 +27,7 @@ def survey(spec: str, layer: str, top_ks: list[int], data_spec: str) -> dict[int
     graph = build_graph(loaded)
     data = load_data(data_spec, loaded.input_shape)
     sources = graph.layers[layer].sources
-    acts = layer_activations(graph, data, [layer, *sources])
+    acts = graph.run(data, [layer, *sources])
     results: dict[int, list[float | None]] = {}
     for k in top_ks:
         results[k] = [compile_neuron(graph, f"{layer}:{channel}", data, depth=1, top_k=k, activations=acts).r2

@@ -10,7 +10,7 @@ steps; they call :func:`compile_neuron` (or :func:`compile_circuit` on a circuit
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from circuits.circuit import Circuit, as_circuit
@@ -58,7 +58,6 @@ def compile_circuit(circuit, model, data, *, data_spec: str | None = None, simpl
     """
     from circuits.compile import emit, verify
     from circuits.compile.faithfulness import recorded
-    from circuits.compile.layout import EmittedModule
     from circuits.graph import build_graph
 
     circuit = as_circuit(circuit)
@@ -76,8 +75,7 @@ def compile_circuit(circuit, model, data, *, data_spec: str | None = None, simpl
     else:
         module = emit(circuit, motifs=motifs, inline_limit=inline_limit)
         report = verify(module, graph, data, activations=acts, device=device)
-    code = recorded(module.code, report, data_spec)
-    module = EmittedModule(code=code, constants=module.constants, npz_name=module.npz_name, functions=module.functions)
+    module = replace(module, code=recorded(module.code, report, data_spec))
     return Compiled(circuit=circuit, module=module, report=report, data=data_spec, simplifications=tried)
 
 
@@ -88,7 +86,9 @@ def compile_neuron(model, target: str, data, *, depth: int = 1, top_k: int = 8, 
     """Extract ``target``'s circuit (see :func:`circuits.extraction.extract`; ``probe`` images rank edges for
     ``method="attribution"``), then :func:`compile_circuit` it on ``data``."""
     from circuits.extraction import extract
+    from circuits.graph import build_graph
 
+    model = build_graph(model)  # traced once, for the extraction and the measurement
     circuit = extract(model, target, depth=depth, top_k=top_k, method=method, data=probe, threshold=threshold,
                       through=through, progress=progress, device=device)  # fmt: skip
     return compile_circuit(circuit, model, data, data_spec=data_spec, simplify=simplify, motifs=motifs,
@@ -136,6 +136,7 @@ def emit_stored(catalog, ref: str, inline_limit: int = 25):
     """
     from circuits.compile import emit
     from circuits.compile.faithfulness import unrecorded
+    from circuits.compile.layout import EmittedModule
 
     item = catalog.circuit(ref)
     module = emit(Circuit.from_json(item), motifs=_stored_motifs(catalog, item), inline_limit=inline_limit)
@@ -143,18 +144,10 @@ def emit_stored(catalog, ref: str, inline_limit: int = 25):
     for module_id in [named["id"]] if named["kind"] == "module" else item["modules"]:
         code = catalog.show(module_id)["code"]
         if unrecorded(code) == module.code:
-            return _with_code(module, code), "measured"
+            return replace(module, code=code), "measured"
     if named["kind"] == "module" and "_CONSTANTS = np.load(" not in named["code"]:
-        return _with_code(module, named["code"], constants=False), "stored"
+        return EmittedModule(code=named["code"]), "stored"
     return module, "rebuilt"
-
-
-def _with_code(module, code: str, constants: bool = True):
-    from circuits.compile.layout import EmittedModule
-
-    if not constants:
-        return EmittedModule(code=code)
-    return EmittedModule(code=code, constants=module.constants, npz_name=module.npz_name, functions=module.functions)
 
 
 def _stored_motifs(catalog, item: dict) -> list[dict]:

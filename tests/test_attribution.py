@@ -13,8 +13,8 @@ from torch import nn
 
 from circuits.errors import DataError, UsageError
 from circuits.graph import build_graph
+from circuits.graph.run import node_values
 from circuits.trace import attribution
-from circuits.trace.activations import node_values
 from circuits.trace.edges import ablate, attribute, kernel_route_applies, rank_correlation, validate
 
 

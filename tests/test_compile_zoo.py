@@ -14,7 +14,6 @@ from circuits.data import load_data
 from circuits.graph import build_graph
 from circuits.models import load
 from circuits.pipeline import compile_neuron
-from circuits.trace.activations import layer_activations
 
 HELD_OUT = "toyworld:256:12345"  # neither training (1234) nor card (10000) data
 
@@ -24,7 +23,7 @@ def conv3_r2(spec: str, top_k: int) -> np.ndarray:
     torch.manual_seed(0)
     graph = build_graph(load(spec))
     data = load_data(HELD_OUT, graph.input_shape)
-    acts = layer_activations(graph, data, ["conv3", "conv2"])
+    acts = graph.run(data, ["conv3", "conv2"])
     scores = []
     for channel in range(graph.layers["conv3"].channels):
         compiled = compile_neuron(graph, f"conv3:{channel}", data, depth=1, top_k=top_k, activations=acts)

@@ -18,6 +18,7 @@ from circuits.errors import BadSpecError, UsageError
 from circuits.pyfiles import import_file
 
 TOP_IMAGES = 10
+_BLOCK = re.compile(re.escape(FAITHFULNESS_BEGIN) + r".*?" + re.escape(FAITHFULNESS_END), flags=re.S)
 
 
 def load_module(path: str | Path):
@@ -115,15 +116,17 @@ def recorded(code: str, report: dict, data_spec: str | None, where: str = "the m
     summary["data"] = data_spec
     summary = {k: (round(v, 6) if isinstance(v, float) else v) for k, v in summary.items()}
     lines = ["FAITHFULNESS = {"] + [f"    {k!r}: {v!r}," for k, v in summary.items()] + ["}"]
-    block = FAITHFULNESS_BEGIN + "\n" + "\n".join(lines) + "\n" + FAITHFULNESS_END
-    pattern = re.escape(FAITHFULNESS_BEGIN) + r".*?" + re.escape(FAITHFULNESS_END)
-    if not re.search(pattern, code, flags=re.S):
+    if not _BLOCK.search(code):
         raise UsageError(f"{where} has no FAITHFULNESS block: was it emitted by circuits?")
-    return re.sub(pattern, lambda _: block, code, count=1, flags=re.S)
+    return _with_block(code, "\n".join(lines))
 
 
 def unrecorded(code: str) -> str:
     """``code`` with its FAITHFULNESS block as ``emit`` writes it, before any measurement."""
-    pattern = re.escape(FAITHFULNESS_BEGIN) + r".*?" + re.escape(FAITHFULNESS_END)
-    empty = FAITHFULNESS_BEGIN + "\nFAITHFULNESS = None\n" + FAITHFULNESS_END
-    return re.sub(pattern, lambda _: empty, code, count=1, flags=re.S)
+    return _with_block(code, "FAITHFULNESS = None")
+
+
+def _with_block(code: str, body: str) -> str:
+    """``code`` with the text between the FAITHFULNESS markers replaced by ``body``."""
+    block = f"{FAITHFULNESS_BEGIN}\n{body}\n{FAITHFULNESS_END}"
+    return _BLOCK.sub(lambda _: block, code, count=1)
