@@ -31,8 +31,14 @@ ROOT = Path(__file__).resolve().parents[1]
 SHA = hashlib.sha256(b"model A").hexdigest()
 
 
-def _run(*argv):
-    return subprocess.run(argv, capture_output=True, text=True).returncode == 0
+def _tool(name: str) -> str | None:
+    """A system tool (chattr, mount), also where a bare PATH would not find it."""
+    return shutil.which(name, path=os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/usr/bin", "/sbin", "/bin"]))
+
+
+def _run(name, *args):
+    tool = _tool(name)
+    return tool is not None and subprocess.run([tool, *args], capture_output=True, text=True).returncode == 0
 
 
 @contextlib.contextmanager
@@ -49,7 +55,7 @@ def immutable(folder: Path):
             for p, mode in modes.items():
                 p.chmod(mode)
         return
-    if shutil.which("chattr") is None or not _run("chattr", "+i", *map(str, paths)):
+    if not _run("chattr", "+i", *map(str, paths)):
         _run("chattr", "-i", *map(str, paths))
         pytest.skip("chattr +i is not available here (needs CAP_LINUX_IMMUTABLE and ext2/3/4, xfs or btrfs)")
     try:
