@@ -79,6 +79,23 @@ def _uri(path: str, mode: str) -> str:
     return pathlib.Path(path).absolute().as_uri() + f"?mode={mode}"
 
 
+def _enable_wal(db) -> None:
+    """Switch to WAL (a no-op when the file already is). Several processes creating one catalog at once can
+    get SQLITE_BUSY here without SQLite calling the busy handler (a journal-mode change that would
+    deadlock), so it is retried for as long as the busy timeout allows."""
+    import time
+
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            db.enable_wal()
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
 def read_uri(path: str) -> str:
     """The URI that opens ``path`` for reading only: ``mode=ro``, or ``immutable=1`` where that cannot open it.
 
@@ -241,7 +258,7 @@ class Store:
             with backup:
                 self.conn.backup(backup)
             backup.close()
-        db.enable_wal()  # a no-op when the file is already in WAL mode
+        _enable_wal(db)
         db.execute("PRAGMA synchronous = NORMAL")  # durable across process crashes; WAL keeps it consistent
         db.execute("PRAGMA foreign_keys = ON")
         if version == schema.current_version():
