@@ -161,13 +161,18 @@ class Context:
             left = min(ks.origin[1] for ks in sets)
             bottom = max(ks.origin[0] + ks.kernels.shape[-2] for ks in sets)
             right = max(ks.origin[1] + ks.kernels.shape[-1] for ks in sets)
-            parts = []
-            for ks in sets:
-                canvas = ks.kernels.new_zeros(*ks.kernels.shape[:2], bottom - top, right - left)
-                y, x = ks.origin[0] - top, ks.origin[1] - left
-                canvas[..., y : y + ks.kernels.shape[-2], x : x + ks.kernels.shape[-1]] = ks.kernels
-                parts.append(canvas)
-            self._kernels[key] = (torch.cat(parts).float(), any(ks.clipped for ks in sets))
+            if len(sets) == 1:  # its own canvas: no copy (a 224-pixel layer's kernels are most of a GB)
+                canvas = sets[0].kernels.float()
+            else:
+                channels = sum(ks.kernels.shape[0] for ks in sets)
+                canvas = torch.zeros(channels, sets[0].kernels.shape[1], bottom - top, right - left)
+                first = 0
+                for ks in sets:  # placed one by one into one canvas: no per-layer copies to concatenate
+                    y, x = ks.origin[0] - top, ks.origin[1] - left
+                    c, (h, w) = ks.kernels.shape[0], ks.kernels.shape[-2:]
+                    canvas[first : first + c, :, y : y + h, x : x + w] = ks.kernels
+                    first += c
+            self._kernels[key] = (canvas, any(ks.clipped for ks in sets))
         return self._kernels[key]
 
     # -- activations -------------------------------------------------------------------------------------

@@ -44,9 +44,14 @@ def load(weights_hash: str, **arguments) -> list[KernelSet] | None:
         return None
 
 
+MAX_ENTRY_BYTES = 64 * 2**20  # larger kernels (a 224-pixel net's expanded weights) are cheaper to recompute
+# than to keep: one MobileNetV2 layer is most of a GB, the whole net would fill a home folder
+
+
 def store(kernel_sets: list[KernelSet], weights_hash: str, **arguments) -> None:
     directory = _directory()
-    if directory is None:
+    size = sum(k.kernels.numel() * k.kernels.element_size() for k in kernel_sets if k.kernels is not None)
+    if directory is None or size > MAX_ENTRY_BYTES:
         return
     try:
         directory.mkdir(parents=True, exist_ok=True)
