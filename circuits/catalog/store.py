@@ -128,7 +128,36 @@ def connect(path: str, readonly: bool = False) -> sqlite3.Connection:
         uri = read_uri(path) if readonly else _uri(path, "rwc")
         return sqlite3.connect(uri, uri=True, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
     except sqlite3.Error as exc:
-        raise CatalogError(f"cannot open {path} ({exc}); check the path and its permissions.") from None
+        raise storage_error(exc, path) or CatalogError(
+            f"cannot open {path} ({exc}); check the path and its permissions.") from None
+
+
+def storage_error(exc: BaseException, path: str, writing: bool = True) -> CatalogError | None:
+    """A full disk (or a failed write) under an SQLite call, as one sentence naming the file and the fix.
+
+    SQLite undoes the whole transaction when a write fails, so the sentence can say nothing was saved. Reading
+    fails too where the disk is full and the catalog's PATH-shm (which SQLite reads a WAL-mode file through)
+    is not there yet. ``None`` for any other error.
+    """
+    name = getattr(exc, "sqlite_errorname", None) or ""
+    undone = "this write to the catalog was undone and nothing of it was saved" if writing else "nothing was written"
+    if name == "SQLITE_FULL":
+        return CatalogError(
+            f"the disk holding {path} is full, so {undone}; free some space on that disk (or move the catalog, "
+            "with its -wal and -shm files, to one with room) and run the command again."
+        )
+    if name in ("SQLITE_IOERR_SHMOPEN", "SQLITE_IOERR_SHMSIZE"):
+        return CatalogError(
+            f"SQLite cannot make room for {path}-shm, which it needs to open the catalog: the disk holding it is "
+            f"full (or the file size limit, ulimit -f, is reached), and {undone}; free some space on that disk "
+            "and run the command again."
+        )
+    if name.startswith("SQLITE_IOERR") and writing:
+        return CatalogError(
+            f"writing {path} failed ({exc}, {name}), so {undone}; check the free space, the file size limit "
+            "(ulimit -f) and the disk, then run the command again."
+        )
+    return None
 
 
 def why_unwritable(path: str) -> str | None:
@@ -197,7 +226,9 @@ def _version_of(db: Database, path: str) -> int | None:
             )
         return db.execute("SELECT max(version) FROM schema_version").fetchone()[0] or 0
     except sqlite3.DatabaseError as exc:
-        raise CatalogError(f"{path} is a damaged or unreadable SQLite file ({exc}); restore it from a backup.") from None
+        raise storage_error(exc, path, writing=False) or CatalogError(
+            f"{path} is a damaged or unreadable SQLite file ({exc}); restore it from a backup.") from None
+
 
 
 def backup_path(path: str, version: int) -> str:
@@ -243,8 +274,11 @@ class Store:
         try:
             self.db = database(self.conn)
             self._setup(version)
-        except BaseException:
+        except BaseException as exc:
             self.conn.close()
+            error = storage_error(exc, self.path)
+            if error is not None:
+                raise error from None
             raise
 
     def _setup(self, version):
@@ -289,7 +323,8 @@ class Store:
 
         sqlite-utils' ``atomic()`` would open the outer transaction with a plain (deferred) ``BEGIN``, which
         lets two writers deadlock on the upgrade to a write lock; so the outer level is ours, and nested
-        levels are ``atomic()`` savepoints.
+        levels are ``atomic()`` savepoints. A write that fails for want of space undoes the whole transaction
+        and raises :class:`CatalogError` saying so (``storage_error``).
         """
         self.check_writable()
         if self._depth:
@@ -307,13 +342,17 @@ class Store:
         self._depth = 1
         try:
             yield self
-        except BaseException:
-            self._depth = 0
+            self.db.execute("COMMIT")
+        except BaseException as exc:
             self._known.clear()
-            self.db.rollback()
+            with contextlib.suppress(sqlite3.Error):  # a failed write may have undone it already
+                self.db.rollback()
+            error = storage_error(exc, self.path)
+            if error is not None:
+                raise error from None
             raise
-        self._depth = 0
-        self.db.execute("COMMIT")
+        finally:
+            self._depth = 0
 
     def check_writable(self):
         """Raise :class:`CatalogReadOnlyError` if this catalog was opened read-only."""
