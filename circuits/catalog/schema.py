@@ -10,6 +10,8 @@ The file is marked as ours in two places, so a foreign SQLite database is never 
 
 from __future__ import annotations
 
+import functools
+import re
 from itertools import groupby
 
 from circuits.catalog.payload import nodes_json
@@ -220,6 +222,41 @@ FTS_TABLES = tuple(_FTS)
 
 def current_version() -> int:
     return len(MIGRATIONS)
+
+
+# Objects SQLite itself may add to a catalog: ANALYZE's statistics, AUTOINCREMENT's counters, and the indexes
+# behind PRIMARY KEY and UNIQUE constraints (which have no SQL of their own).
+SQLITE_TABLES = ("sqlite_stat1", "sqlite_stat4", "sqlite_sequence")
+
+
+@functools.lru_cache
+def expected_objects(version: int) -> dict[tuple[str, str], tuple[str, str]]:
+    """What a catalog of ``version`` holds in ``sqlite_master``: ``{(type, name): (table, sql)}``.
+
+    Built by running the migrations on an empty in-memory database, so it is exactly what this code (and
+    the installed sqlite-utils, whose ``enable_fts`` writes the full-text triggers) creates; a downloaded
+    catalog holding anything else is refused (``store.check_schema``).
+    """
+    import sqlite3
+
+    from sqlite_utils import Database
+
+    conn = sqlite3.connect(":memory:", isolation_level=None)
+    try:
+        db = Database(conn, execute_plugins=False)
+        for number in range(1, version + 1):
+            migrate(db, number)
+        rows = conn.execute("SELECT type, name, tbl_name, sql FROM sqlite_master WHERE sql IS NOT NULL").fetchall()
+    finally:
+        conn.close()
+    return {(kind, name): (table, normal_sql(sql)) for kind, name, table, sql in rows}
+
+
+def normal_sql(sql: str | None) -> str:
+    """SQL text with runs of spaces and tabs made one space and blank lines dropped, so a catalog re-indented
+    by another tool still matches; tokens and line breaks (which end ``--`` comments) are kept."""
+    lines = (re.sub(r"[ \t]+", " ", line).strip() for line in (sql or "").splitlines())
+    return "\n".join(line for line in lines if line)
 
 
 def migrate(db, number: int) -> None:

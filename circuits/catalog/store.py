@@ -123,12 +123,50 @@ def read_uri(path: str) -> str:
 
 
 def connect(path: str, readonly: bool = False) -> sqlite3.Connection:
-    """Our connection to ``path``: autocommit mode, busy timeout, and read-only by URI when asked."""
+    """Our connection to ``path``: autocommit mode, busy timeout, and read-only by URI when asked.
+
+    A read-only connection also sets ``PRAGMA trusted_schema = OFF``: SQL in the file's schema may then call
+    only functions SQLite marks harmless. A writable one cannot: SQLite counts FTS5 tables as unsafe inside
+    triggers, and the catalog's own full-text triggers write to them; what guards writes is ``check_schema``,
+    which every open runs first (``inspect_file``).
+    """
     try:
         uri = read_uri(path) if readonly else _uri(path, "rwc")
-        return sqlite3.connect(uri, uri=True, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
+        conn = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
+        if readonly:
+            conn.execute("PRAGMA trusted_schema = OFF")
+        return conn
     except sqlite3.Error as exc:
-        raise CatalogError(f"cannot open {path} ({exc}); check the path and its permissions.") from None
+        raise storage_error(exc, path) or CatalogError(
+            f"cannot open {path} ({exc}); check the path and its permissions.") from None
+
+
+def storage_error(exc: BaseException, path: str, writing: bool = True) -> CatalogError | None:
+    """A full disk (or a failed write) under an SQLite call, as one sentence naming the file and the fix.
+
+    SQLite undoes the whole transaction when a write fails, so the sentence can say nothing was saved. Reading
+    fails too where the disk is full and the catalog's PATH-shm (which SQLite reads a WAL-mode file through)
+    is not there yet. ``None`` for any other error.
+    """
+    name = getattr(exc, "sqlite_errorname", None) or ""
+    undone = "this write to the catalog was undone and nothing of it was saved" if writing else "nothing was written"
+    if name == "SQLITE_FULL":
+        return CatalogError(
+            f"the disk holding {path} is full, so {undone}; free some space on that disk (or move the catalog, "
+            "with its -wal and -shm files, to one with room) and run the command again."
+        )
+    if name in ("SQLITE_IOERR_SHMOPEN", "SQLITE_IOERR_SHMSIZE"):
+        return CatalogError(
+            f"SQLite cannot make room for {path}-shm, which it needs to open the catalog: the disk holding it is "
+            f"full (or the file size limit, ulimit -f, is reached), and {undone}; free some space on that disk "
+            "and run the command again."
+        )
+    if name.startswith("SQLITE_IOERR") and writing:
+        return CatalogError(
+            f"writing {path} failed ({exc}, {name}), so {undone}; check the free space, the file size limit "
+            "(ulimit -f) and the disk, then run the command again."
+        )
+    return None
 
 
 def why_unwritable(path: str) -> str | None:
@@ -195,9 +233,56 @@ def _version_of(db: Database, path: str) -> int | None:
             raise CatalogError(
                 f"{path} is an SQLite database but not a circuits catalog; pass a catalog file or a new path."
             )
-        return db.execute("SELECT max(version) FROM schema_version").fetchone()[0] or 0
+        version = db.execute("SELECT max(version) FROM schema_version").fetchone()[0]
+        if not version:
+            raise CatalogError(f"{path} records no schema version, so it is damaged; restore it from a backup.")
+        if version <= schema.current_version():
+            check_schema(db.conn, path, version)
+        return version
     except sqlite3.DatabaseError as exc:
-        raise CatalogError(f"{path} is a damaged or unreadable SQLite file ({exc}); restore it from a backup.") from None
+        raise storage_error(exc, path, writing=False) or CatalogError(
+            f"{path} is a damaged or unreadable SQLite file ({exc}); restore it from a backup.") from None
+
+
+def check_schema(conn: sqlite3.Connection, path: str, version: int) -> None:
+    """Refuse a catalog whose schema is not exactly the one circuits creates for ``version``.
+
+    A catalog is data that people download and merge, but SQLite runs what a file's schema says: a trigger
+    fires on our inserts (deleting labels, writing elsewhere in the file), a view or an altered table answers
+    in place of ours, and defaults, generated columns and index expressions run on every write. So every
+    trigger, view, table and index must be one that the migrations create (``schema.expected_objects``),
+    with the same SQL, apart from SQLite's own statistics tables and constraint indexes.
+    """
+    expected = schema.expected_objects(version)
+    seen = set()
+    rows = conn.execute("SELECT type, name, tbl_name, sql FROM sqlite_master"
+                        " ORDER BY type NOT IN ('trigger', 'view'), type DESC, name").fetchall()  # code first
+    for kind, name, table, sql in rows:
+        if (kind == "index" and sql is None and name.startswith("sqlite_autoindex_")) or (
+                kind == "table" and name in schema.SQLITE_TABLES):
+            continue
+        want = expected.get((kind, name))
+        if want is None:
+            raise CatalogError(
+                f"{path} holds a {kind} {name!r} that circuits does not create, and SQL in a catalog's schema runs "
+                "against your data when it is read or written, so the catalog is not opened; delete the file, or "
+                f"if you trust its maker drop the {kind} (sqlite3 {path} 'DROP {kind.upper()} \"{name}\"') and "
+                "run the command again."
+            )
+        if want != (table, schema.normal_sql(sql)):
+            raise CatalogError(
+                f"{path}'s {kind} {name!r} is not the one circuits creates (its SQL was changed), and SQL in a "
+                "catalog's schema runs against your data when it is read or written, so the catalog is not opened; "
+                "ask its maker for a catalog written by circuits, or restore yours from a backup."
+            )
+        seen.add((kind, name))
+    missing = sorted(expected.keys() - seen)
+    if missing:
+        kind, name = missing[0]
+        raise CatalogError(
+            f"{path} lacks the {kind} {name!r} that circuits creates, so it was edited or damaged; restore it "
+            "from a backup."
+        )
 
 
 def backup_path(path: str, version: int) -> str:
@@ -243,8 +328,11 @@ class Store:
         try:
             self.db = database(self.conn)
             self._setup(version)
-        except BaseException:
+        except BaseException as exc:
             self.conn.close()
+            error = storage_error(exc, self.path)
+            if error is not None:
+                raise error from None
             raise
 
     def _setup(self, version):
@@ -289,7 +377,8 @@ class Store:
 
         sqlite-utils' ``atomic()`` would open the outer transaction with a plain (deferred) ``BEGIN``, which
         lets two writers deadlock on the upgrade to a write lock; so the outer level is ours, and nested
-        levels are ``atomic()`` savepoints.
+        levels are ``atomic()`` savepoints. A write that fails for want of space undoes the whole transaction
+        and raises :class:`CatalogError` saying so (``storage_error``).
         """
         self.check_writable()
         if self._depth:
@@ -307,13 +396,17 @@ class Store:
         self._depth = 1
         try:
             yield self
-        except BaseException:
-            self._depth = 0
+            self.db.execute("COMMIT")
+        except BaseException as exc:
             self._known.clear()
-            self.db.rollback()
+            with contextlib.suppress(sqlite3.Error):  # a failed write may have undone it already
+                self.db.rollback()
+            error = storage_error(exc, self.path)
+            if error is not None:
+                raise error from None
             raise
-        self._depth = 0
-        self.db.execute("COMMIT")
+        finally:
+            self._depth = 0
 
     def check_writable(self):
         """Raise :class:`CatalogReadOnlyError` if this catalog was opened read-only."""

@@ -88,6 +88,8 @@ def _environmental(exc: Exception) -> str | None:
     """A failure of the machine rather than of the code (a full disk, a denied file, no memory), as a sentence."""
     if isinstance(exc, MemoryError) or (isinstance(exc, RuntimeError) and "allocate" in str(exc)):
         return "out of memory: ask for less (fewer images, a smaller input or layer) or use a larger machine"
+    if getattr(exc, "sqlite_errorname", None) == "SQLITE_FULL":  # the catalog says which file (storage_error)
+        return "the disk is full (SQLite: database or disk is full): free some space and run the command again"
     if isinstance(exc, OSError) and exc.filename:
         return f"{exc.strerror or exc} for '{exc.filename}': check the path, its permissions and the free space"
     if isinstance(exc, OSError) and exc.errno is not None:
