@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from sqlite_utils import Database
 from sqlite_utils.db import Table
 
+from circuits import arguments
 from circuits.catalog import schema
 from circuits.catalog.payload import canonical, circuit_rows, motif_rows, sha256, split_neuron
 from circuits.errors import (
@@ -215,7 +216,7 @@ class Store:
     db: Database | None = None
 
     def __init__(self, path, create: bool = True, readonly: bool = False):
-        self.path = os.fspath(path)
+        self.path = os.fspath(arguments.path(path, "the catalog path"))
         self.readonly = readonly
         self._depth = 0
         self._tables: dict[str, Table] = {}

@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from circuits import arguments
 from circuits.errors import BadSpecError, ModelLoadError, UsageError, close_matches_hint
 from circuits.limits import check_size
 from circuits.models.loaded import LoadedModel
@@ -63,8 +64,9 @@ def load(
     if weights is not None:
         load_state_dict_file(loaded.module, weights)
         loaded._hash = None
-    shape = parse_input_shape(input_shape) if isinstance(input_shape, str) else input_shape
+    shape = None if input_shape is None else arguments.shape(input_shape)
     if shape is not None:
+        check_input_shape(shape)
         loaded.input_shape = tuple(shape)
     return loaded
 
@@ -155,7 +157,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
 
     Accepts a bare state_dict or a checkpoint dict that holds it under ``state_dict`` or ``model``.
     """
-    path = Path(path)
+    path = arguments.path(path, "--weights")
     if not path.is_file():
         raise BadSpecError(f"weights file '{path}' does not exist: check the --weights path")
     try:

@@ -20,6 +20,7 @@ Transforms are values (:mod:`circuits.motifs.transforms`); results are :class:`M
 
 from __future__ import annotations
 
+from circuits import arguments
 from circuits.errors import UsageError, close_matches_hint
 from circuits.motifs.context import Context, as_context, probe_data
 from circuits.motifs.control import shuffle_weights
@@ -63,6 +64,7 @@ def find(model, kind: str = "all", layer: str | None = None, data=None, *, input
         raise UsageError(f"unknown motif kind '{kind}' (kinds: {', '.join(CHOICES)}){close_matches_hint(kind, CHOICES)}")
     kinds = KINDS if kind == "all" else (kind,)
     _check_options(options, kinds)
+    network_top_k = arguments.integer(network_top_k, "network_top_k", minimum=1)
     ctx = as_context(model, data, input_shape=input_shape, device=device)
     if layer is not None:
         ctx.graph.layer(layer)  # unknown layers fail here, with suggestions
