@@ -32,6 +32,11 @@ def shown(value) -> str:
     return f"{type(value).__name__} {text}"
 
 
+def quoted(value: str) -> str:
+    """``'name'`` for a message; with Python's escapes where the text has line breaks or control characters."""
+    return f"'{value}'" if value.isprintable() else repr(value)
+
+
 def integer(value, what: str, minimum: int | None = None) -> int:
     """``value`` as an int (bools and floats refused), at least ``minimum``."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):

@@ -38,7 +38,7 @@ def extract(
         threshold = arguments.number(threshold, "--threshold")
     if through is not None:
         arguments.text(through, "--through")
-    if method not in METHODS:
+    if arguments.text(method, "method") not in METHODS:
         raise UsageError(f"unknown method '{method}': use one of {', '.join(METHODS)}")
     if method == "attribution" and data is None:
         raise UsageError("method 'attribution' needs probe images: pass --data (e.g. toyworld:256)")

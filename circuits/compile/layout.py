@@ -101,6 +101,9 @@ def emit(circuit: nx.DiGraph, motifs: list[dict] | None = None, inline_limit: in
     if circuit.graph.get("target") not in circuit:
         raise UsageError("the circuit's target is not one of its nodes (an empty or hand-made graph): emit a "
                          "circuit from circuits.extract or Circuit.from_json")  # fmt: skip
+    if circuit.in_degree(circuit.graph["target"]) == 0:
+        raise UsageError(f"the circuit of {circuit.graph['target']} has no inputs (an input channel, or every edge "
+                         "was pruned): there is nothing to compile; pick a later neuron or a lower --threshold")  # fmt: skip
     inline_limit = arguments.integer(inline_limit, "inline_limit", minimum=0)
     bare = [n for n in circuit if circuit.in_degree(n) and "inputs" not in circuit.nodes[n]]
     if bare:

@@ -60,7 +60,7 @@ def load_data(spec: str, input_shape: tuple[int, ...] | None = None, default_n: 
         return data
     if close_matches_hint(scheme, ["toyworld", "noise"]):
         raise BadSpecError(f"unknown data spec '{spec}'{close_matches_hint(scheme, ['toyworld', 'noise'])}")
-    raise BadSpecError(f"data path '{spec}' does not exist: {DATA_HELP}")
+    raise BadSpecError(f"data path {arguments.quoted(spec)} does not exist: {DATA_HELP}")
 
 
 def _image_geometry(input_shape, spec: str) -> tuple[int, int]:

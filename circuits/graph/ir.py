@@ -103,7 +103,9 @@ class NeuronGraph:
 
     def neuron(self, spec: str) -> tuple[str, int]:
         """Parse ``LAYER:CHANNEL`` and check it exists; concat aliases resolve to the part that owns it."""
-        layer_name, sep, channel_text = str(spec).rpartition(":")
+        if not isinstance(spec, str):
+            raise UsageError(f"bad neuron: write LAYER:CHANNEL as a string, e.g. 'conv2:5', got {arguments.shown(spec)}")
+        layer_name, sep, channel_text = spec.rpartition(":")
         if not sep or not layer_name:
             raise UsageError(f"bad neuron '{spec}': write LAYER:CHANNEL, e.g. conv2:5")
         try:

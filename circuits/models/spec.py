@@ -59,8 +59,11 @@ def load(
         loaded = spec
     elif isinstance(spec, nn.Module):
         loaded = LoadedModel(spec, spec=type(spec).__name__, input_shape=_shape_attr(spec))
-    else:
+    elif isinstance(spec, (str, Path)):
         loaded = _load_spec(str(spec))
+    else:
+        raise BadSpecError(f"a model spec is a string, an nn.Module or a LoadedModel, got {arguments.shown(spec)}: "
+                           f"{SPEC_HELP}")  # fmt: skip
     if weights is not None:
         load_state_dict_file(loaded.module, weights)
         loaded._hash = None
