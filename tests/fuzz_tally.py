@@ -36,6 +36,14 @@ class Tally:
     def traceback(self) -> None:
         self.tracebacks += 1
 
+    def seen(self, output: str, exit_code: int) -> None:
+        """What one CLI invocation printed: a traceback, an internal error, or (failing) its one Error: line."""
+        self.tracebacks += "Traceback" in output
+        if "Error: internal error" in output:
+            self.internal()
+        elif exit_code != 0 and "Error: " in output:
+            self.refused()
+
     def internal(self, kind: str = "internal error") -> None:
         self.internal_errors[kind] += 1
 

@@ -160,9 +160,10 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
 
     Accepts a bare state_dict or a checkpoint dict that holds it under ``state_dict`` or ``model``.
     """
+    from circuits.models.checkpoint import check_declared_sizes
+
     path = arguments.path(path, "--weights")
-    if not path.is_file():
-        raise BadSpecError(f"weights file '{path}' does not exist: check the --weights path")
+    check_declared_sizes(path)  # a regular file, whose declared tensors fit the limit: before torch allocates
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -200,6 +201,12 @@ def load_state_dict_file(module: nn.Module, path: str | Path) -> None:
             f"weights '{path}' do not fit this model: {'; '.join(parts)} — is it the right architecture?"
         )
     for key, value in state.items():
+        if own[key].is_floating_point() and not value.is_floating_point():
+            raise UsageError(
+                f"weights '{path}' do not fit this model: '{key}' is {str(value.dtype).removeprefix('torch.')} in "
+                f"the file but {str(own[key].dtype).removeprefix('torch.')} in the model; save real floating-point "
+                "weights"
+            )
         if own[key].shape != value.shape:
             raise UsageError(
                 f"weights '{path}' do not fit this model: '{key}' has shape {tuple(value.shape)} in the file "
