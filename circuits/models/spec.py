@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import pickle
+import re
 from pathlib import Path
 
 import torch
@@ -169,7 +170,10 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     except pickle.UnpicklingError as exc:
         if "GLOBAL" not in str(exc) and "global" not in str(exc):
             raise ModelLoadError(f"cannot read weights file '{path}': it is corrupt or not a torch checkpoint") from None
-        blocked = next((line.strip() for line in str(exc).splitlines() if "GLOBAL" in line or "global" in line), "")
+        # name the blocked global only: torch's own line goes on to suggest allow-listing it, which would let
+        # the file's code run
+        found = re.search(r"GLOBAL ([\w.]+)", str(exc))
+        blocked = f"GLOBAL {found.group(1)}" if found else "a global torch does not allow"
         raise ModelLoadError(
             f"refused to load '{path}': it holds pickled Python objects, not just tensors ({blocked}); "
             "save a plain state_dict with torch.save(model.state_dict(), path)"
