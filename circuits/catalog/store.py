@@ -170,6 +170,9 @@ def inspect_file(path: str) -> int | None:
         return None
     if os.path.isdir(path):
         raise CatalogError(f"{path} is a directory, not a catalog file; pass a path like {path}/catalog.db.")
+    if not os.path.isfile(path):  # SQLite fails on a device with a bare "disk I/O error"
+        raise CatalogError(f"{path} is not a regular file (a device or a pipe), not a catalog; pass a path like "
+                           "catalog.db.")  # fmt: skip
     try:
         with open(path, "rb") as handle:
             header = handle.read(len(SQLITE_MAGIC))
