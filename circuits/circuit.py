@@ -147,6 +147,22 @@ def as_circuit(value) -> Circuit:
     return Circuit.from_json(value)
 
 
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+# Node attributes that emit, verify and the catalog read, and what each must be when present (not None).
+NODE_TYPES = {
+    "shape": lambda v: isinstance(v, (list, tuple)) and len(v) >= 1 and all(isinstance(d, int) and d > 0 for d in v),
+    "bias": lambda v: v is None or _number(v),
+    "inputs": lambda v: isinstance(v, dict) and all(isinstance(k, str) and isinstance(g, dict) for k, g in v.items()),
+    "activation": lambda v: v is None or (isinstance(v, dict) and isinstance(v.get("name"), str)),
+    "label": lambda v: v is None or isinstance(v, str),
+    "kind": lambda v: isinstance(v, str),
+    "layer": lambda v: isinstance(v, str),
+}
+
+
 def _checked(payload) -> tuple[list[dict], list[dict], dict]:
     """The payload's nodes, edges and graph attributes, each checked, or one UsageError naming what is wrong."""
 
@@ -157,10 +173,16 @@ def _checked(payload) -> tuple[list[dict], list[dict], dict]:
         refuse("it needs 'target', 'nodes' and 'edges'")
     if not isinstance(payload["nodes"], list) or not isinstance(payload["edges"], list):
         refuse("'nodes' and 'edges' must be lists")
-    graph = payload.get("graph") or {"model": payload.get("model"), "target": payload["target"],
+    graph = payload.get("graph")
+    if graph is not None and not isinstance(graph, dict):
+        refuse("'graph' must be an object naming the 'target'")
+    graph = graph or {"model": payload.get("model"), "target": payload["target"],
                                      "method": payload.get("method"), **(payload.get("parameters") or {})}
     if not isinstance(graph, dict) or not isinstance(graph.get("target"), str):
         refuse("'graph' must be an object naming the 'target'")
+    wrong = [key for key in ("model", "method", "weights_sha256") if not isinstance(graph.get(key), (str, type(None)))]
+    if wrong:
+        refuse(f"the graph's '{wrong[0]}' must be a string")
     nodes, ids = [], set()
     for node in payload["nodes"]:
         if not isinstance(node, dict) or not isinstance(node.get("id"), str) or ":" not in node["id"]:
@@ -169,13 +191,17 @@ def _checked(payload) -> tuple[list[dict], list[dict], dict]:
         node = {"layer": layer, **({"channel": int(channel)} if channel.isdigit() else {}), **node}
         if not isinstance(node.get("channel"), int) or not isinstance(node.get("depth"), int):
             refuse(f"node {node['id']} needs an integer 'channel' and 'depth'")
+        wrong = [key for key, ok in NODE_TYPES.items() if node.get(key) is not None and not ok(node[key])]
+        if wrong:
+            refuse(f"node {node['id']} has a malformed '{wrong[0]}'")
         ids.add(node["id"])
         nodes.append(node)
     edges = []
     for edge in payload["edges"]:
-        if not isinstance(edge, dict) or edge.get("source") not in ids or edge.get("target") not in ids:
+        if not isinstance(edge, dict) or not all(isinstance(edge.get(end), str) and edge[end] in ids
+                                                 for end in ("source", "target")):
             refuse(f"every edge needs a 'source' and 'target' among the nodes, got {edge!r:.80}")
-        if edge.get("weight") is not None and not isinstance(edge["weight"], (int, float)):
+        if isinstance(edge.get("weight"), bool) or not isinstance(edge.get("weight"), (int, float)):
             refuse(f"edge {edge['source']} -> {edge['target']} has a weight that is not a number")
         edges.append(edge)
     return nodes, edges, graph

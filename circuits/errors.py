@@ -51,7 +51,9 @@ def close_matches_hint(name: str, candidates) -> str:
     """`; did you mean 'a' or 'b'?` — the git/click habit of suggesting near names."""
     import difflib
 
-    close = difflib.get_close_matches(name, list(candidates), n=3, cutoff=0.5)
+    if not isinstance(name, str):
+        return ""
+    close = difflib.get_close_matches(name, [c for c in candidates if isinstance(c, str)], n=3, cutoff=0.5)
     if not close:
         return ""
     quoted = [f"'{c}'" for c in close]

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+from circuits import arguments
 from circuits.circuit import Circuit, as_circuit
 from circuits.errors import UsageError
 from circuits.graph import NeuronGraph, build_graph
@@ -31,13 +32,13 @@ def extract(
     to an earlier layer with expanded weights. ``threshold`` drops edges with |weight| below it.
     ``device`` is where the activations on ``data`` are computed (weights and attributions: on the CPU).
     """
-    if depth < 1:
-        raise UsageError(f"--depth must be at least 1 (got {depth})")
-    if top_k < 1:
-        raise UsageError(f"--top-k must be at least 1 (got {top_k})")
-    if threshold is not None and threshold != threshold:
-        raise UsageError("--threshold nan is not a number: give a magnitude such as 0.1 (edges below it are dropped)")
-    if method not in METHODS:
+    depth = arguments.integer(depth, "--depth", minimum=1)
+    top_k = arguments.integer(top_k, "--top-k", minimum=1)
+    if threshold is not None:
+        threshold = arguments.number(threshold, "--threshold")
+    if through is not None:
+        arguments.text(through, "--through")
+    if arguments.text(method, "method") not in METHODS:
         raise UsageError(f"unknown method '{method}': use one of {', '.join(METHODS)}")
     if method == "attribution" and data is None:
         raise UsageError("method 'attribution' needs probe images: pass --data (e.g. toyworld:256)")

@@ -1,6 +1,12 @@
 """Sizes refused before they are allocated, so a typo never takes the machine's memory.
 
 Each limit is a number of bytes or elements with an environment variable that raises it; the error says both.
+
+- ``CIRCUITS_MAX_INPUT_ELEMENTS`` (50 M): the elements of one example input (``--input-shape``);
+- ``CIRCUITS_MAX_DATA_BYTES`` (4 GiB): generated probe data;
+- ``CIRCUITS_MAX_WEIGHTS_BYTES`` (4 GiB): a ``--weights`` file or ``.pt2`` archive, its unpacked members, and
+  the bytes its tensors declare (read from the pickle before torch allocates them, so a file of a few bytes
+  that declares a terabyte is refused; see :mod:`circuits.models.checkpoint`).
 """
 
 from __future__ import annotations

@@ -13,7 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from circuits import arguments
 from circuits.circuit import Circuit, as_circuit
+from circuits.errors import UsageError
 
 
 @dataclass
@@ -103,8 +105,11 @@ def record(catalog, model, circuit, compiled: Compiled | None = None, parameters
 
     Returns ``{"circuit": id, "module": id or None}``.
     """
+    from circuits.catalog import Catalog
     from circuits.graph import build_graph
 
+    if not isinstance(catalog, Catalog):
+        raise UsageError(f"record needs a circuits.Catalog(path) to store into, got {arguments.shown(catalog)}")
     graph = build_graph(model)
     circuit = compiled.circuit if circuit is None and compiled is not None else as_circuit(circuit)
     payload = circuit.to_json()

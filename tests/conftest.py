@@ -16,3 +16,12 @@ def _private_cache(tmp_path_factory):
 
     torch.set_num_threads(1)
     yield
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Write the fuzz suites' figures (tests/fuzz_tally.py) where $CIRCUITS_RELIABILITY_REPORT says."""
+    path = os.environ.get("CIRCUITS_RELIABILITY_REPORT")
+    if path:
+        from fuzz_tally import tally
+
+        tally.write(path)

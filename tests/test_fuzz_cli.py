@@ -29,6 +29,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from fuzz_tally import tally
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -334,6 +335,8 @@ def leftovers(*folders) -> list[str]:
 def check(case: Case, argv: list[str], workdir: Path, scratch_dir: Path) -> None:
     result = CliRunner().invoke(main, argv)
     context = f"circuits {' '.join(map(repr, argv))}\nexit {result.exit_code}\n{result.output}"
+    tally.case("cli")
+    tally.seen(result.output, result.exit_code)
     assert result.exit_code in case.exits, context
     if result.exit_code != 0:
         errors = [line for line in result.output.splitlines() if line.startswith("Error: ")]

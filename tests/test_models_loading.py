@@ -8,6 +8,7 @@ import textwrap
 import nets
 import pytest
 import torch
+from fuzz_tally import tally
 from torch import nn
 
 from circuits.errors import BadSpecError, ModelLoadError, UsageError
@@ -256,6 +257,7 @@ def test_checkpoint_with_pickled_callable_is_refused_and_never_executed(model_fi
     assert not marker.exists()
     with pytest.raises(ModelLoadError) as info:
         load(f"{model_file}:Net", weights=path)
+    tally.hostile(refused=True, ran=marker.exists())
     assert not marker.exists(), "the checkpoint's pickled code ran"
     message = str(info.value)
     assert "refused" in message and "evil.pt" in message and "state_dict" in message

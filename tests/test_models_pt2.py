@@ -14,6 +14,7 @@ import nets
 import pytest
 import torch
 from click.testing import CliRunner
+from fuzz_tally import tally
 
 from circuits.cli import main
 from circuits.errors import BadSpecError, ModelLoadError
@@ -124,6 +125,7 @@ def test_hostile_archive_is_refused_in_one_line_and_its_payload_never_runs(plain
     assert not marker.exists()
 
     result = CliRunner().invoke(main, ["layers", str(path)])
+    tally.hostile(refused=result.exit_code != 0, ran=marker.exists())
     assert result.exit_code == 1 and not marker.exists()
     assert _one_error_line(result).startswith(f"Error: refused to load '{path}'")
 

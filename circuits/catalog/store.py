@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from sqlite_utils import Database
 from sqlite_utils.db import Table
 
+from circuits import arguments
 from circuits.catalog import schema
 from circuits.catalog.payload import canonical, circuit_rows, motif_rows, sha256, split_neuron
 from circuits.errors import (
@@ -207,6 +208,9 @@ def inspect_file(path: str) -> int | None:
         return None
     if os.path.isdir(path):
         raise CatalogError(f"{path} is a directory, not a catalog file; pass a path like {path}/catalog.db.")
+    if not os.path.isfile(path):  # SQLite fails on a device with a bare "disk I/O error"
+        raise CatalogError(f"{path} is not a regular file (a device or a pipe), not a catalog; pass a path like "
+                           "catalog.db.")  # fmt: skip
     try:
         with open(path, "rb") as handle:
             header = handle.read(len(SQLITE_MAGIC))
@@ -300,7 +304,7 @@ class Store:
     db: Database | None = None
 
     def __init__(self, path, create: bool = True, readonly: bool = False):
-        self.path = os.fspath(path)
+        self.path = os.fspath(arguments.path(path, "the catalog path"))
         self.readonly = readonly
         self._depth = 0
         self._tables: dict[str, Table] = {}

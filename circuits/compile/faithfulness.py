@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from circuits import arguments
 from circuits.compile.layout import FAITHFULNESS_BEGIN, FAITHFULNESS_END
 from circuits.errors import BadSpecError, UsageError
 from circuits.pyfiles import import_file
@@ -50,6 +51,9 @@ def verify(module, model, data: torch.Tensor, check_weights: bool = True, activa
         module = load_module(module)
     elif isinstance(module, EmittedModule):
         module = module.load()
+    if not all(hasattr(module, name) for name in ("LEAVES", "NEURONS", "TARGET", "run")):
+        raise UsageError(f"verify needs an emitted module (a path, an EmittedModule from circuits.emit, or the "
+                         f"imported module), got {arguments.shown(module)}")  # fmt: skip
     graph = build_graph(model)
     if check_weights and getattr(module, "WEIGHTS_SHA256", None) not in (None, graph.weights_hash):
         raise UsageError(

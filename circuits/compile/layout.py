@@ -16,6 +16,8 @@ from pathlib import Path
 import networkx as nx
 import numpy as np
 
+from circuits import arguments
+from circuits.circuit import as_circuit
 from circuits.compile import nonlinearities
 from circuits.compile.forms import (
     FamilyForm,
@@ -95,6 +97,14 @@ def emit(circuit: nx.DiGraph, motifs: list[dict] | None = None, inline_limit: in
     simplifications: the record of what was tried (:func:`circuits.compile.collapse.simplify`), written as
     the module's ``SIMPLIFICATIONS``. Without them the module is the literal form.
     """
+    circuit = as_circuit(circuit)
+    if circuit.graph.get("target") not in circuit:
+        raise UsageError("the circuit's target is not one of its nodes (an empty or hand-made graph): emit a "
+                         "circuit from circuits.extract or Circuit.from_json")  # fmt: skip
+    if circuit.in_degree(circuit.graph["target"]) == 0:
+        raise UsageError(f"the circuit of {circuit.graph['target']} has no inputs (an input channel, or every edge "
+                         "was pruned): there is nothing to compile; pick a later neuron or a lower --threshold")  # fmt: skip
+    inline_limit = arguments.integer(inline_limit, "inline_limit", minimum=0)
     bare = [n for n in circuit if circuit.in_degree(n) and "inputs" not in circuit.nodes[n]]
     if bare:
         raise UsageError(f"the circuit has no input geometry for {bare[0]} (it was saved without it, e.g. by an "
@@ -103,7 +113,7 @@ def emit(circuit: nx.DiGraph, motifs: list[dict] | None = None, inline_limit: in
     leaves = [n for n in order if circuit.in_degree(n) == 0]
     taken: set[str] = set()
     names = {n: identifier(circuit.nodes[n].get("label"), n.replace(":", "_"), taken) for n in order}
-    roles = _roles(motifs or [], circuit)
+    roles = _roles(_motif_dicts(motifs), circuit)
     out = Output()
     families = {m: f for f in forms if isinstance(f, FamilyForm) for m in f.members}
     unions = {f.target: f for f in forms if isinstance(f, UnionForm)}
@@ -176,6 +186,20 @@ def _npz_name(constants: dict[str, np.ndarray]) -> str:
         digest.update(key.encode())
         digest.update(np.ascontiguousarray(constants[key], dtype=np.float64).tobytes())
     return f"circuit-{digest.hexdigest()[:16]}.npz"
+
+
+def _motif_dicts(motifs) -> list[dict]:
+    """Motif dicts (``circuits motifs --json``) or ``Motif`` records, checked: anything else is a UsageError."""
+    if motifs is None:
+        return []
+    dicts = [m.to_dict() if hasattr(m, "to_dict") else m for m in motifs] if isinstance(motifs, (list, tuple)) else None
+    for m in dicts if dicts is not None else [None]:
+        members = m.get("members", []) if isinstance(m, dict) else None
+        if (not isinstance(members, list) or not all(isinstance(x, str) for x in members)
+                or not isinstance(m.get("kind"), str) or not isinstance(m.get("target") or "", str)):
+            raise UsageError(f"motifs must be a list of motif dicts (the `circuits motifs --json` shape) or Motif "
+                             f"records, got {arguments.shown(motifs)}")  # fmt: skip
+    return dicts
 
 
 def _roles(motifs: list[dict], circuit) -> dict[str, list[str]]:

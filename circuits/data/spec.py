@@ -10,11 +10,13 @@ Accepted specs (see :func:`load_data`):
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from circuits import arguments
 from circuits.errors import BadSpecError, DataError, close_matches_hint
 from circuits.limits import GIB, check_seed, check_size
 
@@ -36,11 +38,15 @@ def load_data(spec: str, input_shape: tuple[int, ...] | None = None, default_n: 
     >>> load_data("noise:8", input_shape=(3, 16, 16)).shape
     torch.Size([8, 3, 16, 16])
     """
-    spec = str(spec).strip()
+    spec = os.fspath(spec) if isinstance(spec, os.PathLike) else spec
+    if not isinstance(spec, str):
+        raise BadSpecError(f"a data spec is a string or a path, got {arguments.shown(spec)}: {DATA_HELP}")
+    spec = spec.strip()
     if not spec:
         raise BadSpecError(f"empty data spec: {DATA_HELP}")
     if input_shape is not None:
-        input_shape = tuple(int(d) for d in input_shape)
+        input_shape = arguments.shape(input_shape)
+    default_n = arguments.integer(default_n, "default_n", minimum=1)
     scheme, _, rest = spec.partition(":")
     if scheme == "toyworld":
         return _toyworld(rest, spec, input_shape, default_n)
@@ -54,7 +60,7 @@ def load_data(spec: str, input_shape: tuple[int, ...] | None = None, default_n: 
         return data
     if close_matches_hint(scheme, ["toyworld", "noise"]):
         raise BadSpecError(f"unknown data spec '{spec}'{close_matches_hint(scheme, ['toyworld', 'noise'])}")
-    raise BadSpecError(f"data path '{spec}' does not exist: {DATA_HELP}")
+    raise BadSpecError(f"data path {arguments.quoted(spec)} does not exist: {DATA_HELP}")
 
 
 def _image_geometry(input_shape, spec: str) -> tuple[int, int]:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import fx, nn
 
+from circuits import arguments
 from circuits.errors import (
     ModelLoadError,
     UnknownNeuronError,
@@ -91,6 +92,9 @@ class NeuronGraph:
         return f"<pre>{html.escape(layers_table(self))}</pre>"
 
     def layer(self, name: str) -> NeuronLayer:
+        if not isinstance(name, str):
+            raise UnknownNeuronError(f"a layer is named by a string, got {arguments.shown(name)} "
+                                     "(`circuits layers MODEL` lists them)")  # fmt: skip
         if name not in self.layers:
             raise UnknownNeuronError(
                 f"unknown layer '{name}'{close_matches_hint(name, self.layers)} (`circuits layers MODEL` lists them)"
@@ -99,7 +103,9 @@ class NeuronGraph:
 
     def neuron(self, spec: str) -> tuple[str, int]:
         """Parse ``LAYER:CHANNEL`` and check it exists; concat aliases resolve to the part that owns it."""
-        layer_name, sep, channel_text = str(spec).rpartition(":")
+        if not isinstance(spec, str):
+            raise UsageError(f"bad neuron: write LAYER:CHANNEL as a string, e.g. 'conv2:5', got {arguments.shown(spec)}")
+        layer_name, sep, channel_text = spec.rpartition(":")
         if not sep or not layer_name:
             raise UsageError(f"bad neuron '{spec}': write LAYER:CHANNEL, e.g. conv2:5")
         try:
@@ -164,6 +170,8 @@ def build_graph(model, input_shape: tuple[int, ...] | None = None) -> NeuronGrap
 
     if isinstance(model, NeuronGraph):
         return model
+    if input_shape is not None:
+        input_shape = arguments.shape(input_shape)
     if isinstance(model, str):
         from circuits.models import load
 
@@ -171,9 +179,13 @@ def build_graph(model, input_shape: tuple[int, ...] | None = None) -> NeuronGrap
     if isinstance(model, LoadedModel):
         input_shape = input_shape or model.input_shape or getattr(model.module, "input_shape", None)
         module = model.module
-    else:
+    elif isinstance(model, nn.Module):
         module = model
         input_shape = input_shape or getattr(module, "input_shape", None)
+    else:
+        raise UsageError(f"model must be an nn.Module, a LoadedModel, a NeuronGraph or a spec such as "
+                         f"'zoo:plain-cnn', got {arguments.shown(model)}")  # fmt: skip
+    input_shape = None if input_shape is None else arguments.shape(input_shape)
     if input_shape is None:
         raise UsageError("the model does not say its input shape: pass --input-shape C,H,W (e.g. 3,32,32)")
     from circuits.models.spec import check_input_shape

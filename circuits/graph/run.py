@@ -90,6 +90,9 @@ def _node(graph, name: str, preact: bool) -> str:
     return layer.preact
 
 
+INTEGER_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64, torch.bool)
+
+
 def check_data(graph, data: torch.Tensor) -> torch.Tensor:
     """``data`` in the model's dtype, after checking it is a batch of the model's input shape."""
     if not isinstance(data, torch.Tensor):
@@ -101,7 +104,14 @@ def check_data(graph, data: torch.Tensor) -> torch.Tensor:
         )
     if len(data) == 0:
         raise DataError("no probe images (an empty batch): give at least one image")
-    return data.to(graph.dtype)
+    if data.is_complex() or not (data.is_floating_point() or data.dtype in INTEGER_DTYPES):
+        raise DataError(f"probe data is {str(data.dtype).removeprefix('torch.')}: give real-valued images "
+                        "(float, or integers such as uint8 pixels)")  # fmt: skip
+    data = data.to(graph.dtype)
+    if not torch.isfinite(data).all():
+        raise DataError("probe data holds NaN or infinite values (after conversion to the model's dtype): give "
+                        "finite images")  # fmt: skip
+    return data
 
 
 def resolve_device(device) -> torch.device:

@@ -34,6 +34,8 @@ from pathlib import Path
 import torch
 
 from circuits.errors import BadSpecError, ModelLoadError
+from circuits.limits import check_size
+from circuits.models.checkpoint import LIMIT
 
 FIX = "export it with torch.export.save(torch.export.export(model, (example,)), 'model.pt2')"
 FIXED_MEMBERS = (
@@ -75,8 +77,11 @@ def read_archive(path: Path):
 def _read_bytes(path: Path) -> bytes:
     if path.is_dir():
         raise BadSpecError(f"'{path}' is a directory, not a torch.export archive: give the .pt2 file itself")
+    if path.exists() and not path.is_file():
+        raise BadSpecError(f"'{path}' is not a regular file (a device or a pipe), not a torch.export archive: {FIX}")
     if not path.is_file():
         raise BadSpecError(f"exported model '{path}' does not exist: check the path")
+    check_size(f"exported model '{path}'", path.stat().st_size, *LIMIT)
     try:
         data = path.read_bytes()
     except OSError as exc:
@@ -91,6 +96,7 @@ def _members(path: Path, data: bytes) -> dict[str, bytes]:
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             infos = archive.infolist()
+            check_size(f"exported model '{path}' unpacked", sum(info.file_size for info in infos), *LIMIT)
             names = [info.filename for info in infos]
             members = {name: archive.read(name) for name in names}
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, ValueError, NotImplementedError) as exc:

@@ -5,11 +5,13 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import pickle
+import re
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from circuits import arguments
 from circuits.errors import BadSpecError, ModelLoadError, UsageError, close_matches_hint
 from circuits.limits import check_size
 from circuits.models.loaded import LoadedModel
@@ -58,13 +60,17 @@ def load(
         loaded = spec
     elif isinstance(spec, nn.Module):
         loaded = LoadedModel(spec, spec=type(spec).__name__, input_shape=_shape_attr(spec))
-    else:
+    elif isinstance(spec, (str, Path)):
         loaded = _load_spec(str(spec))
+    else:
+        raise BadSpecError(f"a model spec is a string, an nn.Module or a LoadedModel, got {arguments.shown(spec)}: "
+                           f"{SPEC_HELP}")  # fmt: skip
     if weights is not None:
         load_state_dict_file(loaded.module, weights)
         loaded._hash = None
-    shape = parse_input_shape(input_shape) if isinstance(input_shape, str) else input_shape
+    shape = None if input_shape is None else arguments.shape(input_shape)
     if shape is not None:
+        check_input_shape(shape)
         loaded.input_shape = tuple(shape)
     return loaded
 
@@ -155,15 +161,19 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
 
     Accepts a bare state_dict or a checkpoint dict that holds it under ``state_dict`` or ``model``.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise BadSpecError(f"weights file '{path}' does not exist: check the --weights path")
+    from circuits.models.checkpoint import check_declared_sizes
+
+    path = arguments.path(path, "--weights")
+    check_declared_sizes(path)  # a regular file, whose declared tensors fit the limit: before torch allocates
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         if "GLOBAL" not in str(exc) and "global" not in str(exc):
             raise ModelLoadError(f"cannot read weights file '{path}': it is corrupt or not a torch checkpoint") from None
-        blocked = next((line.strip() for line in str(exc).splitlines() if "GLOBAL" in line or "global" in line), "")
+        # name the blocked global only: torch's own line goes on to suggest allow-listing it, which would let
+        # the file's code run
+        found = re.search(r"GLOBAL ([\w.]+)", str(exc))
+        blocked = f"GLOBAL {found.group(1)}" if found else "a global torch does not allow"
         raise ModelLoadError(
             f"refused to load '{path}': it holds pickled Python objects, not just tensors ({blocked}); "
             "save a plain state_dict with torch.save(model.state_dict(), path)"
@@ -195,6 +205,12 @@ def load_state_dict_file(module: nn.Module, path: str | Path) -> None:
             f"weights '{path}' do not fit this model: {'; '.join(parts)} — is it the right architecture?"
         )
     for key, value in state.items():
+        if own[key].is_floating_point() and not value.is_floating_point():
+            raise UsageError(
+                f"weights '{path}' do not fit this model: '{key}' is {str(value.dtype).removeprefix('torch.')} in "
+                f"the file but {str(own[key].dtype).removeprefix('torch.')} in the model; save real floating-point "
+                "weights"
+            )
         if own[key].shape != value.shape:
             raise UsageError(
                 f"weights '{path}' do not fit this model: '{key}' has shape {tuple(value.shape)} in the file "

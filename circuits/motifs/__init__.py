@@ -20,7 +20,9 @@ Transforms are values (:mod:`circuits.motifs.transforms`); results are :class:`M
 
 from __future__ import annotations
 
+from circuits import arguments
 from circuits.errors import UsageError, close_matches_hint
+from circuits.limits import check_seed
 from circuits.motifs.context import Context, as_context, probe_data
 from circuits.motifs.control import shuffle_weights
 from circuits.motifs.families import equivariance
@@ -59,10 +61,11 @@ def find(model, kind: str = "all", layer: str | None = None, data=None, *, input
     >>> [(m.kind, m.target, m.members) for m in find("planted:union", kind="union")]
     [('union', 'union:0', ('wedges:0', 'wedges:1')), ('union', 'union:2', ('wedges:0', 'wedges:1'))]
     """
-    if kind not in CHOICES:
+    if arguments.text(kind, "kind") not in CHOICES:
         raise UsageError(f"unknown motif kind '{kind}' (kinds: {', '.join(CHOICES)}){close_matches_hint(kind, CHOICES)}")
     kinds = KINDS if kind == "all" else (kind,)
     _check_options(options, kinds)
+    network_top_k = arguments.integer(network_top_k, "network_top_k", minimum=1)
     ctx = as_context(model, data, input_shape=input_shape, device=device)
     if layer is not None:
         ctx.graph.layer(layer)  # unknown layers fail here, with suggestions
@@ -81,14 +84,28 @@ def find(model, kind: str = "all", layer: str | None = None, data=None, *, input
             found += network_motifs(graph, **_only(options, k))
     return sort_motifs(found)
 
+# What each numeric or flag option must be (transforms and angles are checked by the detector that reads them).
+COUNTS = {"top_k": 1, "top": 1, "n_random": 1, "min_count": 0}  # integer options and their minimum
+NUMBERS = ("threshold", "margin", "balance", "min_silhouette", "min_distance", "alpha", "z_min")
+FLAGS = ("include_invariant", "layered")
+
 
 def _check_options(options: dict, kinds) -> None:
+    """Unknown names refused with suggestions; numbers, counts, seeds and flags checked as what they are."""
     valid = sorted({name for k in kinds for name in OPTIONS[k]})
-    for name in options:
+    for name, value in list(options.items()):
         if name not in valid:
             which = "any detector" if len(kinds) > 1 else f"the {kinds[0]} detector"
             raise UsageError(f"unknown option '{name}' for {which}{close_matches_hint(name, valid)} "
                              f"(options: {', '.join(valid)})")  # fmt: skip
+        if name in COUNTS:
+            options[name] = arguments.integer(value, name, minimum=COUNTS[name])
+        elif name in NUMBERS:
+            options[name] = arguments.number(value, name)
+        elif name == "seed":
+            options[name] = check_seed(arguments.integer(value, name))
+        elif name in FLAGS and not isinstance(value, bool):
+            raise UsageError(f"{name} must be True or False, got {arguments.shown(value)}")
 
 
 def _only(options: dict, kind: str) -> dict:

@@ -12,6 +12,7 @@ NeuronGraph you already built (reuse it: building traces the model).
 
 from __future__ import annotations
 
+from circuits import arguments
 from circuits.errors import UsageError
 from circuits.graph import NeuronGraph, build_graph
 from circuits.trace import cache
@@ -36,7 +37,9 @@ def weights(model, source: str | list[str] | None = None, target: str | None = N
     if source is None:
         sources = list(t_layer.sources)
     else:
-        sources = [source] if isinstance(source, str) else list(source)
+        sources = list(source) if isinstance(source, (list, tuple)) else [source]
+        if not sources:
+            raise UsageError("weights(model, source, target): source is an empty list; give a layer or None")
         for s in sources:
             graph.layer(s)
     key = {"target": target, "sources": sources, "expanded": expanded, "at_entry": at_entry}
@@ -54,6 +57,7 @@ def attribution(model, source: str, target: str, data, *, batch_size: int = 64, 
     """Edge attributions ``source -> target`` on images ``data`` (see circuits.trace.edges for ``route``)."""
     from circuits.trace.edges import attribute
 
+    batch_size = arguments.integer(batch_size, "batch_size", minimum=1)
     return attribute(build_graph(model), source, target, data, batch_size=batch_size, route=route)
 
 

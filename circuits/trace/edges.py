@@ -27,6 +27,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from circuits import arguments
 from circuits.errors import UnsupportedOpError, UsageError
 from circuits.graph import ops
 from circuits.graph.paths import make_path_function, path_inputs, path_nodes
@@ -82,7 +83,7 @@ def attribute(
     batched route elsewhere; "kernel" insists on the kernel route (UsageError where it does not apply);
     "batched" always takes the batched route. ``result.route`` says which was taken.
     """
-    if route not in ROUTES:
+    if arguments.text(route, "route") not in ROUTES:
         raise UsageError(f"unknown attribution route '{route}': use one of {', '.join(ROUTES)}")
     data = check_data(graph, data)
     s_layer, t_layer = graph.layer(source), graph.layer(target)
