@@ -20,15 +20,13 @@ from circuits.catalog import Catalog
 ROOT = Path(__file__).resolve().parents[1]
 RUNS_PER_WRITER = 10_000  # the SIGKILL test's writer k writes runs k * RUNS_PER_WRITER onwards
 
-# A writer: one transaction per run (a circuit and its motifs); after each commit it appends the id to LOG.
-WRITER = r"""
-import hashlib, json, sys
-from circuits.catalog import Catalog
-
-path, start, count, n_edges, log = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+# One run's writes, shared by the writer scripts here and in test_catalog_durability.py: one transaction holding
+# a circuit (n_edges edges) and a motif on it; returns the circuit id once committed.
+WRITE_RUN = r"""
+import hashlib
 model = hashlib.sha256(b"shared model").hexdigest()
 
-def circuit(i):
+def circuit(i, n_edges):
     target = f"layer2:{i}"
     sources = [f"layer1:{i * 7 + k}" for k in range(n_edges)]
     nodes = [{"id": target, "layer": "layer2", "channel": i, "depth": 0, "label": f"run {i} target"}]
@@ -38,15 +36,25 @@ def circuit(i):
     return {"model": "planted:shared", "target": target, "method": "direct", "nodes": nodes, "edges": edges,
             "parameters": {"run": i, "n_nodes": len(nodes), "n_edges": len(edges)}}
 
+def write_run(cat, i, n_edges):
+    payload = circuit(i, n_edges)
+    with cat.transaction():
+        cid = cat.add_circuit(model, payload)
+        cat.add_motifs(model, {"model": "planted:shared", "motifs": [
+            {"kind": "union", "transform": None, "target": payload["target"],
+             "members": [payload["edges"][0]["source"]], "score": 0.5, "evidence": {"run": i}}]}, circuit_id=cid)
+    return cid
+"""
+
+# A writer: one transaction per run (a circuit and its motifs); after each commit it appends the id to LOG.
+WRITER = WRITE_RUN + r"""
+import sys
+from circuits.catalog import Catalog
+
+path, start, count, n_edges, log = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
 with Catalog(path) as cat, open(log, "a") as out:
     for i in range(start, start + count):
-        payload = circuit(i)
-        with cat.transaction():
-            cid = cat.add_circuit(model, payload)
-            cat.add_motifs(model, {"model": "planted:shared", "motifs": [
-                {"kind": "union", "transform": None, "target": payload["target"],
-                 "members": [payload["edges"][0]["source"]], "score": 0.5, "evidence": {"run": i}}]}, circuit_id=cid)
-        out.write(cid + "\n")
+        out.write(write_run(cat, i, n_edges) + "\n")
         out.flush()
 """
 

@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 import pytest
-from test_catalog_concurrency import check_consistent
+from test_catalog_concurrency import WRITE_RUN, check_consistent
 from test_catalog_readonly import _run
 
 from circuits.catalog import Catalog
@@ -41,23 +41,12 @@ FIGURES = {"rounds": 0, "writers": 0, "kills": 0, "full_disk_refusals": 0, "ackn
 
 # A writer: opens the catalog, says `ready`, and once the file GO exists writes one transaction per run (a
 # circuit, its labels and a motif), printing the run and the circuit id after each commit; it reports a library error as the CLI does: one `Error: ` line, the error's exit code.
-WRITER = r"""
-import hashlib, os, sys, time
+WRITER = WRITE_RUN + r"""
+import os, sys, time
 from circuits.catalog import Catalog
 from circuits.errors import CircuitsError
 
 path, start, go = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-model = hashlib.sha256(b"shared model").hexdigest()
-
-def circuit(i, n_edges=8):
-    target = f"layer2:{i}"
-    sources = [f"layer1:{i * 7 + k}" for k in range(n_edges)]
-    nodes = [{"id": target, "layer": "layer2", "channel": i, "depth": 0, "label": f"run {i} target"}]
-    nodes += [{"id": s, "layer": "layer1", "channel": int(s.split(":")[1]), "depth": 1, "label": None} for s in sources]
-    edges = [{"source": s, "target": target, "weight": (k - 3) / 7,
-              "kernel": [[(k + a * 3 + b) / 11 for b in range(3)] for a in range(3)]} for k, s in enumerate(sources)]
-    return {"model": "planted:shared", "target": target, "method": "direct", "nodes": nodes, "edges": edges,
-            "parameters": {"run": i, "n_nodes": len(nodes), "n_edges": len(edges)}}
 
 try:
     with Catalog(path) as cat:
@@ -65,13 +54,7 @@ try:
         while not os.path.exists(go):  # all writers start writing together
             time.sleep(0.002)
         for i in range(start, start + 10**6):
-            payload = circuit(i)
-            with cat.transaction():
-                cid = cat.add_circuit(model, payload)
-                cat.add_motifs(model, {"model": "planted:shared", "motifs": [
-                    {"kind": "union", "transform": None, "target": payload["target"],
-                     "members": [payload["edges"][0]["source"]], "score": 0.5, "evidence": {"run": i}}]},
-                    circuit_id=cid)
+            cid = write_run(cat, i, 8)
             print(i, cid, flush=True)
             time.sleep(0.02)  # a real writer works between commits; this also lets the others take the lock
 except CircuitsError as exc:
