@@ -28,14 +28,21 @@ def limit(name: str, default: int) -> int:
     return value if value > 0 else default
 
 
-def check_size(what: str, count: int, name: str, default: int, unit: str = "bytes") -> None:
+def check_size(what: str, count: int, name: str, default: int, unit: str = "bytes",
+               advice: str = "ask for less") -> None:
     """Refuse ``count`` (of ``unit``) above the limit ``name``, naming the figure and how to raise it."""
     cap = limit(name, default)
     if count > cap:
-        shown = f"{count / GIB:.1f} GiB" if unit == "bytes" else f"{count:,} {unit}"
-        allowed = f"{cap / GIB:.1f} GiB" if unit == "bytes" else f"{cap:,} {unit}"
-        raise UsageError(f"{what} needs {shown}, over the limit of {allowed}: ask for less, or raise it with "
+        shown = _bytes(count) if unit == "bytes" else f"{count:,} {unit}"
+        allowed = _bytes(cap) if unit == "bytes" else f"{cap:,} {unit}"
+        raise UsageError(f"{what} needs {shown}, over the limit of {allowed}: {advice}, or raise it with "
                          f"CIRCUITS_{name}={count}")
+
+
+def _bytes(count: int) -> str:
+    if count >= GIB // 10:
+        return f"{count / GIB:.1f} GiB"
+    return f"{count / (1 << 20):.1f} MiB" if count >= 1 << 20 else f"{count:,} bytes"
 
 
 def check_seed(seed: int, what: str = "seed") -> int:

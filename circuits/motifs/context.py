@@ -9,7 +9,8 @@ images. Detectors ask it for
 - their activations on the probe images and on transformed probe images (:meth:`activations`);
 - the direct weights into a layer (:meth:`direct`).
 
-Everything is cached on the context, so ``find(kind="all")`` traces each layer once.
+Everything is cached on the context, so ``find(kind="all")`` traces each layer once, within a byte budget
+(:mod:`circuits.motifs.budget`): a scan of a 224-pixel network keeps the layers it is working on, not all.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import torch
 
 from circuits.errors import DataError, UsageError
 from circuits.graph import NeuronGraph, build_graph
+from circuits.motifs.budget import BudgetCache, check
 from circuits.motifs.transforms import Identity, Transform, disc
 
 
@@ -47,10 +49,10 @@ class Context:
         self.data_spec: str | None = None
         self.data: torch.Tensor | None = None
         self._set_data(data)
-        self._kernels: dict = {}
-        self._acts: dict = {}
+        self._kernels = BudgetCache()  # expanded kernels: hundreds of MB per layer at 224 pixels
+        self._acts = BudgetCache()
         self._direct: dict = {}
-        self.memo: dict = {}  # detectors keep derived results here (equivariance maps per group)
+        self.memo = BudgetCache(self._kernels.budget // 4)  # detectors' derived results (equivariance maps)
 
     def _set_data(self, data) -> None:
         if isinstance(data, str):
@@ -129,6 +131,27 @@ class Context:
             if info.preact is not None and info.sources and any(
                 self.graph.layers[s].kind != "input" for s in info.sources)
         ]  # fmt: skip
+
+    def sources(self, target: str) -> list[str]:
+        """The spatial neuron layers that feed ``target`` directly (the input and gates left out)."""
+        layers = [s for s in self.graph.layer(target).sources if self.graph.layers[s].kind not in ("input", "gate")]
+        return [s for s in layers if len(self.graph.layers[s].shape) == 3]
+
+    def check_memory(self, groups: list[list[str]], weights: bool = True) -> None:
+        """Refuse, before any work, a scan whose largest group of layers would pass the memory limit."""
+        check(self.graph, [g for g in groups if g], 0 if self.data is None else len(self.data), weights)
+
+    def scan(self, names: list[str], desc: str, groups, weights: bool = True):
+        """``names`` one by one under a progress bar, once the groups each needs (``groups(name)``, a list
+        of layer lists) are known to fit in memory: a scan that cannot finish is refused before it starts."""
+        from circuits.progress import progress_bar
+
+        self.check_memory([g for name in names for g in groups(name)], weights)
+        with progress_bar(desc, total=len(names), unit="layer") as bar:
+            for name in names:
+                bar.set_postfix_str(name, refresh=False)
+                yield name
+                bar.update(1)
 
     # -- weights -----------------------------------------------------------------------------------------
     def direct(self, layer: str):

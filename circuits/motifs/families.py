@@ -43,6 +43,7 @@ MARGIN = 0.1
 ALPHA = 0.05  # chance level of a weight match (chance_cosine)
 DETAIL_THRESHOLD = 0.4  # the match must hold in the kernels' fine structure too (see highpass)
 ANGLES = (22.5, 45.0)  # finer rotation steps tried for curve- and line-like families (finest first)
+BLOCK_ELEMENTS = 2**25  # numbers per block of kernels (128 MB of float32): bounds the memory of a 224-pixel layer
 MIN_ACTIVE = 0.01  # a neuron needs a peak above its floor on this share of the images (and >= 3 of them)
 
 
@@ -121,16 +122,33 @@ def _value(matrix, i, j):
 # -- evidence ---------------------------------------------------------------------------------------------
 
 
-def weight_similarity(kernels: torch.Tensor, transform: Transform) -> torch.Tensor:
+def weight_similarity(kernels: torch.Tensor, transform: Transform, block_elements: int = BLOCK_ELEMENTS) -> torch.Tensor:
     """``[C, C]``: cosine of ``transform`` of neuron ``i``'s kernels with neuron ``j``'s kernels.
 
     ``kernels`` is ``[C, C_in, kh, kw]``; the transform acts on ``(kh, kw)`` only. Interpolated transforms
-    compare inside the inscribed disc, where the transformed kernel is defined.
+    compare inside the inscribed disc, where the transformed kernel is defined. The transformed side is made
+    ``block_elements`` numbers at a time and the other side is the kernels themselves, divided by their norms
+    afterwards (the disc is 0 or 1, so masking one side masks the product): beside the kernels only a block
+    is held, where a 224-pixel layer's kernels are hundreds of MB and the matrix a few.
     """
     mask = transform.valid_mask(*kernels.shape[-2:]).to(kernels.dtype)
-    moved = (transform(kernels) * mask).flatten(1)
-    fixed = (kernels * mask).flatten(1)
-    return _unit(moved) @ _unit(fixed).T
+    whole = bool((mask == 1).all())
+    binary = bool(((mask == 0) | (mask == 1)).all())
+    fixed = kernels if binary else kernels * mask
+    rows = max(1, block_elements // max(kernels[0].numel(), 1))
+    blocks = range(0, kernels.shape[0], rows)
+    if whole or not binary:
+        norms = fixed.flatten(1).norm(dim=1)
+    else:
+        norms = torch.cat([(fixed[first : first + rows] * mask).flatten(1).norm(dim=1) for first in blocks])
+    out = torch.empty(kernels.shape[0], kernels.shape[0], dtype=kernels.dtype)
+    for first in blocks:
+        moved = transform(kernels[first : first + rows])
+        if not whole:
+            moved = moved * mask
+        out[first : first + rows] = _unit(moved.flatten(1)) @ fixed.flatten(1).T
+        del moved
+    return out / norms.clamp_min(1e-12)
 
 
 def activation_similarity(acts: torch.Tensor, moved_acts: torch.Tensor, transform: Transform,
@@ -193,20 +211,32 @@ def chance_cosine(dims: int, neurons: int, alpha: float = ALPHA) -> float:
     return math.sqrt(2.0 * math.log(pairs / alpha) / max(dims, 1))
 
 
-def highpass(kernels: torch.Tensor) -> torch.Tensor:
-    """Kernels minus their 3x3 binomial blur: the fine structure, without the smooth envelope.
+def highpass(kernels: torch.Tensor, block_elements: int = BLOCK_ELEMENTS) -> torch.Tensor:
+    """Kernels minus their 3x3 binomial blur (zero outside): the fine structure, without the smooth envelope.
 
     Deep layers' expanded kernels are dominated by a smooth receptive-field envelope, and smooth random
     fields match under *any* transform by chance: on shuffled controls (:mod:`circuits.motifs.control`)
     their cosines reach 0.85 while the high-passed ones stay below 0.3. The blur is symmetric under the
-    square's symmetries, so exact transforms commute with it and exact matches stay exact.
+    square's symmetries, so exact transforms commute with it and exact matches stay exact. It is applied
+    as two 1-D passes over blocks of ``block_elements`` numbers: a 2-D convolution unfolds every kernel
+    nine times over (5.9 GB for one 224-pixel MobileNetV2 layer).
     """
     h, w = kernels.shape[-2:]
-    flat = kernels.reshape(-1, 1, h, w)
-    b = torch.tensor([1.0, 2.0, 1.0], dtype=kernels.dtype)
-    blur = (b[:, None] * b[None, :] / 16.0)[None, None]
-    flat = flat - F.conv2d(F.pad(flat, (1, 1, 1, 1)), blur)
-    return flat.reshape(kernels.shape)
+    flat = kernels.reshape(-1, h, w)
+    out = torch.empty_like(flat)
+    rows = max(1, block_elements // max(h * w, 1))
+    for first in range(0, flat.shape[0], rows):
+        block = flat[first : first + rows]
+        out[first : first + rows] = block - _blur(_blur(block, -1), -2) / 16.0
+    return out.reshape(kernels.shape)
+
+
+def _blur(x: torch.Tensor, dim: int) -> torch.Tensor:
+    """``[1, 2, 1]`` along ``dim`` (-1 or -2), zero beyond the edges."""
+    pad = (1, 1) if dim == -1 else (0, 0, 1, 1)
+    p = F.pad(x, pad)
+    n = x.shape[dim]
+    return p.narrow(dim, 0, n) + 2.0 * p.narrow(dim, 1, n) + p.narrow(dim, 2, n)
 
 
 def _unit(x: torch.Tensor) -> torch.Tensor:
@@ -238,8 +268,9 @@ def group_map(ctx: Context, layers: list[str], transform: Transform, *, threshol
         weights = weight_similarity(kernels, transform)
         dims = kernels.shape[1] * int(transform.valid_mask(*kernels.shape[-2:]).sum())
         chance = chance_cosine(dims, kernels.shape[0])
+        # the high-pass is made again per transform (a second of work): caching it would double the peak
         detail = weight_similarity(highpass(kernels), transform)
-        same_w = weight_similarity(kernels, Identity())
+        same_w = _untransformed(ctx, layers, kernels)
     if ctx.data is not None:
         masked = not transform.exact_on(ctx.data.shape)
         acts = ctx.activations(layers, masked=masked)
@@ -255,6 +286,22 @@ def group_map(ctx: Context, layers: list[str], transform: Transform, *, threshol
     _match(result, threshold, margin, detail_threshold, involution=_is_involution(transform))
     ctx.memo[key] = result
     return result
+
+
+def group_maps(ctx: Context, groups: list[list[str]], transforms: list[Transform], **options) -> None:
+    """Make (and cache) the map of every transform on each group, one group after another: all transforms
+    read the same kernels, and at 224 pixels two groups' kernels may not fit the context's cache together."""
+    for layers in groups:
+        for transform in transforms:
+            group_map(ctx, layers, transform, **options)
+
+
+def _untransformed(ctx: Context, layers: list[str], kernels: torch.Tensor) -> torch.Tensor:
+    """The kernels' similarity without a transform, shared by every transform of the same kernels."""
+    key = ("untransformed", tuple(layers), tuple(kernels.shape))
+    if key not in ctx.memo:
+        ctx.memo[key] = weight_similarity(kernels, Identity())
+    return ctx.memo[key]
 
 
 def _square(kernels: torch.Tensor) -> torch.Tensor:
@@ -383,7 +430,8 @@ def equivariance(model, layer: str | None = None, data=None, *, transforms=None,
     """
     ctx = as_context(model, data)
     motifs = []
-    for name in ctx.analysable(layer):
+    names = ctx.analysable(layer)
+    for name in ctx.scan(names, "equivariance", lambda n: [ctx.parts(n)], weights=use_weights):
         layers = ctx.parts(name)
         covered: list[set[str]] = []  # neurons already in a finer rotation family
         for transform in _transforms(transforms, angles):

@@ -21,7 +21,7 @@ as the weights say.
 from __future__ import annotations
 
 from circuits.motifs.context import as_context
-from circuits.motifs.families import MARGIN, THRESHOLD, group_map
+from circuits.motifs.families import MARGIN, THRESHOLD, group_map, group_maps
 from circuits.motifs.inputs import case_responses, inputs
 from circuits.motifs.report import Motif
 from circuits.motifs.transforms import Transform, parse
@@ -49,12 +49,14 @@ def inhibitions(model, layer: str | None = None, data=None, *, transforms=("refl
     Motifs of kind ``inhibition``: ``target`` is ``U``, ``members`` are ``[A (excites), B (inhibits)]``.
     """
     ctx = as_context(model, data)
+    transforms = [t if isinstance(t, Transform) else parse(t) for t in transforms]
     motifs = []
-    for target in ctx.targets(layer):
+    for target in ctx.scan(ctx.targets(layer), "inhibition motifs", lambda t: [ctx.sources(t), ctx.parts(t)]):
         feeds = inputs(ctx, target)
         if feeds is None:
             continue
-        for transform in [t if isinstance(t, Transform) else parse(t) for t in transforms]:
+        group_maps(ctx, [feeds.layers, ctx.parts(target)], transforms, threshold=threshold, margin=margin)
+        for transform in transforms:
             sources = group_map(ctx, feeds.layers, transform, threshold=threshold, margin=margin)
             own = group_map(ctx, ctx.parts(target), transform, threshold=threshold, margin=margin)
             if sources is None:

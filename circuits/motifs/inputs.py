@@ -43,8 +43,7 @@ def inputs(ctx: Context, target: str) -> Inputs | None:
     if key in ctx.memo:
         return ctx.memo[key]
     info = ctx.graph.layer(target)
-    layers = [s for s in info.sources if ctx.graph.layers[s].kind not in ("input", "gate")]
-    layers = [s for s in layers if len(ctx.graph.layers[s].shape) == 3]
+    layers = ctx.sources(target)
     shapes = {ctx.graph.layers[s].shape[1:] for s in layers}
     result = None
     if layers and len(shapes) == 1:

@@ -26,7 +26,7 @@ stays as the weights said.
 from __future__ import annotations
 
 from circuits.motifs.context import as_context
-from circuits.motifs.families import MARGIN, THRESHOLD, group_map
+from circuits.motifs.families import MARGIN, THRESHOLD, group_map, group_maps
 from circuits.motifs.inputs import Inputs, case_responses, inputs
 from circuits.motifs.report import Motif
 from circuits.motifs.transforms import Transform, parse
@@ -62,12 +62,14 @@ def unions(model, layer: str | None = None, data=None, *, transforms=("reflect",
     [('union:0', ('wedges:0', 'wedges:1'))]
     """
     ctx = as_context(model, data)
+    transforms = [t if isinstance(t, Transform) else parse(t) for t in transforms]
     motifs = []
-    for target in ctx.targets(layer):
+    for target in ctx.scan(ctx.targets(layer), "union motifs", lambda t: [ctx.sources(t), ctx.parts(t)]):
         feeds = inputs(ctx, target)
         if feeds is None:
             continue
-        for transform in [t if isinstance(t, Transform) else parse(t) for t in transforms]:
+        group_maps(ctx, [feeds.layers, ctx.parts(target)], transforms, threshold=threshold, margin=margin)
+        for transform in transforms:
             motifs.extend(_layer_unions(ctx, feeds, transform, top_k, balance, threshold, margin))
     return motifs
 
