@@ -169,10 +169,6 @@ def eval_mode(module: torch.nn.Module):
             m.training = training
 
 
-class _Stop(Exception):
-    """Raised after the last node a caller needs: the rest of the model is not run."""
-
-
 def node_values(graph, x: torch.Tensor, keep: set[str] | None = None, stop_at: str | None = None, *,
                 grad: bool = False, device=None) -> dict[str, torch.Tensor]:  # fmt: skip
     """FX node outputs on ``x`` (node names, not layer names: :func:`run` is the layer-level API), cloned
@@ -211,25 +207,25 @@ def node_values(graph, x: torch.Tensor, keep: set[str] | None = None, stop_at: s
         return result.clone(memory_format=torch.contiguous_format)
 
     class _Keeper(fx.Interpreter):
+        # Nodes after ``stop_at`` are passed over, not stopped with an exception: torch formats the whole
+        # module into the message of any exception raised in a node (seconds on a large model).
+        done = False
+
         def run_node(self, n):
-            if needed is not None and n.name not in needed and n.op != "placeholder":
-                return None  # feeds no kept node: skipped (its users are skipped too)
+            if self.done or (needed is not None and n.name not in needed and n.op != "placeholder"):
+                return None  # past the last kept node, or feeds none: skipped (its users are skipped too)
             result = super().run_node(n)
             if keep is None:
                 if isinstance(result, torch.Tensor):
                     values[n.name] = _kept(result)
             elif n.name in keep:
                 values[n.name] = _kept(result) if isinstance(result, torch.Tensor) else result
-            if n.name == stop_at:
-                raise _Stop
+            self.done = n.name == stop_at
             return result
 
     def forward(inp):
         values.clear()
-        try:
-            _Keeper(gm).run(inp)
-        except _Stop:
-            pass
+        _Keeper(gm).run(inp)
 
     with torch.set_grad_enabled(grad), eval_mode(gm):
         if x.dim() == 4 and CHANNELS_LAST and graph not in _NCHW_ONLY:
