@@ -115,7 +115,8 @@ class _Tracer:
                 weights = trace.weights(self.graph, target=layer)
             attributions = None
             if self.method == "attribution":
-                attributions = {s: trace.attribution(self.graph, s, layer, self.data) for s in weights.sources}
+                attributions = {s: trace.attribution(self.graph, s, layer, self.data, direct=not through)
+                                for s in weights.sources}  # fmt: skip
             pooled = None
             if not through and any(pooled_entry(self.graph, s, layer) for s in weights.sources):
                 pooled = {k.source: k for k in trace.weights(self.graph, target=layer, at_entry=True).kernel_sets}

@@ -221,6 +221,19 @@ def test_node_values_runs_only_what_the_kept_nodes_need():
         assert torch.allclose(kept[name], full[name], atol=1e-5) and kept[name].is_contiguous()
 
 
+def test_node_values_runs_nothing_after_stop_at():
+    model = InceptionNet()
+    graph = build_graph(model)
+    called = []
+    hook = graph.modules["fc"].register_forward_hook(lambda *_: called.append("fc"))
+    stop = graph.layer("inc2.b3r").preact
+    try:
+        values = node_values(graph, images(model.input_shape, n=2), stop_at=stop)
+    finally:
+        hook.remove()
+    assert called == [] and stop in values and graph.layer("fc").node not in values
+
+
 class _ViewNet(nn.Module):
     input_shape = (2, 4, 4)
 
@@ -240,3 +253,85 @@ def test_node_values_of_a_model_that_needs_nchw_order():
     x = images(model.input_shape, n=2)
     values = node_values(build_graph(model), x)
     assert torch.allclose(values["fc"], model(x), atol=1e-6)
+
+
+# --- direct attribution: the neuron graph's edges, the target's other direct sources held ----------------
+
+
+class SkipAndBranch(nn.Module):
+    """``t = relu(conv_t(a + conv_p(b)))`` with ``b = relu(conv_b(a))``: t's direct sources are a and b,
+    and a also reaches t through b (the shape of a MobileNetV2 block: a skip and a nonlinear branch)."""
+
+    input_shape = (2, 8, 8)
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(11)
+        self.conv_a = nn.Conv2d(2, 3, 3, padding=1)
+        self.conv_b = nn.Conv2d(3, 4, 3, padding=1)
+        self.conv_p = nn.Conv2d(4, 3, 1)
+        self.conv_t = nn.Conv2d(3, 5, 3, padding=1)
+        self.relu_a, self.relu_b, self.relu_t = nn.ReLU(), nn.ReLU(), nn.ReLU()
+
+    def forward(self, x):
+        a = self.relu_a(self.conv_a(x))
+        b = self.relu_b(self.conv_b(a))
+        return self.relu_t(self.conv_t(a + self.conv_p(b)))
+
+
+def _reference(model, x, hold_b: bool) -> torch.Tensor:
+    """attr[k, c] = mean_N sum_pos a_c * d(sum t_k)/d a_c, by one autograd call per target channel."""
+    a = model.relu_a(model.conv_a(x)).detach().requires_grad_(True)
+    b = model.relu_b(model.conv_b(a.detach() if hold_b else a))
+    t = model.relu_t(model.conv_t(a + model.conv_p(b))).sum((2, 3))
+    rows = []
+    for k in range(t.shape[1]):
+        (grad,) = torch.autograd.grad(t[:, k].sum(), a, retain_graph=True)
+        rows.append((grad * a).sum((2, 3)).mean(0))
+    return torch.stack(rows).detach()
+
+
+def test_direct_attribution_holds_the_other_direct_sources_and_takes_the_kernel_route():
+    model = SkipAndBranch().eval()
+    graph = build_graph(model)
+    assert sorted(graph.layer("relu_t").sources) == ["relu_a", "relu_b"]
+    x = images(model.input_shape, n=6, seed=4)
+    direct = attribution(graph, "relu_a", "relu_t", x, direct=True)
+    total = attribution(graph, "relu_a", "relu_t", x)
+    torch.testing.assert_close(direct.tensor, _reference(model, x, hold_b=True), atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(total.tensor, _reference(model, x, hold_b=False), atol=1e-4, rtol=1e-4)
+    assert (direct.tensor - total.tensor).abs().max() > 0.05 * total.tensor.abs().max()  # the branch matters
+    assert direct.route == "kernel" and total.route == "batched"  # only the direct path is linear
+    forced = attribute(graph, "relu_a", "relu_t", x, route="batched", direct=True)
+    torch.testing.assert_close(forced.tensor, direct.tensor, atol=1e-4, rtol=1e-4)
+
+
+def test_direct_attribution_ranks_edges_like_direct_ablation():
+    model = SkipAndBranch().eval()
+    graph = build_graph(model)
+    x = images(model.input_shape, n=16, seed=5)
+    report = validate(graph, attribution(graph, "relu_a", "relu_t", x, direct=True), x)
+    assert report["rank_correlation"] >= 0.8
+
+
+def test_direct_attribution_needs_a_direct_source():
+    graph = build_graph(SkipAndBranch().eval())
+    x = images(graph.input_shape, n=2)
+    with pytest.raises(UsageError, match="not a direct source of 'relu_t'.*direct=False"):
+        attribution(graph, "input", "relu_t", x, direct=True)
+
+
+def test_extract_ranks_a_circuits_edges_by_direct_attribution():
+    from circuits.extraction import extract
+
+    model = MobileNetLike().eval()
+    graph = build_graph(model)
+    x = images(model.input_shape, n=6, seed=6)
+    circuit = extract(graph, "block2.expand.2:1", depth=1, top_k=100, method="attribution", data=x)
+    sources = graph.layer("block2.expand.2").sources
+    assert len(sources) == 2  # the previous block's branch and its skip
+    for source in sources:
+        expected = attribution(graph, source, "block2.expand.2", x, direct=True).tensor[1]
+        for c in range(graph.layer(source).channels):
+            edge = circuit.edges[f"{source}:{c}", "block2.expand.2:1"]
+            assert edge["weight"] == pytest.approx(float(expected[c]), rel=1e-5, abs=1e-7)

@@ -24,17 +24,22 @@ from circuits.graph.ops.pooling import returns_pair
 __all__ = ["NotTranslationEquivariant", "as_pair", "make_path_function", "path_inputs", "path_nodes", "pooled_entry"]
 
 
-def path_nodes(graph, source_nodes: list[str], target_node: str) -> list[fx.Node]:
-    """Nodes that depend on a source and feed the target, in topological order (sources excluded)."""
+def path_nodes(graph, source_nodes: list[str], target_node: str, held=()) -> list[fx.Node]:
+    """Nodes that depend on a source and feed the target, in topological order (sources excluded).
+
+    ``held`` nodes are walls: a path does not run through them (their values come from elsewhere), so what
+    a source reaches only by way of a held node is not on its path.
+    """
     nodes = list(graph.gm.graph.nodes)
     target = graph.nodes[target_node]
+    walls = set(source_nodes) | set(held)
     ancestors = {target.name}
     for n in reversed(nodes):  # stop at sources: what lies behind one is replaced by its value
-        if n.name in ancestors and n.name not in source_nodes:
+        if n.name in ancestors and n.name not in walls:
             ancestors.update(a.name for a in n.all_input_nodes)
     reached = set(source_nodes)
     for n in nodes:
-        if n.name not in reached and any(a.name in reached for a in n.all_input_nodes):
+        if n.name not in reached and n.name not in walls and any(a.name in reached for a in n.all_input_nodes):
             reached.add(n.name)
     return [n for n in nodes if n.name in reached and n.name in ancestors and n.name not in source_nodes]
 
@@ -48,6 +53,7 @@ def make_path_function(
     context: dict[str, torch.Tensor] | None = None,
     positive: bool = False,
     valid: bool = False,
+    held=(),
 ) -> Callable[..., torch.Tensor]:
     """A function ``f(*source_values) -> value of target_node`` over the model's own operations.
 
@@ -60,11 +66,12 @@ def make_path_function(
     valid: evaluate on a receptive-field crop: convolutions and pools without padding, padding ops
         skipped, branches centre-cropped to a common size. Only translation-equivariant ops are allowed
         (others raise ``NotTranslationEquivariant``); the caller checks the result against the full map.
+    held: nodes the path does not run through (:func:`path_nodes`); they read their ``context`` values.
     Each op is evaluated as its family says (``circuits.graph.ops``): max pooling, for instance, is read as
     average pooling of the same window (Distill's convention for weights), except on data (``context``
     without ``linearise``), where the path is the model's own: max pooling is real.
     """
-    steps = path_nodes(graph, sources, target_node)
+    steps = path_nodes(graph, sources, target_node, held)
     modules = graph.modules
     if not any(s.name == target_node for s in steps) and target_node not in sources:
         raise UnsupportedOpError(f"node '{target_node}' does not depend on {sources}: there is no path")
@@ -123,9 +130,9 @@ def _check_path(graph, steps, families, sources, target_node, linearise, context
             )
 
 
-def path_inputs(graph, sources: list[str], target_node: str) -> set[str]:
+def path_inputs(graph, sources: list[str], target_node: str, held=()) -> set[str]:
     """Nodes off the path that the path reads: what ``context`` must hold to evaluate it on data."""
-    steps = path_nodes(graph, sources, target_node)
+    steps = path_nodes(graph, sources, target_node, held)
     on_path = {n.name for n in steps} | set(sources)
     return {a.name for n in steps for a in n.all_input_nodes if a.name not in on_path and a.op != "get_attr"}
 

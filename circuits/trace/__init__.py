@@ -53,12 +53,20 @@ def weights(model, source: str | list[str] | None = None, target: str | None = N
     return Weights(kernel_sets, t_layer.name, t_layer.channels)
 
 
-def attribution(model, source: str, target: str, data, *, batch_size: int = 64, route: str = "auto") -> Attribution:
-    """Edge attributions ``source -> target`` on images ``data`` (see circuits.trace.edges for ``route``)."""
+def attribution(model, source: str, target: str, data, *, batch_size: int = 64, route: str = "auto",
+                direct: bool = False) -> Attribution:  # fmt: skip
+    """Edge attributions ``source -> target`` on images ``data`` (see circuits.trace.edges for ``route``).
+
+    ``direct=True`` holds ``target``'s other direct sources at their values, so each edge is the neuron
+    graph's direct edge (what ``extract --method attribution`` ranks); the default is the total effect of
+    ``source``, through every path, and ``source`` may be any earlier layer.
+    """
     from circuits.trace.edges import attribute
 
     batch_size = arguments.integer(batch_size, "batch_size", minimum=1)
-    return attribute(build_graph(model), source, target, data, batch_size=batch_size, route=route)
+    if not isinstance(direct, bool):
+        raise UsageError(f"direct must be True or False, got {arguments.shown(direct)}")
+    return attribute(build_graph(model), source, target, data, batch_size=batch_size, route=route, direct=direct)
 
 
 __all__ = ["Attribution", "Edge", "KernelSet", "NeuronGraph", "Weights", "attribution", "compute_kernels", "weights"]

@@ -43,29 +43,46 @@ ROUTES = ("auto", "kernel", "batched")
 # The real path on data
 
 
-def _real_path(graph, s_node: str, t_node: str):
+def _real_path(graph, s_node: str, t_node: str, held=()):
     """(nodes the path needs from a forward pass, factory ``context -> f(source value) -> t_node value``).
 
-    The path is evaluated on the model's own ops, max pooling included as max pooling; nodes off the path
-    take their values from ``context``.
+    The path is evaluated on the model's own ops, max pooling included as max pooling; nodes off the path,
+    and the ``held`` nodes it does not run through, take their values from ``context``.
     """
-    needs = path_inputs(graph, [s_node], t_node)
-    if not any(n.name == t_node for n in path_nodes(graph, [s_node], t_node)):
+    needs = path_inputs(graph, [s_node], t_node, held)
+    if not any(n.name == t_node for n in path_nodes(graph, [s_node], t_node, held)):
         raise UnsupportedOpError(f"node '{t_node}' does not depend on '{s_node}': there is no path")
 
     def make(context: dict):
-        return make_path_function(graph, [s_node], t_node, context=context)
+        return make_path_function(graph, [s_node], t_node, context=context, held=held)
 
     return needs, make
 
 
-def path_on_data(graph, source: str, target: str, x: torch.Tensor):
+def held_sources(graph, source: str, target: str, direct: bool) -> tuple[str, ...]:
+    """With ``direct``, the nodes of ``target``'s other direct sources, which the path from ``source`` then
+    does not run through: the edge is the direct one, and what ``source`` does to ``target`` by way of
+    another of its inputs counts on that input's edge (as a direct weight holds the other sources fixed)."""
+    if not direct:
+        return ()
+    t_layer = graph.layer(target)
+    if source not in t_layer.sources:
+        raise UsageError(
+            f"'{source}' is not a direct source of '{target}' (its direct sources: "
+            f"{', '.join(t_layer.sources) or 'none'}); a direct attribution needs one, direct=False gives the "
+            "total effect of any earlier layer"
+        )  # fmt: skip
+    return tuple(graph.layers[other].node for other in t_layer.sources if other != source)
+
+
+def path_on_data(graph, source: str, target: str, x: torch.Tensor, direct: bool = False):
     """(source layer, target layer, source values on ``x``, f(source values) -> target's activation).
 
-    One forward pass up to the last node the path needs; the rest of the model is not run.
+    One forward pass up to the last node the path needs; the rest of the model is not run. With ``direct``
+    the target's other direct sources keep their values (:func:`held_sources`).
     """
     s_layer, t_layer = graph.layer(source), graph.layer(target)
-    needs, make = _real_path(graph, s_layer.node, t_layer.node)
+    needs, make = _real_path(graph, s_layer.node, t_layer.node, held_sources(graph, s_layer.name, t_layer.name, direct))
     context = node_values(graph, x, keep=needs | {s_layer.node})
     return s_layer, t_layer, context[s_layer.node], make(context)
 
@@ -75,41 +92,46 @@ def path_on_data(graph, source: str, target: str, x: torch.Tensor):
 
 
 def attribute(
-    graph, source: str, target: str, data: torch.Tensor, batch_size: int = 64, route: str = "auto"
+    graph, source: str, target: str, data: torch.Tensor, batch_size: int = 64, route: str = "auto",
+    direct: bool = False,
 ) -> Attribution:
     """Attribution of every edge ``source:c -> target:k`` on ``data`` (N images).
 
     route: "auto" takes the one-backward kernel route where it is exact (see the module docstring) and the
     batched route elsewhere; "kernel" insists on the kernel route (UsageError where it does not apply);
     "batched" always takes the batched route. ``result.route`` says which was taken.
+    direct: hold ``target``'s other direct sources at their values (:func:`held_sources`): the edges of the
+    neuron graph, as a circuit has them. Without it, the total effect, through every path.
     """
     if arguments.text(route, "route") not in ROUTES:
         raise UsageError(f"unknown attribution route '{route}': use one of {', '.join(ROUTES)}")
     data = check_data(graph, data)
     s_layer, t_layer = graph.layer(source), graph.layer(target)
+    held = held_sources(graph, s_layer.name, t_layer.name, direct)
     total = None
     taken = "batched"
     if route != "batched":
-        kernel_set, reason = _kernel_route(graph, s_layer, t_layer)
+        kernel_set, reason = _kernel_route(graph, s_layer, t_layer, held)
         if kernel_set is None and route == "kernel":
             raise UsageError(f"the kernel route does not apply to {source} -> {target}: {reason}")
         if kernel_set is not None:
             total = _attribute_kernels(graph, s_layer, t_layer, kernel_set, data, batch_size)
             taken = "kernel"
     if total is None:
-        needs, make = _real_path(graph, s_layer.node, t_layer.node)
+        needs, make = _real_path(graph, s_layer.node, t_layer.node, held)
         for first in range(0, len(data), batch_size):
             context = node_values(graph, data[first : first + batch_size], keep=needs | {s_layer.node})
             part = _attribute_batch(make(context), context[s_layer.node], t_layer.channels)
             total = part if total is None else total + part
     result = Attribution(total / len(data), s_layer.name, t_layer.name, len(data))
-    result.route = taken
+    result.route, result.direct = taken, direct
     return result
 
 
-def kernel_route_applies(graph, source: str, target: str) -> bool:
+def kernel_route_applies(graph, source: str, target: str, direct: bool = False) -> bool:
     """Whether ``attribute(route="auto")`` takes the one-backward kernel route for this layer pair."""
-    return _kernel_route(graph, graph.layer(source), graph.layer(target))[0] is not None
+    s_layer, t_layer = graph.layer(source), graph.layer(target)
+    return _kernel_route(graph, s_layer, t_layer, held_sources(graph, s_layer.name, t_layer.name, direct))[0] is not None
 
 
 def _attribute_batch(fn, s_act: torch.Tensor, n_targets: int) -> torch.Tensor:
@@ -134,8 +156,11 @@ def _attribute_batch(fn, s_act: torch.Tensor, n_targets: int) -> torch.Tensor:
 # The kernel route
 
 
-def _kernel_route(graph, s_layer, t_layer) -> tuple[KernelSet | None, str]:
-    """The kernels of the linear map S -> T's pre-activation, checked on a probe, or (None, why not)."""
+def _kernel_route(graph, s_layer, t_layer, held=()) -> tuple[KernelSet | None, str]:
+    """The kernels of the linear map S -> T's pre-activation, checked on a probe, or (None, why not).
+
+    With ``held`` nodes (a direct attribution) the map stops at them and the kernels are the direct
+    weights; otherwise every path counts and the kernels are the expanded weights."""
     modules = graph.modules
     if t_layer.preact is None or t_layer.kind not in ("activation", "output"):
         return None, f"'{t_layer.name}' is a {t_layer.kind} layer, not a nonlinearity of a pre-activation"
@@ -146,7 +171,7 @@ def _kernel_route(graph, s_layer, t_layer) -> tuple[KernelSet | None, str]:
             return None, f"'{t_layer.name}' ({t_layer.nonlinearity}) is not an elementwise nonlinearity"
         if [a.name for a in t_node.all_input_nodes if a.op != "get_attr"] != [t_layer.preact]:
             return None, f"'{t_layer.name}' reads more than its pre-activation"
-    steps = path_nodes(graph, [s_layer.node], t_layer.preact)
+    steps = path_nodes(graph, [s_layer.node], t_layer.preact, held)
     if t_layer.preact != s_layer.node and not any(n.name == t_layer.preact for n in steps):
         return None, "no path"
     on_path = {n.name for n in steps} | {s_layer.node}
@@ -155,12 +180,12 @@ def _kernel_route(graph, s_layer, t_layer) -> tuple[KernelSet | None, str]:
         if family.kind in (ops.NONLINEAR, ops.MAXPOOL, ops.UNKNOWN) or family.gates(n, on_path):
             return None, f"the path passes '{n.name}' ({ops.op_name(n, modules)}), which is not linear"
     try:
-        (kernel_set,) = compute_kernels(graph, [s_layer.name], t_layer.name, expanded=True)
+        (kernel_set,) = compute_kernels(graph, [s_layer.name], t_layer.name, expanded=not held)
     except (UnsupportedOpError, UsageError, RuntimeError, ValueError) as e:
         return None, f"no kernels for the path ({e})"
     if kernel_set.position is not None and (kernel_set.stride is None or len(kernel_set.position) != 2):
         return None, "the kernels' stride is unknown (or the map is not 2-D)"
-    if not _geometry_checks(graph, s_layer, t_layer, kernel_set):
+    if not _geometry_checks(graph, s_layer, t_layer, kernel_set, held):
         return None, "the kernels do not reproduce the path on a probe (a border effect or a clipped field)"
     return kernel_set, ""
 
@@ -173,10 +198,10 @@ def _apply(kernel_set: KernelSet, s: torch.Tensor) -> torch.Tensor:
     return F.conv2d(_aligned(s, kernel_set), kernels, stride=kernel_set.stride)
 
 
-def _geometry_checks(graph, s_layer, t_layer, kernel_set: KernelSet) -> bool:
+def _geometry_checks(graph, s_layer, t_layer, kernel_set: KernelSet, held=()) -> bool:
     """The kernels, applied as the route applies them, equal the real linear path on a random probe."""
     probe = torch.rand(1, *s_layer.shape, generator=torch.Generator().manual_seed(0), dtype=graph.dtype)
-    fn = make_path_function(graph, [s_layer.node], t_layer.preact)  # other inputs held at zero
+    fn = make_path_function(graph, [s_layer.node], t_layer.preact, held=held)  # other inputs held at zero
     with torch.no_grad():
         both = fn(torch.cat([probe, torch.zeros_like(probe)]))
         reference = both[:1] - both[1:]  # the constant terms (biases) cancel
@@ -242,8 +267,10 @@ def _aligned(s: torch.Tensor, kernel_set: KernelSet) -> torch.Tensor:
 # Ablation
 
 
-def ablate(graph, source: str, target: str, data: torch.Tensor, mode: str = "zero", batch_size: int = 64) -> torch.Tensor:
-    """effect[k, c] = mean over images of (sum of T:k) - (sum of T:k with S:c ablated to zero or its mean)."""
+def ablate(graph, source: str, target: str, data: torch.Tensor, mode: str = "zero", batch_size: int = 64,
+           direct: bool = False) -> torch.Tensor:  # fmt: skip
+    """effect[k, c] = mean over images of (sum of T:k) - (sum of T:k with S:c ablated to zero or its mean);
+    with ``direct``, T's other direct sources keep their values (:func:`held_sources`)."""
     data = check_data(graph, data)
     total = None
     s_mean = None
@@ -252,7 +279,7 @@ def ablate(graph, source: str, target: str, data: torch.Tensor, mode: str = "zer
         s_mean = acts.transpose(0, 1).flatten(1).mean(1)
     for first in range(0, len(data), batch_size):
         x = data[first : first + batch_size]
-        s_layer, t_layer, s_act, fn = path_on_data(graph, source, target, x)
+        s_layer, t_layer, s_act, fn = path_on_data(graph, source, target, x, direct)
         with torch.no_grad():
             base = _summed(fn(s_act))
             rows = []
@@ -280,7 +307,8 @@ def rank_correlation(a: torch.Tensor, b: torch.Tensor) -> float:
 
 def validate(graph, attribution: Attribution, data: torch.Tensor, mode: str = "zero") -> dict:
     """Ablation check of an attribution: per-target and overall rank correlations."""
-    effect = ablate(graph, attribution.source, attribution.target, data, mode)
+    effect = ablate(graph, attribution.source, attribution.target, data, mode,
+                    direct=getattr(attribution, "direct", False))  # fmt: skip
     per_target = [rank_correlation(attribution.tensor[k], effect[k]) for k in range(effect.shape[0])]
     report = {
         "mode": mode,

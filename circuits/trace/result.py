@@ -111,6 +111,7 @@ class Attribution:
         self.n_images = n_images
         self.validation: dict | None = None
         self.route: str | None = None  # "kernel" (one weight-gradient pass) or "batched" (vmapped backward)
+        self.direct = False  # True: the target's other direct sources were held (the neuron graph's edges)
 
     def __repr__(self):
         return f"Attribution({self.source} -> {self.target}, {tuple(self.tensor.shape)}, {self.n_images} images)"
