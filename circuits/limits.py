@@ -6,7 +6,10 @@ Each limit is a number of bytes or elements with an environment variable that ra
 - ``CIRCUITS_MAX_DATA_BYTES`` (4 GiB): generated probe data;
 - ``CIRCUITS_MAX_WEIGHTS_BYTES`` (4 GiB): a ``--weights`` file or ``.pt2`` archive, its unpacked members, and
   the bytes its tensors declare (read from the pickle before torch allocates them, so a file of a few bytes
-  that declares a terabyte is refused; see :mod:`circuits.models.checkpoint`).
+  that declares a terabyte is refused; see :mod:`circuits.models.checkpoint`);
+- ``CIRCUITS_MAX_MOTIF_BYTES`` (8 GiB): what one layer of a motif scan needs at once, estimated before the
+  scan starts (:mod:`circuits.motifs.budget`, which also reads ``CIRCUITS_MOTIF_CACHE_BYTES``, 1 GiB: what a
+  scan keeps from layer to layer).
 """
 
 from __future__ import annotations

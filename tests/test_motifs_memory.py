@@ -60,6 +60,16 @@ def test_budget_cache_forgets_the_least_recently_used_and_keeps_the_newest():
     assert len(cache) == 1 and cache.total == 4000
 
 
+def test_making_room_forgets_the_oldest_until_the_new_entry_fits():
+    cache = B.BudgetCache(budget=100)
+    cache["a"] = torch.zeros(10)
+    cache["b"] = torch.zeros(10)
+    cache.make_room(30)  # 80 + 30 > 100: "a" goes, 40 + 30 fits
+    assert "a" not in cache and "b" in cache and cache.total == 40
+    cache.make_room(500)  # more than the budget: everything goes
+    assert len(cache) == 0 and cache.total == 0
+
+
 def _rows(motifs):
     return [m.to_dict() for m in motifs]
 

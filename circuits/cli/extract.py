@@ -11,7 +11,7 @@ from circuits.cli._common import check_writable, device_option, echo_json, load_
 @click.option("--depth", default=2, show_default=True, type=int, help="How many layers back to walk.")
 @click.option("--top-k", default=8, show_default=True, type=int, help="Strongest inputs kept per neuron.")
 @click.option("--method", type=click.Choice(["weights", "attribution"]), default="weights", show_default=True,
-              help="Rank inputs by weight strength, or by attribution on --data.")  # fmt: skip
+              help="Rank inputs by weight strength, or by direct attribution on --data (the neuron's other inputs held at their values).")  # fmt: skip
 @click.option("--data", metavar="SPEC", help="Probe images: toyworld[:N][:SEED], noise:N, a folder, .npy or .pt.")
 @click.option("--threshold", type=float, help="Drop edges whose |weight| is below this.")
 @click.option("--through", metavar="LAYER", help="First step jumps straight to LAYER with expanded weights.")

@@ -71,6 +71,13 @@ class BudgetCache:
             old, _ = self._items.popitem(last=False)
             self.total -= self._sizes.pop(old)
 
+    def make_room(self, size: int) -> None:
+        """Forget the oldest entries until ``size`` more bytes fit: called before a large result is made,
+        so the entries it will replace are not held while it is being made."""
+        while self._items and self.total + size > self.budget:
+            old, _ = self._items.popitem(last=False)
+            self.total -= self._sizes.pop(old)
+
     def __len__(self) -> int:
         return len(self._items)
 
@@ -80,13 +87,16 @@ class BudgetCache:
         self.total = 0
 
 
+def kernel_bytes(graph, layers: list[str]) -> int:
+    """At most the bytes of ``layers``' expanded kernels to the input (a receptive field is cut at the border)."""
+    return sum(graph.layers[name].channels for name in layers) * math.prod(graph.input_shape) * 4
+
+
 def estimate(graph, layers: list[str], images: int = 0, weights: bool = True) -> int:
     """Bytes one group of ``layers`` needs at once, at most: its kernels are bounded by the input image
     (a receptive field is cut at the border), its activations by the maps' sizes."""
     channels = sum(graph.layers[name].channels for name in layers)
-    total = 0
-    if weights:
-        total += KERNEL_COPIES * channels * math.prod(graph.input_shape) * 4
+    total = KERNEL_COPIES * kernel_bytes(graph, layers) if weights else 0
     if images:
         spatial = math.prod(graph.layers[layers[0]].shape[1:])
         total += ACTIVATION_COPIES * images * channels * spatial * 4
