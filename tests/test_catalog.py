@@ -68,6 +68,13 @@ def test_new_catalog_is_wal_with_foreign_keys_and_marked_as_ours(cat):
     assert cat.value("SELECT max(version) FROM schema_version") == schema.current_version()
 
 
+def test_memory_is_refused_instead_of_creating_a_file_of_that_name(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UsageError, match="':memory:' would create one"):
+        Catalog(":memory:")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_circuit_round_trips_through_show(cat):
     payload = make_circuit("zoo:plain-cnn", "conv2:3", ["conv1:0", "conv1:5"], labels={"conv2:3": "curve"})
     cid = cat.add_circuit(SHA_A, payload)

@@ -19,7 +19,8 @@ SEEDED = [n for n in zoo.names() if n not in zoo.RECIPES]
 @pytest.fixture(scope="module")
 def db():
     assert CATALOG.is_file(), "catalog.db is missing: rebuild it with `circuits zoo catalog -o catalog.db`"
-    connection = sqlite3.connect(f"file:{CATALOG}?mode=ro", uri=True)  # read-only: never migrate the shared file
+    # immutable: read-only, and no catalog.db-shm or -wal left beside the tracked file (nothing writes it here)
+    connection = sqlite3.connect(f"file:{CATALOG}?immutable=1", uri=True)
     yield connection
     connection.close()
 

@@ -305,6 +305,9 @@ class Store:
 
     def __init__(self, path, create: bool = True, readonly: bool = False):
         self.path = os.fspath(arguments.path(path, "the catalog path"))
+        if self.path == ":memory:":  # sqlite3's name for an in-memory database would be a file of that name here
+            raise UsageError("a catalog is a file, and ':memory:' would create one named ':memory:'; pass a path "
+                             "(a temporary directory's catalog.db for a throwaway one)")  # fmt: skip
         self.readonly = readonly
         self._depth = 0
         self._tables: dict[str, Table] = {}
