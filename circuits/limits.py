@@ -8,7 +8,7 @@ Each limit is a number of bytes or elements with an environment variable that ra
   the bytes its tensors declare (read from the pickle before torch allocates them, so a file of a few bytes
   that declares a terabyte is refused; see :mod:`circuits.models.checkpoint`);
 - ``CIRCUITS_MAX_MOTIF_BYTES`` (8 GiB): what one layer of a motif scan needs at once, estimated before the
-  scan starts (:mod:`circuits.motifs.budget`, which also reads ``CIRCUITS_MOTIF_CACHE_BYTES``, 1 GiB: what a
+  scan starts (:mod:`circuits.motifs.budget`, which also reads ``CIRCUITS_MOTIF_CACHE_BYTES``, 512 MiB: each cache a
   scan keeps from layer to layer).
 """
 

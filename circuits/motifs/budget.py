@@ -2,11 +2,12 @@
 
 On a 224-pixel network one layer's expanded kernels to the input are hundreds of MB (MobileNetV2's
 ``features.12.conv.0``: 576 neurons x 3 x 203 x 203, 285 MB) and a scan visits dozens of layers, so the
-context cannot keep everything it computed: it keeps what fits in ``CIRCUITS_MOTIF_CACHE_BYTES`` (1 GiB),
-least recently used out first. Dropping an entry costs time only; it is computed again, identically.
+context cannot keep everything it computed: each of its caches keeps what fits in
+``CIRCUITS_MOTIF_CACHE_BYTES`` (512 MiB; derived results a quarter of that), least recently used out first.
+Dropping an entry costs time only; it is computed again, identically.
 
 Before a scan starts, :func:`estimate` bounds what one group of layers needs at once (its kernels, their
-high-passed copy, one unit copy, the blocks in flight, and the activations when there are probe images),
+high-passed copy, the transformed blocks in flight, and the activations when there are probe images),
 and :func:`check` refuses a layer over ``CIRCUITS_MAX_MOTIF_BYTES`` (8 GiB) with the figure and the way out.
 """
 
@@ -20,9 +21,9 @@ import torch
 
 from circuits.limits import GIB, check_size, limit
 
-CACHE_BYTES = GIB
+CACHE_BYTES = GIB // 2
 MAX_BYTES = 8 * GIB
-KERNEL_COPIES = 5  # the kernels, their high-passed copy, a unit copy, and the transformed blocks in flight
+KERNEL_COPIES = 5  # the kernels, their high-passed copy, the blocks in flight, and tracing's own working set
 ACTIVATION_COPIES = 8  # maps on the images and on transformed images, both blurred, and the float64 pair
 
 

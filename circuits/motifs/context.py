@@ -53,7 +53,7 @@ class Context:
         self._set_data(data)
         self._kernels = BudgetCache()  # expanded kernels: hundreds of MB per layer at 224 pixels
         self._acts = BudgetCache()
-        self._direct: dict = {}
+        self._direct = BudgetCache()  # a depthwise layer's direct weights are dense: [C, C, 3, 3]
         self.memo = BudgetCache(self._kernels.budget // 4)  # detectors' derived results (equivariance maps)
 
     def _set_data(self, data) -> None:
