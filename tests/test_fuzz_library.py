@@ -179,11 +179,11 @@ VERBS = [
                                      st.one_of(layer, st.lists(layer, max_size=3))),
           "target": (st.just("union"), layer), "expanded": (st.booleans(), flag), "at_entry": (st.booleans(), flag)},
          60),
-    Verb("attribution", lambda w, model, source, target, data, batch_size, route: circuits.attribution(
-        pick(w, model), source, target, pick(w, data), batch_size=batch_size, route=route),
+    Verb("attribution", lambda w, model, source, target, data, batch_size, route, direct: circuits.attribution(
+        pick(w, model), source, target, pick(w, data), batch_size=batch_size, route=route, direct=direct),
          {"model": MODEL, "source": (st.just("wedges"), layer), "target": (st.just("union"), layer), "data": DATA,
           "batch_size": (st.integers(1, 64), st.one_of(st.integers(-2, 0), JUNK)),
-          "route": (st.sampled_from(["auto", "kernel", "batched"]), JUNK)}, 60),
+          "route": (st.sampled_from(["auto", "kernel", "batched"]), JUNK), "direct": (st.booleans(), flag)}, 60),
     Verb("extract", lambda w, model, target, depth, top_k, method, data, threshold, through: circuits.extract(
         pick(w, model), target, depth, top_k, method, pick(w, data), threshold, through),
          {"model": MODEL, "target": NEURON, "depth": (st.integers(1, 3), st.one_of(NUMBER, JUNK)),
