@@ -116,3 +116,26 @@ def test_the_cli_refuses_an_oversized_scan_in_one_line():
     assert result.exit_code == 2
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and "CIRCUITS_MAX_MOTIF_BYTES=" in lines[0] and "--layer" in lines[0], result.output
+
+
+def test_a_groups_kernels_are_each_layers_own_placed_by_their_origin():
+    from circuits import trace
+
+    ctx = Context("planted:inception-union")
+    concat = next(name for name, info in ctx.graph.layers.items() if info.kind == "concat")
+    layers = ctx.parts(concat)
+    sets = [trace.weights(ctx.graph, ctx.input_layer, n, expanded=True).kernel_sets[0] for n in layers]
+    assert len({ks.kernels.shape[-1] for ks in sets}) > 1  # branches with different receptive fields
+    canvas, _ = ctx.input_kernels(layers)
+    top, left = min(ks.origin[0] for ks in sets), min(ks.origin[1] for ks in sets)
+    first = 0
+    for ks in sets:
+        c, (h, w) = ks.kernels.shape[0], ks.kernels.shape[-2:]
+        y, x = ks.origin[0] - top, ks.origin[1] - left
+        block = canvas[first : first + c]
+        assert torch.equal(block[:, :, y : y + h, x : x + w], ks.kernels.float())
+        outside = block.clone()
+        outside[:, :, y : y + h, x : x + w] = 0
+        assert not outside.any()  # zero beyond the layer's own field
+        first += c
+    assert first == canvas.shape[0]

@@ -176,29 +176,31 @@ class Context:
             from circuits import trace
 
             self._kernels.make_room(kernel_bytes(self.graph, layers))  # older layers go before, not after
-            sets = []
-            for name in layers:
+            channels = sum(self.graph.layers[name].channels for name in layers)
+            canvas, box, first, clipped = None, None, 0, False
+            for name in layers:  # each layer placed as soon as it is traced: one layer's kernels in flight
                 weights = trace.weights(self.graph, self.input_layer, name, expanded=True)
                 ks = weights.kernel_sets[0]
+                del weights
                 if ks.kernels.dim() != 4:
                     raise UsageError(f"the input of '{name}' is not an image: its kernels are {tuple(ks.kernels.shape)}")
-                sets.append(ks)
-            top = min(ks.origin[0] for ks in sets)
-            left = min(ks.origin[1] for ks in sets)
-            bottom = max(ks.origin[0] + ks.kernels.shape[-2] for ks in sets)
-            right = max(ks.origin[1] + ks.kernels.shape[-1] for ks in sets)
-            if len(sets) == 1:  # its own canvas: no copy (a 224-pixel layer's kernels are most of a GB)
-                canvas = sets[0].kernels.float()
-            else:
-                channels = sum(ks.kernels.shape[0] for ks in sets)
-                canvas = torch.zeros(channels, sets[0].kernels.shape[1], bottom - top, right - left)
-                first = 0
-                for ks in sets:  # placed one by one into one canvas: no per-layer copies to concatenate
-                    y, x = ks.origin[0] - top, ks.origin[1] - left
-                    c, (h, w) = ks.kernels.shape[0], ks.kernels.shape[-2:]
-                    canvas[first : first + c, :, y : y + h, x : x + w] = ks.kernels
-                    first += c
-            self._kernels[key] = (canvas, any(ks.clipped for ks in sets))
+                if len(layers) == 1:  # its own canvas: no copy (a 224-pixel layer's kernels are most of a GB)
+                    canvas, clipped = ks.kernels.float(), ks.clipped
+                    break
+                (y, x), (h, w) = ks.origin, ks.kernels.shape[-2:]
+                grown = (y, x, y + h, x + w) if box is None else (min(box[0], y), min(box[1], x),
+                                                                  max(box[2], y + h), max(box[3], x + w))  # fmt: skip
+                if grown != box:  # the canvas grows to the union of the receptive fields placed so far
+                    bigger = torch.zeros(channels, ks.kernels.shape[1], grown[2] - grown[0], grown[3] - grown[1])
+                    if canvas is not None:
+                        top, left = box[0] - grown[0], box[1] - grown[1]
+                        bigger[:, :, top : top + canvas.shape[-2], left : left + canvas.shape[-1]] = canvas
+                    canvas, box = bigger, grown
+                c = ks.kernels.shape[0]
+                canvas[first : first + c, :, y - box[0] : y - box[0] + h, x - box[1] : x - box[1] + w] = ks.kernels
+                first += c
+                clipped = clipped or ks.clipped
+            self._kernels[key] = (canvas, clipped)
         return self._kernels[key]
 
     # -- activations -------------------------------------------------------------------------------------
