@@ -48,6 +48,16 @@ def test_weight_similarity_in_blocks_is_every_pairs_cosine(transform, block):
                                atol=1e-6, rtol=0)  # fmt: skip
 
 
+@pytest.mark.parametrize("transform", [Reflect(), Rotate(30.0)], ids=repr)
+@pytest.mark.parametrize("blocks", [(1, 1), (700, 500), (10**9, 10**9)])
+def test_similarity_of_prepared_kernels_in_blocks_is_that_of_the_prepared_copy(transform, blocks):
+    torch.manual_seed(2)
+    kernels = torch.randn(7, 2, 11, 11)
+    expected = weight_similarity(highpass(kernels), transform)
+    found = weight_similarity(kernels, transform, block_elements=blocks[0], prepare=highpass, fixed_elements=blocks[1])
+    torch.testing.assert_close(found, expected, atol=1e-6, rtol=0)
+
+
 def test_budget_cache_forgets_the_least_recently_used_and_keeps_the_newest():
     cache = B.BudgetCache(budget=100)
     cache["a"] = torch.zeros(10)  # 40 bytes

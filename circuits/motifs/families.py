@@ -44,6 +44,7 @@ ALPHA = 0.05  # chance level of a weight match (chance_cosine)
 DETAIL_THRESHOLD = 0.4  # the match must hold in the kernels' fine structure too (see highpass)
 ANGLES = (22.5, 45.0)  # finer rotation steps tried for curve- and line-like families (finest first)
 BLOCK_ELEMENTS = 2**25  # numbers per block of kernels (128 MB of float32): bounds the memory of a 224-pixel layer
+FIXED_ELEMENTS = 2**27  # numbers of high-passed kernels held at once (512 MB), in weight_similarity(prepare=...)
 MIN_ACTIVE = 0.01  # a neuron needs a peak above its floor on this share of the images (and >= 3 of them)
 
 
@@ -122,33 +123,45 @@ def _value(matrix, i, j):
 # -- evidence ---------------------------------------------------------------------------------------------
 
 
-def weight_similarity(kernels: torch.Tensor, transform: Transform, block_elements: int = BLOCK_ELEMENTS) -> torch.Tensor:
+def weight_similarity(kernels: torch.Tensor, transform: Transform, block_elements: int = BLOCK_ELEMENTS,
+                      prepare=None, fixed_elements: int = FIXED_ELEMENTS) -> torch.Tensor:  # fmt: skip
     """``[C, C]``: cosine of ``transform`` of neuron ``i``'s kernels with neuron ``j``'s kernels.
 
     ``kernels`` is ``[C, C_in, kh, kw]``; the transform acts on ``(kh, kw)`` only. Interpolated transforms
-    compare inside the inscribed disc, where the transformed kernel is defined. The transformed side is made
-    ``block_elements`` numbers at a time and the other side is the kernels themselves, divided by their norms
-    afterwards (the disc is 0 or 1, so masking one side masks the product): beside the kernels only a block
-    is held, where a 224-pixel layer's kernels are hundreds of MB and the matrix a few.
+    compare inside the inscribed disc, where the transformed kernel is defined. ``prepare`` (e.g.
+    :func:`highpass`) is applied to the kernels first.
+
+    Memory: a 224-pixel layer's kernels are hundreds of MB, the matrix a few. The transformed side is made
+    ``block_elements`` numbers at a time; the other side is the kernels themselves, divided by their norms
+    afterwards (the disc is 0 or 1, so masking one side masks the product), or, with ``prepare``, prepared
+    ``fixed_elements`` numbers at a time (the transformed side made again for each such block).
     """
     mask = transform.valid_mask(*kernels.shape[-2:]).to(kernels.dtype)
     whole = bool((mask == 1).all())
     binary = bool(((mask == 0) | (mask == 1)).all())
-    fixed = kernels if binary else kernels * mask
-    rows = max(1, block_elements // max(kernels[0].numel(), 1))
-    blocks = range(0, kernels.shape[0], rows)
-    if whole or not binary:
-        norms = fixed.flatten(1).norm(dim=1)
-    else:
-        norms = torch.cat([(fixed[first : first + rows] * mask).flatten(1).norm(dim=1) for first in blocks])
-    out = torch.empty(kernels.shape[0], kernels.shape[0], dtype=kernels.dtype)
-    for first in blocks:
-        moved = transform(kernels[first : first + rows])
-        if not whole:
-            moved = moved * mask
-        out[first : first + rows] = _unit(moved.flatten(1)) @ fixed.flatten(1).T
-        del moved
-    return out / norms.clamp_min(1e-12)
+    per_row = max(kernels[0].numel(), 1)
+    rows = max(1, block_elements // per_row)
+    c = kernels.shape[0]
+    columns = c if prepare is None else max(1, fixed_elements // per_row)
+    prepare = prepare or (lambda x: x)
+    out = torch.empty(c, c, dtype=kernels.dtype)
+    for left in range(0, c, columns):
+        fixed = prepare(kernels[left : left + columns])
+        if not binary:
+            fixed = fixed * mask
+        if whole or not binary:
+            norms = fixed.flatten(1).norm(dim=1)
+        else:
+            norms = torch.cat([(fixed[i : i + rows] * mask).flatten(1).norm(dim=1) for i in range(0, len(fixed), rows)])
+        for top in range(0, c, rows):
+            moved = transform(prepare(kernels[top : top + rows]))
+            if not whole:
+                moved = moved * mask
+            block = _unit(moved.flatten(1)) @ fixed.flatten(1).T
+            out[top : top + rows, left : left + columns] = block / norms.clamp_min(1e-12)
+            del moved, block
+        del fixed
+    return out
 
 
 def activation_similarity(acts: torch.Tensor, moved_acts: torch.Tensor, transform: Transform,
@@ -268,8 +281,8 @@ def group_map(ctx: Context, layers: list[str], transform: Transform, *, threshol
         weights = weight_similarity(kernels, transform)
         dims = kernels.shape[1] * int(transform.valid_mask(*kernels.shape[-2:]).sum())
         chance = chance_cosine(dims, kernels.shape[0])
-        # the high-pass is made again per transform (a second of work): caching it would double the peak
-        detail = weight_similarity(highpass(kernels), transform)
+        # high-passed block by block, never as a whole copy beside the kernels (a few seconds per transform)
+        detail = weight_similarity(kernels, transform, prepare=highpass)
         same_w = _untransformed(ctx, layers, kernels)
     if ctx.data is not None:
         masked = not transform.exact_on(ctx.data.shape)
