@@ -34,17 +34,12 @@ sys.path.insert(0, os.path.join(HERE, ".."))
 sys.path.insert(0, HERE)
 
 import torch  # noqa: E402
+from bench_motifs import cpu  # noqa: E402
 
 from circuits import trace  # noqa: E402
 from circuits.data import load_data  # noqa: E402
 from circuits.extraction import extract  # noqa: E402
 from circuits.graph import build_graph  # noqa: E402
-
-
-def cpu(fn):
-    start = time.process_time()
-    out = fn()
-    return time.process_time() - start, out
 
 
 def main():

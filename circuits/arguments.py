@@ -57,6 +57,13 @@ def number(value, what: str) -> float:
     return value
 
 
+def flag(value, what: str) -> bool:
+    """A switch: ``True`` or ``False`` (not 1, "yes" or None, which would read as one by accident)."""
+    if not isinstance(value, bool):
+        raise UsageError(f"{what} must be True or False, got {shown(value)}")
+    return value
+
+
 def text(value, what: str) -> str:
     """A name such as a layer: a string."""
     if not isinstance(value, str):

@@ -104,8 +104,8 @@ def _check_options(options: dict, kinds) -> None:
             options[name] = arguments.number(value, name)
         elif name == "seed":
             options[name] = check_seed(arguments.integer(value, name))
-        elif name in FLAGS and not isinstance(value, bool):
-            raise UsageError(f"{name} must be True or False, got {arguments.shown(value)}")
+        elif name in FLAGS:
+            arguments.flag(value, name)
 
 
 def _only(options: dict, kind: str) -> dict:

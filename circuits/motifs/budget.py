@@ -69,15 +69,17 @@ class BudgetCache:
         self._sizes[key] = size
         self.total += size
         while self.total > self.budget and len(self._items) > 1:
-            old, _ = self._items.popitem(last=False)
-            self.total -= self._sizes.pop(old)
+            self._forget_oldest()
 
     def make_room(self, size: int) -> None:
         """Forget the oldest entries until ``size`` more bytes fit: called before a large result is made,
         so the entries it will replace are not held while it is being made."""
         while self._items and self.total + size > self.budget:
-            old, _ = self._items.popitem(last=False)
-            self.total -= self._sizes.pop(old)
+            self._forget_oldest()
+
+    def _forget_oldest(self) -> None:
+        old, _ = self._items.popitem(last=False)
+        self.total -= self._sizes.pop(old)
 
     def __len__(self) -> int:
         return len(self._items)
@@ -93,15 +95,17 @@ def kernel_bytes(graph, layers: list[str]) -> int:
     return sum(graph.layers[name].channels for name in layers) * math.prod(graph.input_shape) * 4
 
 
+def activation_bytes(graph, layers: list[str], images: int) -> int:
+    """The bytes of ``layers``' activations (channels concatenated) on ``images`` probe images."""
+    channels = sum(graph.layers[name].channels for name in layers)
+    return images * channels * math.prod(graph.layers[layers[0]].shape[1:]) * 4
+
+
 def estimate(graph, layers: list[str], images: int = 0, weights: bool = True) -> int:
     """Bytes one group of ``layers`` needs at once, at most: its kernels are bounded by the input image
     (a receptive field is cut at the border), its activations by the maps' sizes."""
-    channels = sum(graph.layers[name].channels for name in layers)
     total = KERNEL_COPIES * kernel_bytes(graph, layers) if weights else 0
-    if images:
-        spatial = math.prod(graph.layers[layers[0]].shape[1:])
-        total += ACTIVATION_COPIES * images * channels * spatial * 4
-    return total
+    return total + ACTIVATION_COPIES * activation_bytes(graph, layers, images)
 
 
 def check(graph, groups: list[list[str]], images: int = 0, weights: bool = True) -> None:

@@ -15,13 +15,11 @@ Everything is cached on the context, so ``find(kind="all")`` traces each layer o
 
 from __future__ import annotations
 
-import math
-
 import torch
 
 from circuits.errors import DataError, UsageError
 from circuits.graph import NeuronGraph, build_graph
-from circuits.motifs.budget import BudgetCache, check, kernel_bytes
+from circuits.motifs.budget import BudgetCache, activation_bytes, check, kernel_bytes
 from circuits.motifs.transforms import Identity, Transform, disc
 
 
@@ -215,9 +213,7 @@ class Context:
         transform = transform or Identity()
         key = (tuple(layers), repr(transform), masked)
         if key not in self._acts:
-            channels = sum(self.graph.layers[n].channels for n in layers)
-            spatial = math.prod(self.graph.layers[layers[0]].shape[1:])
-            self._acts.make_room(len(self.data) * channels * spatial * 4)
+            self._acts.make_room(activation_bytes(self.graph, layers, len(self.data)))
             images = self.data
             if masked:
                 images = images * disc(*images.shape[-2:], soft=1.5)

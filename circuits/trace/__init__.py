@@ -64,8 +64,7 @@ def attribution(model, source: str, target: str, data, *, batch_size: int = 64, 
     from circuits.trace.edges import attribute
 
     batch_size = arguments.integer(batch_size, "batch_size", minimum=1)
-    if not isinstance(direct, bool):
-        raise UsageError(f"direct must be True or False, got {arguments.shown(direct)}")
+    direct = arguments.flag(direct, "direct")
     return attribute(build_graph(model), source, target, data, batch_size=batch_size, route=route, direct=direct)
 
 
