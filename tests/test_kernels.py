@@ -499,3 +499,27 @@ def test_upsampling_paths_are_linear_and_their_weights_are_finite_differences():
             direct[ks.source, ks.target] = ks
     assert direct["conv3", "conv4"].kernels.shape[-2:] == (2, 2)  # 3x3 taps over a map repeated 2x2
     assert_direct_weights_are_finite_differences(graph, direct, copy.deepcopy(graph.gm).double(), "upsampling")
+
+
+def test_a_receptive_field_cut_by_the_border_is_not_contracted_and_still_equals_the_jacobian():
+    """Contracting kernels wider than the map is wasted work (on a 224-pixel MobileNetV2, gigabytes held
+    beside a motif scan's canvas): the engine goes straight to the Jacobian, whose crop is exact."""
+    torch.manual_seed(0)
+    convs = [nn.Conv2d(3 if i == 0 else 4, 4, 3, padding=1) for i in range(5)]  # field 11x11 on an 8x8 map
+    model = nn.Sequential(*[m for c in convs for m in (c, nn.ReLU())]).eval()
+    graph = build_graph(model, (3, 8, 8))
+    target, inside = graph.targets()[-1].name, graph.targets()[1].name
+    calls = []
+    real = compute_kernels.__globals__["compose"]
+    with mock.patch("circuits.trace.kernels.compose", side_effect=lambda *a, **k: calls.append(a) or real(*a, **k)):
+        (cut,) = compute_kernels(graph, ["input"], target, expanded=True)
+        assert calls == [] and cut.clipped
+        (whole,) = compute_kernels(graph, ["input"], inside, expanded=True)  # a 5x5 field inside the map
+        assert len(calls) == 1 and not whole.clipped
+    linear = nn.Sequential(*convs).double()
+    x = torch.zeros(1, 3, 8, 8, dtype=torch.float64)
+    jac = torch.autograd.functional.jacobian(lambda inp: linear(inp)[0, :, 4, 4], x)[:, 0]
+    placed = torch.zeros_like(jac)
+    placed[(slice(None), slice(None), *[slice(o, o + k) for o, k in zip(cut.origin, cut.kernels.shape[2:])])] = (
+        cut.kernels.double())  # fmt: skip
+    assert (jac - placed).abs().max() <= 1e-4 * jac.abs().max()

@@ -111,7 +111,11 @@ def compute_kernels(
 
     fn = make_path_function(graph, s_nodes, t_layer.preact, linearise=expanded)
     bias = _bias(fn, s_layers, position, graph.dtype) if not expanded else None
-    composed = _composed(graph, s_layers, s_nodes, t_layer, position, expanded)
+    support_fn = make_path_function(graph, s_nodes, t_layer.preact, linearise=True, positive=True)
+    windows = [_window(support_fn, s_layers, position, graph.dtype)]
+    composed = None  # a receptive field that reaches the border is cut there, which contraction cannot
+    if not any(box is not None and box[2] for box in windows[0]):  # express: skip its wasted gigabytes
+        composed = _composed(graph, s_layers, s_nodes, t_layer, position, expanded)
     if composed is not None:
         return [
             KernelSet(source=s.name, target=t_layer.name, kernels=kernel, origin=origin, position=position,
@@ -121,8 +125,6 @@ def compute_kernels(
             if kernel is not None and s.name in requested
         ]
 
-    support_fn = make_path_function(graph, s_nodes, t_layer.preact, linearise=True, positive=True)
-    windows = [_window(support_fn, s_layers, position, graph.dtype)]
     if position and all(p > 0 for p in position):
         before = tuple(p - 1 for p in position)
         windows.append(_window(support_fn, s_layers, before, graph.dtype))
