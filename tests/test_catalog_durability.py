@@ -212,7 +212,7 @@ def test_killed_writers_on_a_filling_disk_lose_nothing(small_disk, tmp_path):
         # circuit (from a writer the disk stopped, or a second one) would be a write that half-succeeded.
         runs = runs_by_circuit(path)
         unacknowledged = [runs[cid] // RUNS_PER_WRITER for cid in present - set(acknowledged)]
-        assert set(unacknowledged) <= killed and len(unacknowledged) == len(set(unacknowledged)), unacknowledged
+        assert set(unacknowledged) <= killed and len(unacknowledged) == len(set(unacknowledged)), (unacknowledged, killed, [(e.name, e.read_text()) for e in errs], {cid: runs[cid] for cid in present - set(acknowledged)}, [o.read_text()[-200:] for o in outs])
         small_disk.release()
         checkpoint(path)
     figures.update(rounds=ROUNDS, writers=ROUNDS * WRITERS, acknowledged=len(acknowledged))
