@@ -159,6 +159,23 @@ def compute_kernels(
     return results
 
 
+def receptive_field(graph, layer: str, position=None):
+    """The input box that ``layer``'s neuron at ``position`` (default: the map's centre) can see:
+    ``(start, stop, clipped)`` in input pixels, from one backward pass of the positive linearised path (no
+    kernels are made). Pictures are jittered and dataset examples cropped by it."""
+    info = graph.layer(layer)
+    source = _Source.of(graph, next(n for n, lay in graph.layers.items() if lay.kind == "input"), None)
+    if info.kind == "input":
+        spatial = tuple(source.shape[1:])
+        return (0,) * len(spatial), spatial, False
+    node = info.preact or info.node
+    spatial = tuple(info.shape[1:])
+    position = tuple(position) if position is not None else tuple(d // 2 for d in spatial)
+    support_fn = make_path_function(graph, [source.node], node, linearise=True, positive=True)
+    (box,) = _window(support_fn, [source], position or None, graph.dtype)
+    return box
+
+
 def _window(support_fn, s_layers, position, dtype):
     """Per source: (start, stop, clipped) of the receptive field of ``position``, or None (no path)."""
     xs = [torch.ones(1, *s.shape, dtype=dtype, requires_grad=True) for s in s_layers]

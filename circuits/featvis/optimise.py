@@ -1,0 +1,138 @@
+"""Feature visualisation: optimise images that drive neurons, every channel of a layer in one batch.
+
+One batch holds one image per (neuron, copy); the objective scores each image for its own neuron, so the
+gradient of the summed score moves each image for its neuron alone, and a whole layer costs about what one
+neuron costs when the batch fits (the Lucent way runs a separate optimisation per neuron). Activations come
+from :func:`circuits.graph.run` with ``grad=True`` (the model in eval mode, no hooks, restored afterwards),
+so ``device="cuda"`` runs it on a GPU. The objective is climbed on the layer's pre-activation where it has
+one: a neuron whose ReLU is off on the starting noise (a negative bias) would otherwise get no gradient at
+all; the activation reported is the layer's own output. Deeper, the ReLUs *before* the layer are off too
+on low-contrast noise (a planted wedge detector reads line detectors with negative biases), so the first
+``warmup`` share of the steps climbs the linearised path instead (Distill's expanded weights: every ReLU
+read as the identity), which points the image at the neuron's inputs; the rest climbs the real network, so
+the picture is what the real network responds to (Lucid's "redirected ReLU" solves the same problem).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from circuits.errors import UsageError
+from circuits.featvis import robust
+from circuits.featvis.objectives import Channel
+from circuits.featvis.param import Fourier
+from circuits.trace.kernels import receptive_field
+
+STEPS = 256
+LR = 0.05
+WARMUP = 0.25  # the first quarter of the steps climbs the linearised path (see _linearised)
+
+
+@dataclass
+class Pictures:
+    """Optimised images and what they reach.
+
+    images : ``[N, C, H, W]`` in [0, 1], at the model's input size; image ``i`` belongs to ``neurons[i]``.
+    activation : the objective each image reaches, untransformed, at the end.
+    """
+
+    layer: str
+    neurons: list[str]
+    images: torch.Tensor
+    activation: torch.Tensor
+    settings: dict = field(default_factory=dict)
+
+
+def visualise(model, layer: str, channels=None, *, objective=None, param=None, steps: int = STEPS, lr: float = LR,
+              copies: int = 1, transforms=robust.DEFAULT, seed: int = 0, warmup: float = WARMUP,
+              batch_size: int = 256, device=None) -> Pictures:  # fmt: skip
+    """Pictures of ``channels`` of ``layer`` (default: every one), ``copies`` images each.
+
+    ``model``: anything :func:`circuits.graph.build_graph` takes. ``objective``: a value from
+    :mod:`circuits.featvis.objectives` (default :class:`Channel`; a class logit is ``Channel`` of the output
+    layer). ``param``: :class:`~circuits.featvis.param.Fourier` (default) or ``Phase``. Deterministic for a
+    given seed on the CPU. Channels are optimised ``batch_size`` images at a time; ``warmup`` is the share
+    of the steps taken on the linearised path (0 for none).
+    """
+    from circuits.graph import build_graph
+    from circuits.graph.run import resolve_device
+
+    graph = build_graph(model)
+    info = graph.layer(layer)
+    channels = list(range(info.channels)) if channels is None else [int(c) for c in channels]
+    bad = [c for c in channels if not 0 <= c < info.channels]
+    if bad:
+        raise UsageError(f"layer '{info.name}' has channels 0..{info.channels - 1}; {bad[0]} is not one of them")
+    if steps < 1 or copies < 1:
+        raise UsageError(f"steps and copies must be at least 1 (got steps={steps}, copies={copies})")
+    objective = objective or Channel()
+    param = param or Fourier()
+    device = resolve_device(device)
+    wanted = [(c, copy) for c in channels for copy in range(copies)]
+    shape = tuple(graph.input_shape)
+    images, reached = [], []
+    from circuits.progress import progress_bar
+
+    with progress_bar(f"pictures of {info.name}", total=steps * len(wanted), unit="step") as bar:
+        for first in range(0, len(wanted), batch_size):
+            part = wanted[first : first + batch_size]
+            starts = [_start(param, shape, seed, c, copy) for c, copy in part]
+            img, act = _optimise(graph, info.name, [c for c, _ in part], starts, objective, param, shape, steps, lr,
+                                 transforms, seed, warmup, device, bar)  # fmt: skip
+            images.append(img)
+            reached.append(act)
+    settings = {"objective": objective.to_dict(), "param": param.to_dict(), "steps": steps, "lr": lr,
+                "copies": copies, "seed": seed, "transforms": [repr(t) for t in transforms]}  # fmt: skip
+    return Pictures(info.name, [f"{info.name}:{c}" for c, _ in wanted], torch.cat(images), torch.cat(reached), settings)
+
+
+def _start(param, shape, seed: int, channel: int, copy: int) -> list[torch.Tensor]:
+    """One image's starting parameters, drawn from its own (seed, channel, copy): independent of its batch."""
+    generator = torch.Generator().manual_seed(((seed * 1_000_003 + channel) * 1_000_003 + copy) & (2**63 - 1))
+    return param.init(shape, generator)
+
+
+def _optimise(graph, layer, channels, starts, objective, param, shape, steps, lr, transforms, seed, warmup, device,
+              bar):  # fmt: skip
+    own = torch.tensor(channels)
+    generator = torch.Generator().manual_seed(seed)  # the transforms drawn: the same for every batch
+    preact = graph.layers[layer].preact is not None  # a ReLU at zero passes no gradient: climb before it
+    start, stop, _ = receptive_field(graph, layer)
+    size = max((b - a for a, b in zip(start, stop)), default=max(shape[1:]))
+    params = [torch.stack(p).to(device).requires_grad_() for p in zip(*starts)]
+    optimiser = torch.optim.Adam(params, lr=lr)
+    linear = _linearised(graph, layer) if warmup > 0 else None
+    for step in range(steps):
+        optimiser.zero_grad()
+        image = robust.apply(transforms, param.image(params, shape), generator, size)
+        if step < warmup * steps:
+            acts = linear(image.to(device))
+        else:
+            acts = graph.run(image, [layer], grad=True, device=device, preact=preact)[layer]
+        score = objective(acts, own.to(device))
+        (-score.sum()).backward()
+        optimiser.step()
+        bar.update(len(channels))
+    with torch.no_grad():
+        image = param.image(params, shape)
+        acts = graph.run(image, [layer], device=device)[layer]
+        return image.detach().cpu(), _reading(objective)(acts, own).cpu()
+
+
+def _reading(objective):
+    """The plain reading of the neuron inside ``objective`` (a negative or diverse objective's own)."""
+    while hasattr(objective, "of"):
+        objective = objective.of
+    return objective
+
+
+def _linearised(graph, layer: str):
+    """``layer``'s pre-activation as a function of the image through the linearised path (every
+    nonlinearity read as the identity: the expanded weights' own map)."""
+    from circuits.graph.paths import make_path_function
+
+    info = graph.layers[layer]
+    source = next(lay.node for lay in graph.layers.values() if lay.kind == "input")
+    return make_path_function(graph, [source], info.preact or info.node, linearise=True)
