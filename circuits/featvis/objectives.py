@@ -2,7 +2,7 @@
 
 A batch visualises many neurons at once: image ``b`` belongs to channel ``channels[b]`` of one layer, and an
 objective turns that layer's activations ``[B, C, H, W]`` (or ``[B, C]``) into one score per image, to be
-maximised. Images do not interact (except under :class:`Diversity`), so one batched optimisation gives
+maximised. Images do not interact, so one batched optimisation gives
 each neuron exactly the picture a run of its own would.
 """
 
@@ -66,31 +66,6 @@ class Negative:
 
     def to_dict(self):
         return {"name": self.name, "of": self.of.to_dict()}
-
-
-@dataclass(frozen=True)
-class Diversity:
-    """Several distinct pictures per neuron (Olah et al. 2017): ``of``, minus ``weight`` times the cosine
-    similarity of each image's activation pattern (the layer's Gram matrix) to the other images of the same
-    neuron, so each copy finds another way to drive it."""
-
-    of: Channel | Neuron = Channel()
-    weight: float = 1.0
-    name = "diversity"
-
-    def __call__(self, acts, channels):
-        score = self.of(acts, channels)
-        if acts.dim() < 4:
-            return score
-        flat = acts.flatten(2)
-        gram = torch.nn.functional.normalize((flat @ flat.transpose(1, 2)).flatten(1), dim=1)
-        similar = gram @ gram.T
-        same = (channels[:, None] == channels[None, :]) & ~torch.eye(len(channels), dtype=torch.bool)
-        penalty = (similar * same).sum(1) / same.sum(1).clamp(min=1)
-        return score - self.weight * penalty * score.detach().abs().mean().clamp(min=1e-6)
-
-    def to_dict(self):
-        return {"name": self.name, "of": self.of.to_dict(), "weight": self.weight}
 
 
 OBJECTIVES = {"channel": Channel, "neuron": Neuron}
