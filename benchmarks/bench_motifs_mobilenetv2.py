@@ -1,6 +1,6 @@
 """Memory and time of a whole-network motif scan: `circuits motifs --kind union` on a 224-pixel MobileNetV2.
 
-Run:  python benchmarks/bench_motifs_mobilenetv2.py              (every target layer, 3x224x224; ~15 min)
+Run:  python benchmarks/bench_motifs_mobilenetv2.py              (every target layer, 3x224x224; ~35 min)
       python benchmarks/bench_motifs_mobilenetv2.py --quick      (3x96x96 input: a smoke run, ~1 min)
       python benchmarks/bench_motifs_mobilenetv2.py --layers features.15.conv.0,features.18
 
