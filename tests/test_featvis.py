@@ -98,3 +98,49 @@ def test_the_receptive_field_is_the_sum_of_the_kernels_and_cut_at_the_border():
     assert receptive_field(wedges, "lines") == ((10, 10), (15, 15), False)
     assert receptive_field(wedges, "wedges") == ((8, 8), (17, 17), False)
     assert receptive_field(wedges, "wedges", (0, 23)) == ((0, 19), (5, 24), True)
+
+
+def test_dataset_examples_are_the_top_and_bottom_images_with_the_crop_each_neuron_sees():
+    """Against the planted layer's pre-activation computed by hand: conv2d(image, spec kernels) + bias, padding 2."""
+    from circuits import planted
+    from circuits.featvis.examples import dataset_examples
+
+    spec = planted.get_spec("lines")
+    kernels = torch.as_tensor(planted.effective_weights(spec.layers[0])).float()
+    bias = torch.as_tensor(planted.effective_bias(spec.layers[0])).float()
+    images = torch.rand(40, 1, 24, 24, generator=torch.Generator().manual_seed(5))
+    acts = torch.nn.functional.conv2d(images, kernels, bias, padding=2)
+    best, where = acts.flatten(2).max(2)  # [N, C]
+    padded = torch.nn.functional.pad(images, (2, 2, 2, 2))
+    for bottom in (False, True):
+        found = dataset_examples("planted:lines", "lines", images, k=4, bottom=bottom, batch_size=7)
+        order = (-best if not bottom else best).T.sort(dim=1, stable=True).indices[:, :4]
+        assert torch.equal(found.index, order)
+        assert torch.allclose(found.value, best.T.gather(1, order), atol=1e-5)
+        for c in range(8):
+            for j in range(4):
+                n = int(order[c, j])
+                y, x = divmod(int(where[n, c]), 24)
+                assert tuple(found.position[c, j].tolist()) == (y, x)
+                assert torch.equal(found.crops[c, j], padded[n, :, y : y + 5, x : x + 5])  # rows y-2..y+2
+
+
+def test_crops_follow_the_receptive_field_of_a_strided_layer():
+    """Each crop is the image inside its position's own receptive field (measured there, not by the stride)."""
+    from circuits.featvis.examples import dataset_examples
+
+    graph = build_graph("zoo:plain-cnn")
+    layer = "conv2"
+    assert graph.input_shape[-1] // graph.layer(layer).shape[-1] > 1  # the map is smaller: strided or pooled
+    images = torch.rand(20, *graph.input_shape, generator=torch.Generator().manual_seed(2))
+    found = dataset_examples(graph, layer, images, k=5)
+    checked = 0
+    for c in range(len(found.channels)):
+        for j in range(5):
+            (y0, x0), (y1, x1), clipped = receptive_field(graph, layer, tuple(found.position[c, j].tolist()))
+            if clipped:
+                continue
+            assert found.crops.shape[-2:] == (y1 - y0, x1 - x0)
+            assert torch.equal(found.crops[c, j], images[found.index[c, j], :, y0:y1, x0:x1])
+            checked += 1
+    assert checked >= 10

@@ -4,11 +4,13 @@
 
 Parameterisations (:mod:`.param`): ``Fourier`` (decorrelated spectrum) and ``Phase`` (MACO). Objectives
 (:mod:`.objectives`): ``Channel``, ``Neuron``, ``Negative``. Robustness (:mod:`.robust`):
-jitter, scale and rotation drawn before every step. See docs/pictures.md.
+jitter, scale and rotation drawn before every step. Dataset examples (:func:`dataset_examples`): each
+channel's top or bottom ``k`` images with the crop it sees. See docs/pictures.md.
 """
 
+from circuits.featvis.examples import Examples, dataset_examples
 from circuits.featvis.objectives import Channel, Negative, Neuron
 from circuits.featvis.optimise import Pictures, visualise
 from circuits.featvis.param import Fourier, Phase
 
-__all__ = ["Channel", "Fourier", "Negative", "Neuron", "Phase", "Pictures", "visualise"]
+__all__ = ["Channel", "Examples", "Fourier", "Negative", "Neuron", "Phase", "Pictures", "dataset_examples", "visualise"]
