@@ -53,10 +53,7 @@ def dataset_examples(model, layer: str, data, k: int = 9, channels=None, *, bott
     graph = build_graph(model)
     info = graph.layer(layer)
     images = load_data(data, graph.input_shape) if isinstance(data, str) else check_data(graph, data)
-    channels = list(range(info.channels)) if channels is None else [int(c) for c in channels]
-    bad = [c for c in channels if not 0 <= c < info.channels]
-    if bad:
-        raise UsageError(f"layer '{info.name}' has channels 0..{info.channels - 1}; {bad[0]} is not one of them")
+    channels = info.channel_list(channels)
     if not 1 <= k <= len(images):
         raise UsageError(f"k must be between 1 and the {len(images)} images of the data, got {k}")
     sign = -1.0 if bottom else 1.0
@@ -87,9 +84,11 @@ def _crops(graph, layer, images, index, position) -> torch.Tensor:
     """Each example's receptive-field crop at its scoring position (the whole image for a dense layer)."""
     if (position < 0).any():
         return images[index]
-    (y0, x0), (y1, x1), _ = receptive_field(graph, layer)
-    cy, cx = (d // 2 for d in graph.layer(layer).shape[1:])
-    sy, sx = _stride(graph, layer)
+    centre = tuple(d // 2 for d in graph.layer(layer).shape[1:])
+    field = receptive_field(graph, layer, centre)
+    (y0, x0), (y1, x1), _ = field
+    cy, cx = centre
+    sy, sx = _stride(graph, layer, field)
     h, w = y1 - y0, x1 - x0
     padded = F.pad(images, (w, w, h, h))  # a field that leaves the image reads zeros there
     out = images.new_zeros(*index.shape, images.shape[1], h, w)
@@ -101,13 +100,13 @@ def _crops(graph, layer, images, index, position) -> torch.Tensor:
     return out
 
 
-def _stride(graph, layer) -> tuple[int, int]:
-    """Input pixels per map pixel: measured from two neighbouring fields, or the size ratio where either
-    is cut by the border."""
+def _stride(graph, layer, centre_field) -> tuple[int, int]:
+    """Input pixels per map pixel: measured from the centre's field and its neighbour's, or the size
+    ratio where either is cut by the border."""
     shape = graph.layer(layer).shape[1:]
     centre = tuple(d // 2 for d in shape)
     if all(d > 1 for d in centre):
-        a, b = receptive_field(graph, layer, centre), receptive_field(graph, layer, tuple(d - 1 for d in centre))
-        if not a[2] and not b[2]:
-            return tuple(p - q for p, q in zip(a[0], b[0]))
+        b = receptive_field(graph, layer, tuple(d - 1 for d in centre))
+        if not centre_field[2] and not b[2]:
+            return tuple(p - q for p, q in zip(centre_field[0], b[0]))
     return tuple(max(1, i // m) for i, m in zip(graph.input_shape[1:], shape))

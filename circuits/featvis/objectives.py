@@ -2,8 +2,8 @@
 
 A batch visualises many neurons at once: image ``b`` belongs to channel ``channels[b]`` of one layer, and an
 objective turns that layer's activations ``[B, C, H, W]`` (or ``[B, C]``) into one score per image, to be
-maximised. Images do not interact, so one batched optimisation gives
-each neuron exactly the picture a run of its own would.
+maximised. Images do not interact, so one batched optimisation gives each neuron exactly the picture a run
+of its own would.
 """
 
 from __future__ import annotations
@@ -67,5 +67,3 @@ class Negative:
     def to_dict(self):
         return {"name": self.name, "of": self.of.to_dict()}
 
-
-OBJECTIVES = {"channel": Channel, "neuron": Neuron}

@@ -35,7 +35,8 @@ class Pictures:
     """Optimised images and what they reach.
 
     images : ``[N, C, H, W]`` in [0, 1], at the model's input size; image ``i`` belongs to ``neurons[i]``.
-    activation : the objective each image reaches, untransformed, at the end.
+    activation : each image's neuron, read on the layer's output (after its ReLU) by the objective's own
+        reading (a negative objective's unnegated), on the untransformed image at the end.
     """
 
     layer: str
@@ -61,10 +62,7 @@ def visualise(model, layer: str, channels=None, *, objective=None, param=None, s
 
     graph = build_graph(model)
     info = graph.layer(layer)
-    channels = list(range(info.channels)) if channels is None else [int(c) for c in channels]
-    bad = [c for c in channels if not 0 <= c < info.channels]
-    if bad:
-        raise UsageError(f"layer '{info.name}' has channels 0..{info.channels - 1}; {bad[0]} is not one of them")
+    channels = info.channel_list(channels)
     if steps < 1 or copies < 1:
         raise UsageError(f"steps and copies must be at least 1 (got steps={steps}, copies={copies})")
     objective = objective or Channel()
@@ -72,6 +70,9 @@ def visualise(model, layer: str, channels=None, *, objective=None, param=None, s
     device = resolve_device(device)
     wanted = [(c, copy) for c in channels for copy in range(copies)]
     shape = tuple(graph.input_shape)
+    start, stop, _ = receptive_field(graph, info.name)  # the jitter is a share of it
+    size = max((b - a for a, b in zip(start, stop)), default=max(shape[1:]))
+    linear = _linearised(graph, info.name) if warmup > 0 else None
     images, reached = [], []
     from circuits.progress import progress_bar
 
@@ -80,7 +81,7 @@ def visualise(model, layer: str, channels=None, *, objective=None, param=None, s
             part = wanted[first : first + batch_size]
             starts = [_start(param, shape, seed, c, copy) for c, copy in part]
             img, act = _optimise(graph, info.name, [c for c, _ in part], starts, objective, param, shape, steps, lr,
-                                 transforms, seed, warmup, device, bar)  # fmt: skip
+                                 transforms, size, seed, warmup, linear, device, bar)  # fmt: skip
             images.append(img)
             reached.append(act)
     settings = {"objective": objective.to_dict(), "param": param.to_dict(), "steps": steps, "lr": lr,
@@ -94,16 +95,13 @@ def _start(param, shape, seed: int, channel: int, copy: int) -> list[torch.Tenso
     return param.init(shape, generator)
 
 
-def _optimise(graph, layer, channels, starts, objective, param, shape, steps, lr, transforms, seed, warmup, device,
-              bar):  # fmt: skip
+def _optimise(graph, layer, channels, starts, objective, param, shape, steps, lr, transforms, size, seed, warmup,
+              linear, device, bar):  # fmt: skip
     own = torch.tensor(channels)
     generator = torch.Generator().manual_seed(seed)  # the transforms drawn: the same for every batch
     preact = graph.layers[layer].preact is not None  # a ReLU at zero passes no gradient: climb before it
-    start, stop, _ = receptive_field(graph, layer)
-    size = max((b - a for a, b in zip(start, stop)), default=max(shape[1:]))
     params = [torch.stack(p).to(device).requires_grad_() for p in zip(*starts)]
     optimiser = torch.optim.Adam(params, lr=lr)
-    linear = _linearised(graph, layer) if warmup > 0 else None
     for step in range(steps):
         optimiser.zero_grad()
         image = robust.apply(transforms, param.image(params, shape), generator, size)
@@ -122,7 +120,7 @@ def _optimise(graph, layer, channels, starts, objective, param, shape, steps, lr
 
 
 def _reading(objective):
-    """The plain reading of the neuron inside ``objective`` (a negative or diverse objective's own)."""
+    """The plain reading of the neuron inside ``objective`` (a negative objective's own, unnegated)."""
     while hasattr(objective, "of"):
         objective = objective.of
     return objective
@@ -134,5 +132,5 @@ def _linearised(graph, layer: str):
     from circuits.graph.paths import make_path_function
 
     info = graph.layers[layer]
-    source = next(lay.node for lay in graph.layers.values() if lay.kind == "input")
+    source = graph.layers[graph.input_layer].node
     return make_path_function(graph, [source], info.preact or info.node, linearise=True)

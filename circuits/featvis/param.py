@@ -105,5 +105,3 @@ class Phase:
     def to_dict(self) -> dict:
         return {"name": self.name, "decay": self.decay, "contrast": self.contrast}
 
-
-PARAMETERISATIONS = {"fourier": Fourier, "phase": Phase}

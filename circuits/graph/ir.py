@@ -49,6 +49,14 @@ class NeuronLayer:
     def spatial(self) -> tuple[int, ...]:
         return tuple(self.shape[1:])
 
+    def channel_list(self, channels=None) -> list[int]:
+        """``channels`` as a list of ints (``None``: every one), each checked to be one of this layer's."""
+        chosen = list(range(self.channels)) if channels is None else [int(c) for c in channels]
+        bad = [c for c in chosen if not 0 <= c < self.channels]
+        if bad:
+            raise UsageError(f"layer '{self.name}' has channels 0..{self.channels - 1}; {bad[0]} is not one of them")
+        return chosen
+
     def to_dict(self) -> dict:
         return {
             "name": self.name,
@@ -100,6 +108,11 @@ class NeuronGraph:
                 f"unknown layer '{name}'{close_matches_hint(name, self.layers)} (`circuits layers MODEL` lists them)"
             )
         return self.layers[name]
+
+    @property
+    def input_layer(self) -> str:
+        """The name of the model's input layer."""
+        return next(name for name, layer in self.layers.items() if layer.kind == "input")
 
     def neuron(self, spec: str) -> tuple[str, int]:
         """Parse ``LAYER:CHANNEL`` and check it exists; concat aliases resolve to the part that owns it."""

@@ -94,7 +94,7 @@ class Context:
     # -- names -------------------------------------------------------------------------------------------
     @property
     def input_layer(self) -> str:
-        return next(name for name, layer in self.graph.layers.items() if layer.kind == "input")
+        return self.graph.input_layer
 
     def parts(self, layer: str) -> list[str]:
         """The layers that compute ``layer``'s channels: its concat parts (recursively), or itself."""

@@ -164,7 +164,7 @@ def receptive_field(graph, layer: str, position=None):
     ``(start, stop, clipped)`` in input pixels, from one backward pass of the positive linearised path (no
     kernels are made). Pictures are jittered and dataset examples cropped by it."""
     info = graph.layer(layer)
-    source = _Source.of(graph, next(n for n, lay in graph.layers.items() if lay.kind == "input"), None)
+    source = _Source.of(graph, graph.input_layer, None)
     if info.kind == "input":
         spatial = tuple(source.shape[1:])
         return (0,) * len(spatial), spatial, False
