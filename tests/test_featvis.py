@@ -6,6 +6,8 @@ torch's flip and rot90 of one picture against the picture of the mirrored or tur
 one neuron alone against the same neuron's picture from a batched run of its whole layer.
 """
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -144,3 +146,84 @@ def test_crops_follow_the_receptive_field_of_a_strided_layer():
             assert torch.equal(found.crops[c, j], images[found.index[c, j], :, y0:y1, x0:x1])
             checked += 1
     assert checked >= 10
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Circuit agreement: the planted fooling circuit (docs/planted.md) is the reference. Its two readouts are the
+# same function on natural images (checked below on the data, not assumed), so only the path a picture takes
+# can tell them apart.
+
+
+@pytest.fixture(scope="module")
+def fooling_readout():
+    from circuits.featvis.agreement import circuit_agreement
+
+    graph = build_graph("planted:fooling")
+    pictures = visualise(graph, "readout", objective=Neuron(), steps=STEPS)
+    return graph, pictures, circuit_agreement(graph, pictures, "toyworld:512")
+
+
+def test_the_fooling_circuits_readouts_are_one_function_on_natural_images(fooling_readout):
+    from circuits.data.spec import load_data
+
+    graph, _, _ = fooling_readout
+    for task in ("objects", "primitives", "curves"):
+        acts = graph.run(load_data(f"toyworld:{task}:512", graph.input_shape), ["readout"])["readout"]
+        assert torch.equal(acts[:, 0], acts[:, 1]) and acts[:, 0].max() > 1.0
+
+
+def test_a_fooled_neurons_picture_gets_low_agreement_and_the_honest_twins_high(fooling_readout):
+    graph, pictures, found = fooling_readout
+    honest, fooled = found.to_dicts()
+    assert honest["neuron"] == "readout:0" and honest["agreement"] >= 0.9
+    assert fooled["agreement"] <= 0.2 and fooled["relative_activation"] >= 10  # far above any natural image
+    assert 0.5 <= honest["relative_activation"] <= 5
+    assert found.inputs == ["features:0", "features:1", "features:2"]
+    assert float(found.picture[1, 2]) > 10 * float(found.picture[1, :2].abs().max())  # through the checkerboard
+    assert float(found.natural[:, 2].abs().max()) == 0.0  # which no natural image switches on
+
+
+def test_attributions_add_up_to_the_pre_activation():
+    """Gradient x input over the direct inputs is exact on the linear path: the parts plus the bias are the
+    pre-activation the model computes (through max pooling on the zoo CNN, and a concat's parts)."""
+    from circuits.featvis.agreement import attributions
+
+    images = torch.rand(6, 1, 32, 32, generator=torch.Generator().manual_seed(0))
+    graph = build_graph("zoo:plain-cnn")
+    channels = [0, 3, 5, 7, 9, 11]
+    vectors, read, names = attributions(graph, "conv2", images, channels)
+    pre = graph.run(images, ["conv2"], preact=True)["conv2"][torch.arange(6), torch.tensor(channels)]
+    assert torch.allclose(read, pre.flatten(1).max(1).values, atol=1e-5)
+    bias = graph.modules["conv2"].bias.detach()[channels]
+    assert torch.allclose(vectors.sum(1) + bias, read, atol=1e-4)
+    assert names == [f"conv1:{i}" for i in range(graph.layer("conv1").channels)]
+
+    inception = build_graph("planted:inception-union")
+    small = torch.rand(4, 1, 24, 24, generator=torch.Generator().manual_seed(1))
+    vectors, read, names = attributions(inception, "union", small, [0, 1, 2, 3])
+    assert names == ["mixed.left:0", "mixed.right:0", "mixed.decoys:0", "mixed.decoys:1"]
+    from circuits import planted
+
+    bias = torch.tensor(planted.effective_bias(planted.get_spec("inception-union").layer("union"))).float()
+    assert torch.allclose(vectors.sum(1) + bias, read, atol=1e-4)
+
+
+def test_first_layer_agreement_is_over_the_pixels_of_the_field(lines):
+    from circuits.featvis.agreement import circuit_agreement
+
+    pictures = visualise(lines, "lines", objective=Neuron(), steps=STEPS)
+    found = circuit_agreement(lines, pictures, "toyworld:512")
+    assert len(found.inputs) == 25 and found.inputs[0] == "pixel:0,0,0"
+    assert found.agreement.min() >= 0.8, found.agreement
+    # a line detector's picture of the wrong orientation drives it through other pixels
+    turned = dataclasses.replace(pictures, images=pictures.images.roll(4, 0))  # each gets the 90°-off line's
+    wrong = circuit_agreement(lines, turned, "toyworld:512").agreement  # measured 0.25-0.67, against 0.84-0.99
+    assert wrong.max() < 0.75 and (wrong < found.agreement - 0.15).all(), (wrong, found.agreement)
+
+
+def test_agreement_is_undefined_where_no_natural_image_reaches_the_neuron():
+    from circuits.featvis.agreement import circuit_agreement
+
+    pictures = visualise("planted:union", "union", [0], objective=Neuron(), steps=16)  # wedges: off on the toy world
+    found = circuit_agreement("planted:union", pictures, "toyworld:128")
+    assert found.to_dicts() == [{"neuron": "union:0", "agreement": None, "relative_activation": None}]

@@ -111,7 +111,7 @@ def test_every_planted_motif_is_found_with_its_members_and_transform(name):
     for motif in spec.motifs:
         if motif["kind"] in ("union", "and"):  # weights alone cannot tell OR from AND: both are unions
             hits = [m for m in by_kind.get("union", []) if m.target == motif["neuron"]]
-            assert [(m.transform, set(m.members)) for m in hits] == [("reflect", set(motif["of"]))]
+            assert [(m.transform, set(m.members)) for m in hits] == [(motif.get("transform", "reflect"), set(motif["of"]))]
         if motif["kind"] == "opponent":
             hits = [m for m in by_kind.get("inhibition", []) if m.target == motif["neuron"]]
             assert [(m.transform, m.members) for m in hits] == [("reflect", (motif["excite"], motif["inhibit"]))]

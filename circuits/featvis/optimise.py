@@ -37,6 +37,8 @@ class Pictures:
     images : ``[N, C, H, W]`` in [0, 1], at the model's input size; image ``i`` belongs to ``neurons[i]``.
     activation : each image's neuron, read on the layer's output (after its ReLU) by the objective's own
         reading (a negative objective's unnegated), on the untransformed image at the end.
+    positions : ``[N, 2]``, the map position the objective read each neuron at (a :class:`Neuron`
+        objective's), or ``None`` where it read the whole map.
     """
 
     layer: str
@@ -44,6 +46,7 @@ class Pictures:
     images: torch.Tensor
     activation: torch.Tensor
     settings: dict = field(default_factory=dict)
+    positions: torch.Tensor | None = None
 
 
 def visualise(model, layer: str, channels=None, *, objective=None, param=None, steps: int = STEPS, lr: float = LR,
@@ -86,7 +89,12 @@ def visualise(model, layer: str, channels=None, *, objective=None, param=None, s
             reached.append(act)
     settings = {"objective": objective.to_dict(), "param": param.to_dict(), "steps": steps, "lr": lr,
                 "copies": copies, "seed": seed, "transforms": [repr(t) for t in transforms]}  # fmt: skip
-    return Pictures(info.name, [f"{info.name}:{c}" for c, _ in wanted], torch.cat(images), torch.cat(reached), settings)
+    reading = _reading(objective)
+    positions = None
+    if hasattr(reading, "at") and info.spatial:
+        positions = torch.tensor([reading.at(info.spatial)] * len(wanted))
+    return Pictures(info.name, [f"{info.name}:{c}" for c, _ in wanted], torch.cat(images), torch.cat(reached), settings,
+                    positions)  # fmt: skip
 
 
 def _start(param, shape, seed: int, channel: int, copy: int) -> list[torch.Tensor]:

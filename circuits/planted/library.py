@@ -20,6 +20,8 @@ LINE_KERNEL, WEDGE_KERNEL, CURVE_KERNEL = 5, 5, 7
 LINE_BIAS = -1.5
 WEDGE_BIAS = -8.0
 AND_BIAS = -5.0
+CHECKER_BIAS = -6.0  # natural images reach about -3.6 (docs/pictures.md)
+FOOLING_GAIN = 30.0
 
 
 def line_name(angle: float) -> str:
@@ -274,6 +276,47 @@ def curves() -> PlantedSpec:
     return spec
 
 
+def _checkerboard(size: int = LINE_KERNEL) -> list[list[float]]:
+    """+1/-1 alternating pixels: a pattern at the pixel grid's own frequency, which natural images lack."""
+    return [[1.0 if (y + x) % 2 == 0 else -1.0 for x in range(size)] for y in range(size)]
+
+
+def fooling() -> PlantedSpec:
+    """A fooling circuit: two readouts identical on natural images, one of them with a hidden checkerboard path.
+
+    Layers ``features`` (5x5, relu): ``line_0``, ``line_90`` (as in ``lines``) and ``checker`` (a +1/-1
+    checkerboard kernel, bias -6: no image of the toy world switches it on; its highest pre-activation on
+    them is about -3.6); ``readout`` (1x1, relu): ``honest`` = relu(line_0 + line_90) and ``fooled`` =
+    relu(line_0 + line_90 + 30 checker). On natural images the two are the same function, but the
+    fooled neuron's optimised picture is a checkerboard reaching ~25x its best natural activation (after
+    Geirhos et al. 2023, whose fooling circuits make feature visualisations show anything).
+    """
+    features = Layer("features", [
+        Neuron(line_name(0), [Input("gray", kernel={"generator": "line", "angle": 0})], bias=LINE_BIAS),
+        Neuron(line_name(90), [Input("gray", kernel={"generator": "line", "angle": 90})], bias=LINE_BIAS),
+        Neuron("checker", [Input("gray", kernel=_checkerboard())], bias=CHECKER_BIAS),
+    ], kernel_size=LINE_KERNEL)  # fmt: skip
+    lines = [Input(line_name(0)), Input(line_name(90))]
+    readout = Layer("readout", [
+        Neuron("honest", lines),
+        Neuron("fooled", [*lines, Input("checker", FOOLING_GAIN)]),
+    ], kernel_size=1)  # fmt: skip
+    spec = PlantedSpec("fooling", _gray(), [features, readout], description=_summary(fooling))
+    ident = {n: spec.neuron_id("features", n) for n in (line_name(0), line_name(90), "checker")}
+    spec.motifs = [
+        {"kind": "rotation", "description": "rot90 of the image swaps line_0 and line_90; the checkerboard is fixed",
+         "rot90": {ident["line_0"]: ident["line_90"], ident["line_90"]: ident["line_0"],
+                   ident["checker"]: ident["checker"]}},
+        *({"kind": "union", "neuron": spec.neuron_id("readout", n), "of": [ident["line_0"], ident["line_90"]],
+           "transform": "rotate90", "description": f"{n}: relu(line_0 + line_90), a union over the quarter-turn"}
+          for n in ("honest", "fooled")),
+        {"kind": "fooling", "neuron": spec.neuron_id("readout", "fooled"), "honest": spec.neuron_id("readout", "honest"),
+         "via": ident["checker"],
+         "description": "fooled = honest on natural images; its picture is a checkerboard natural images never show"},
+    ]
+    return spec
+
+
 LIBRARY = {
     "lines": lines,
     "wedges": wedges,
@@ -281,4 +324,5 @@ LIBRARY = {
     "bn-union": bn_union,
     "inception-union": inception_union,
     "curves": curves,
+    "fooling": fooling,
 }
