@@ -409,6 +409,7 @@ def test_a_version_1_catalog_moves_circuit_nodes_into_a_json_column(tmp_path):
         assert [r["kind"] for r in cat.search("gabor_bank")] == ["module"]
         cat.label("zoo:plain-cnn", "conv1:1", "diagonal edge")  # and kept in step afterwards
         assert cat.search("vertical") == [] and len(cat.search("diagonal")) == 1
+        assert cat.rows("SELECT count(*) AS n FROM images, neuron_images") == [{"n": 0}]  # v4's tables, empty
     backup = sqlite3.connect(tmp_path / "v1.db.bak-v1")
     assert backup.execute("SELECT count(*) FROM circuit_nodes").fetchone() == (4,)
     backup.close()

@@ -63,6 +63,12 @@ HOSTILE = [
         WHERE type = 'table' AND name = 'models';""", "models", fires=False),
     Hostile("extra-index-on-an-expression", "CREATE INDEX evil_index ON neurons(length(label) * 0 + channel);",
             "evil_index", fires=False),
+    # the pictures' table (schema v4) with a default that fills the disk on the next insert
+    Hostile("picture-table-with-a-default", """UPDATE sqlite_master SET sql = replace(sql, 'png BLOB NOT NULL',
+        'png BLOB NOT NULL DEFAULT (zeroblob(1000000000))') WHERE type = 'table' AND name = 'images';""",
+            "images", fires=False),
+    Hostile("trigger-on-pictures", "CREATE TRIGGER evil_picture AFTER INSERT ON neuron_images BEGIN " + PAYLOAD + " END;",
+            "evil_picture", fires=False),  # fires on add_pictures, which the payload test does not call
 ]
 
 

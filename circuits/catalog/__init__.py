@@ -80,6 +80,11 @@ class Catalog(Store):
         ``circuits.Circuit.from_json`` rebuilds, so it can be emitted or drawn with no model at hand."""
         return _query.stored_circuit(self, ref)
 
+    def neuron_pictures(self, model_ref: str, neuron: str, kind: str | None = None) -> list[dict]:
+        """A neuron's pictures, with their PNG bytes (``png``), by kind then rank: ``kind="optimised"`` and
+        the first row is the picture a diagram shows for it. ``[]`` for a neuron without pictures."""
+        return _query.neuron_pictures(self, model_ref, neuron, kind)
+
     def merge(self, other_path) -> dict:
         """Merge another catalog file into this one (read-only on the other); returns rows added per table."""
         return _merge(self, other_path)

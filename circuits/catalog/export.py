@@ -1,7 +1,13 @@
-"""Dump the catalog as JSON, CSV or SQL, with rows in primary-key order so dumps diff cleanly."""
+"""Dump the catalog as JSON, CSV or SQL, with rows in primary-key order so dumps diff cleanly.
+
+Binary columns (a picture's PNG, ``images.png``) are written as sqlite-utils and datasette write them: in JSON
+as ``{"$base64": true, "encoded": "..."}`` (which ``sqlite-utils insert`` reads back as bytes), in CSV as the
+bare base64 text, and in SQL as an ``X'...'`` literal, which rebuilds them byte for byte.
+"""
 
 from __future__ import annotations
 
+import base64
 import csv
 import io
 
@@ -18,12 +24,26 @@ def table_rows(store, table: str) -> list[dict]:
     return list(store.table(table).rows_where(order_by=", ".join(schema.TABLES[table])))
 
 
+# JSON-text columns to decode beyond store.decode's defaults (a circuit's ``method`` is a plain string)
+_JSON_COLUMNS = {"neuron_images": ("method",)}
+
+
 def export_json(store) -> dict:
-    """``{"catalog_schema_version": N, "tables": {table: [rows]}}`` with JSON columns decoded."""
-    return {
-        "catalog_schema_version": store.value("SELECT max(version) FROM schema_version"),
-        "tables": {t: [decode(r) for r in table_rows(store, t)] for t in schema.TABLES},
-    }
+    """``{"catalog_schema_version": N, "tables": {table: [rows]}}`` with JSON columns decoded and binary ones
+    as ``{"$base64": true, "encoded": ...}``: every value is plain JSON."""
+    tables = {}
+    for t in schema.TABLES:
+        columns = _JSON_COLUMNS.get(t)
+        rows = (decode(r) if columns is None else decode(r, columns) for r in table_rows(store, t))
+        tables[t] = [{k: _json_binary(v) for k, v in r.items()} for r in rows]
+    return {"catalog_schema_version": store.value("SELECT max(version) FROM schema_version"), "tables": tables}
+
+
+def _json_binary(value):
+    """Bytes as sqlite-utils' (and datasette's) JSON spelling of a BLOB; anything else as it is."""
+    if isinstance(value, bytes):
+        return {"$base64": True, "encoded": base64.b64encode(value).decode("ascii")}
+    return value
 
 
 def export_csv(store, table: str) -> str:
@@ -32,7 +52,8 @@ def export_csv(store, table: str) -> str:
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
-    writer.writerows(rows)
+    writer.writerows({k: base64.b64encode(v).decode("ascii") if isinstance(v, bytes) else v for k, v in r.items()}
+                     for r in rows)  # fmt: skip
     return out.getvalue()
 
 

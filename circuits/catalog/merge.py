@@ -1,10 +1,11 @@
 """Merge a colleague's catalog into this one, deterministically.
 
-Everything keyed by a content hash (circuits, edges, motif instances, modules, families) is simply unioned:
-equal ids mean equal content. Models keep this catalog's values and fill in fields it lacks. A neuron's label
-is the winner by (user label over tool labels, newest, text) — the rule ``Catalog.label`` applies when
-labels arrive one after another — and every label, with its source and time, is kept in ``label_history``.
-So merging B into A gives the rows of a catalog that saw both runs, whichever order you merge in.
+Everything keyed by a content hash (circuits, edges, motif instances, modules, families, images and the
+neurons' pictures) is simply unioned: equal ids mean equal content. Models keep this catalog's values and
+fill in fields it lacks. A neuron's label is the winner by (user label over tool labels, newest, text) — the
+rule ``Catalog.label`` applies when labels arrive one after another — and every label, with its source and
+time, is kept in ``label_history``. So merging B into A gives the rows of a catalog that saw both runs,
+whichever order you merge in.
 """
 
 from __future__ import annotations
@@ -36,6 +37,12 @@ _UNION = [
     """INSERT OR IGNORE INTO main.motif_families (id, motif, name, description, created)
        SELECT id, motif, name, description, created FROM other.motif_families""",
     "INSERT OR IGNORE INTO main.motif_family_members (family, instance) SELECT family, instance FROM other.motif_family_members",
+    # pictures: an image's id is the sha256 of its bytes, a neuron's picture's the hash of what it shows and how
+    "INSERT OR IGNORE INTO main.images (id, png, width, height, mode) SELECT id, png, width, height, mode FROM other.images",
+    """INSERT OR IGNORE INTO main.neuron_images (id, model, layer, channel, kind, rank, image, method, activation,
+                                                 agreement, created)
+       SELECT id, model, layer, channel, kind, rank, image, method, activation, agreement, created
+       FROM other.neuron_images""",
 ]
 
 _MODELS = """

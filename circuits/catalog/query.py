@@ -7,6 +7,7 @@ import re
 
 from circuits.catalog import schema
 from circuits.catalog.payload import canonical, split_neuron
+from circuits.catalog.pictures import KINDS, kind_order
 from circuits.catalog.store import decode
 from circuits.errors import UsageError, close_matches_hint
 
@@ -175,3 +176,23 @@ def _family(store, family_id):
     members = [r[0] for r in store.db.execute(
         "SELECT instance FROM motif_family_members WHERE family = ? ORDER BY instance", (family_id,))]
     return {"kind": "family", **row, "instances": members}
+
+
+def neuron_pictures(store, model_ref: str, neuron: str, kind: str | None = None) -> list[dict]:
+    """A neuron's pictures (of one ``kind``, or all), each with its PNG bytes, by kind (optimised, diverse,
+    negative, example), then rank, the newest first among pictures of one rank, then id. ``[]`` if it has none."""
+    model_id = store.model_id(model_ref)
+    if not isinstance(neuron, str):
+        raise UsageError(f"neuron must be a 'LAYER:CHANNEL' string (for example 'conv3:12'), got {neuron!r}.")
+    layer, channel = split_neuron(neuron)
+    if kind is not None and kind not in KINDS:
+        raise UsageError(f"unknown picture kind {kind!r}; use one of {', '.join(KINDS)}, or None for all"
+                         f"{close_matches_hint(kind, KINDS)}")  # fmt: skip
+    rows = store.rows(
+        f"""SELECT p.id, p.model, p.layer || ':' || p.channel AS neuron, p.kind, p.rank, p.image, i.png, i.width,
+                   i.height, i.mode, p.method, p.activation, p.agreement, p.created
+            FROM neuron_images p JOIN images i ON i.id = p.image
+            WHERE p.model = ? AND p.layer = ? AND p.channel = ? AND (? IS NULL OR p.kind = ?)
+            ORDER BY {kind_order("p.kind")}, p.rank, p.created DESC, p.id""",
+        (model_id, layer, channel, kind, kind))
+    return [decode(row, ("method",)) for row in rows]

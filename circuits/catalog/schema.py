@@ -198,9 +198,50 @@ def v3(db) -> None:
     db["circuits"].add_column("edge_attributes", str, not_null_default="[]")
 
 
+V4 = (
+    """
+CREATE TABLE images (
+  id TEXT PRIMARY KEY,            -- sha256 of the PNG bytes
+  png BLOB NOT NULL,              -- the PNG file, byte for byte
+  width INTEGER,
+  height INTEGER,
+  mode TEXT                       -- 'L' (grey) or 'RGB'
+)""",
+    """
+CREATE TABLE neuron_images (
+  id TEXT PRIMARY KEY,            -- sha256 of the canonical JSON of model, neuron, kind, rank, image, method
+  model TEXT NOT NULL REFERENCES models(id),
+  layer TEXT NOT NULL,
+  channel INTEGER NOT NULL,
+  kind TEXT NOT NULL,             -- 'optimised', 'diverse', 'negative' or 'example'
+  rank INTEGER NOT NULL,          -- the copy (optimised 0, diverse 1, ...) or the example's rank, from 0
+  image TEXT NOT NULL REFERENCES images(id),
+  method TEXT NOT NULL,           -- JSON object: how the picture was made (objective, steps, seed, data, ...)
+  activation REAL,                -- the neuron's value on the picture, where it was read
+  agreement REAL,                 -- circuit agreement with the neuron's top examples (NULL where none)
+  created TEXT NOT NULL,
+  FOREIGN KEY (model, layer, channel) REFERENCES neurons(model, layer, channel)
+)""",
+    "CREATE INDEX neuron_images_neuron ON neuron_images(model, layer, channel)",
+)
+
+
+def v4(db) -> None:
+    """Pictures of neurons: each PNG once in ``images`` (keyed by its sha256, however many neurons show it) and
+    one ``neuron_images`` row per picture of a neuron (feature visualisation or a dataset example), saying how
+    it was made and what it measured.
+
+    Written as SQL, not ``db[t].create(...)``: ``check_schema`` compares the text SQLite keeps, and this text
+    does not change with the installed sqlite-utils' spelling of a CREATE TABLE. A picture's neuron must exist
+    (the foreign key to ``neurons``, as ``label_history`` has), so the neuron page and its pictures agree.
+    """
+    for statement in V4:
+        db.execute(statement)
+
+
 # MIGRATIONS[n - 1] takes a catalog from version n - 1 to version n: an SQL script, or a function of a
 # sqlite_utils.Database. Both run inside the caller's transaction.
-MIGRATIONS: list = [V1, v2, v3]
+MIGRATIONS: list = [V1, v2, v3, v4]
 
 # Content tables in dependency order, with the columns that order their rows (for export and comparison).
 TABLES: dict[str, tuple[str, ...]] = {
@@ -215,6 +256,8 @@ TABLES: dict[str, tuple[str, ...]] = {
     "modules": ("id",),
     "motif_families": ("id",),
     "motif_family_members": ("family", "instance"),
+    "images": ("id",),
+    "neuron_images": ("id",),
 }
 
 FTS_TABLES = tuple(_FTS)

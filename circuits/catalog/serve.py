@@ -1,4 +1,9 @@
-"""Browse a catalog in datasette, on loopback, with canned queries for the questions people ask."""
+"""Browse a catalog in datasette, on loopback, with canned queries for the questions people ask.
+
+Pictures of neurons are PNG blobs; with the ``datasette-render-images`` plugin installed datasette shows them
+as images (``<img src="data:image/png;base64,...">``), and without it as its usual links to download each
+blob, so ``serve`` works either way.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,13 @@ import importlib.util
 import os
 import sys
 
+from circuits.catalog.pictures import kind_order
 from circuits.errors import CatalogError
+
+IMAGES_PLUGIN = "datasette-render-images"
+IMAGES_PLUGIN_PIN = "datasette-render-images>=0.4,<1"
+# Biggest PNG the plugin shows inline (its default is 100 KB): a 224-pixel RGB picture of noise is ~150 KB.
+IMAGE_SIZE_LIMIT = 1024 * 1024
 
 CANNED_QUERIES = {
     "motifs_in_several_models": {
@@ -32,6 +43,16 @@ CANNED_QUERIES = {
         "sql": """SELECT m.name, m.id, count(c.id) AS circuits FROM models m LEFT JOIN circuits c ON c.model = m.id
                   GROUP BY m.id ORDER BY circuits DESC, m.name""",
     },
+    "pictures_of_neurons": {
+        "title": "Pictures of neurons",
+        "description": "Feature visualisations and top dataset examples; leave a box empty to see all.",
+        "sql": f"""SELECT m.name AS model, p.layer || ':' || p.channel AS neuron, p.kind, p.rank, p.activation,
+                    p.agreement, i.png AS picture
+                  FROM neuron_images p JOIN models m ON m.id = p.model JOIN images i ON i.id = p.image
+                  WHERE (:model = '' OR m.name = :model OR m.id = :model) AND (:layer = '' OR p.layer = :layer)
+                    AND (:neuron = '' OR p.layer || ':' || p.channel = :neuron)
+                  ORDER BY m.name, p.layer, p.channel, {kind_order("p.kind")}, p.rank, p.created DESC, p.id""",
+    },
     "faithful_modules": {
         "title": "Emitted modules by faithfulness",
         "sql": """SELECT md.id, m.name AS model, c.target, md.faithfulness FROM modules md
@@ -42,7 +63,16 @@ CANNED_QUERIES = {
 
 def metadata(path: str) -> dict:
     name = os.path.splitext(os.path.basename(path))[0]
-    return {"title": "circuits catalog", "databases": {name: {"queries": CANNED_QUERIES}}}
+    return {"title": "circuits catalog", "databases": {name: {"queries": CANNED_QUERIES}},
+            "plugins": {IMAGES_PLUGIN: {"size_limit": IMAGE_SIZE_LIMIT}}}
+
+
+def missing_images_plugin() -> str | None:
+    """What to say when pictures will show as download links (datasette-render-images is not installed)."""
+    if importlib.util.find_spec("datasette_render_images") is not None:
+        return None
+    return (f"pictures of neurons show as download links: install {IMAGES_PLUGIN} to see them "
+            f"(pip install '{IMAGES_PLUGIN_PIN}')")
 
 
 def command(path: str, metadata_file: str, port: int, immutable: bool = False) -> list[str]:

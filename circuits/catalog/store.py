@@ -582,6 +582,35 @@ class Store:
                                           "faithfulness": canonical(faithfulness), "created": now()}, ignore=True)
         return module_id
 
+    def add_pictures(self, model_id: str, pictures: list[dict], model_name: str | None = None) -> list[str]:
+        """Store pictures of a model's neurons; returns their ``neuron_images`` ids, in input order.
+
+        Each picture is ``{"neuron": "LAYER:CHANNEL", "kind": "optimised" | "diverse" | "negative" |
+        "example", "rank": int, "png": bytes, "method": dict, "activation": float | None, "agreement":
+        float | None}``: ``rank`` is the copy (optimised 0, diverse 1, ...) or the example's rank, from 0;
+        ``method`` says how it was made (objective, parameterisation, steps, seed, data). Each PNG is stored
+        once (``images``, by sha256); the picture's layer and neuron rows are made if new, and an unknown
+        ``model_id`` is registered with ``model_name``. One transaction; adding the same pictures again is a
+        no-op. A NaN or infinite activation or agreement is stored as NULL.
+        """
+        from circuits.catalog.pictures import check_pictures
+
+        checked = check_pictures(pictures)  # Pillow reads the headers before the write lock is taken
+        with self.transaction():
+            model = self._ensure_model(model_id, model_name)
+            ids = [p.id(model) for p in checked]
+            self._add_neurons(model, [(p.layer, p.channel) for p in checked])
+            images = {p.image: (p.image, p.png, p.width, p.height, p.mode) for p in checked}
+            self.conn.executemany('INSERT OR IGNORE INTO "images" ("id", "png", "width", "height", "mode") '
+                                  "VALUES (?, ?, ?, ?, ?)", sorted(images.values()))  # fmt: skip
+            created = now()
+            self.conn.executemany(
+                'INSERT OR IGNORE INTO "neuron_images" ("id", "model", "layer", "channel", "kind", "rank", "image", '
+                '"method", "activation", "agreement", "created") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
+                [(i, model, p.layer, p.channel, p.kind, p.rank, p.image, p.method_json, p.activation, p.agreement,
+                  created) for i, p in zip(ids, checked)])  # fmt: skip
+        return ids
+
     def add_family(self, motif_id: str, instance_ids, name: str, description: str | None = None) -> str:
         """Group motif instances (usually from different models) into one cross-model family."""
         instance_ids = sorted({self._full_id("motif_instances", i, "motif instance") for i in instance_ids})

@@ -305,8 +305,10 @@ def upgrade(catalog_path, as_json):
 def serve(port, catalog_path):
     """Browse the catalog in datasette on http://127.0.0.1:PORT (loopback only).
 
-    Canned queries include "motifs found in more than one model", "labelled neurons" and "strongest
-    edges into a neuron". Needs datasette (pip install 'datasette>=0.64,<1').
+    Canned queries include "motifs found in more than one model", "labelled neurons", "strongest
+    edges into a neuron" and "pictures of neurons". Needs datasette (pip install 'datasette>=0.64,<1');
+    pictures show as images with datasette-render-images (pip install 'datasette-render-images>=0.4,<1'),
+    otherwise as download links.
 
     \b
     Example:
@@ -325,6 +327,9 @@ def serve(port, catalog_path):
             json.dump(serving.metadata(catalog_path), handle)
         argv = serving.command(catalog_path, metadata_file, port, immutable=why_unwritable(catalog_path) is not None)
         _check_port_free(port)
+        note = serving.missing_images_plugin()
+        if note is not None:
+            click.echo(f"note: {note}", err=True)
         click.echo(f"serving {catalog_path} on http://127.0.0.1:{port} (Ctrl-C to stop)", err=True)
         code = _run_until_stopped(argv)
     if code not in (0, None):
