@@ -21,6 +21,7 @@ COMMANDS = {
     "extract": "circuits.cli.extract:extract",
     "verify": "circuits.cli.verify:verify",
     "motifs": "circuits.cli.motifs:motifs",
+    "pictures": "circuits.cli.pictures:pictures",
     "universality": "circuits.cli.motifs:universality",
     "planted": "circuits.cli.planted:planted",
     "zoo": "circuits.cli.zoo:zoo",

@@ -30,11 +30,15 @@ import torch
 
 from circuits.errors import UsageError
 
+ON = 0.01  # a best natural pre-activation under 1% of the layer's strongest counts as never switched on
+
 
 @dataclass
 class Agreement:
     """Per picture (``neurons[i]`` is picture ``i``'s neuron): ``agreement`` and ``relative_activation``
-    [N] (NaN where no natural example switches the neuron on), and the vectors compared, ``picture`` and
+    [N] (NaN where no natural example switches the neuron on: its best pre-activation is below ``ON``
+    times the layer's strongest), ``activation`` [N] (the picture's
+    pre-activation where it was read), and the vectors compared, ``picture`` and
     ``natural`` [N, len(inputs)]; ``agreement`` is NaN where either vector is zero (every input of the
     neuron off, as on data that never reaches it), over ``inputs`` (``LAYER:CHANNEL`` names, or ``pixel:C,Y,X`` offsets in
     the receptive field for a first layer)."""
@@ -42,6 +46,7 @@ class Agreement:
     neurons: list[str]
     agreement: torch.Tensor
     relative_activation: torch.Tensor
+    activation: torch.Tensor
     inputs: list[str]
     picture: torch.Tensor
     natural: torch.Tensor
@@ -93,8 +98,9 @@ def circuit_agreement(model, pictures, data, *, k: int = 9, examples=None, batch
     undefined = (picture.norm(dim=1) == 0) | (natural.norm(dim=1) == 0)  # nothing reaches the neuron
     cosine = torch.where(undefined, torch.full_like(cosine, float("nan")), cosine)
     best = examples.value[rows, 0]
-    relative = torch.where(best > 0, value / best.clamp(min=1e-12), torch.full_like(value, float("nan")))
-    return Agreement(list(pictures.neurons), cosine, relative, inputs, picture, natural)
+    on = best > ON * examples.value[:, 0].abs().max()  # a neuron no natural image switches on has no scale
+    relative = torch.where(on, value / best.clamp(min=1e-12), torch.full_like(value, float("nan")))
+    return Agreement(list(pictures.neurons), cosine, relative, value, inputs, picture, natural)
 
 
 def attributions(graph, layer: str, images: torch.Tensor, channels: list[int], positions=None, baseline=None):
