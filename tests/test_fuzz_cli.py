@@ -208,6 +208,16 @@ CASES = [
          {"model": st.one_of(st.sampled_from([UNION, "planted:lines", "zoo:plain-cnn"]), bad_model),
           "opts": flags(**{"--data": st.one_of(bad_data_spec, st.sampled_from(["noise:2", "toyworld:1:3"])),
                            "--input-shape": input_shape})}, ANY, 30),
+    Case("pictures", ["pictures", "{model}", "--layer", "{layer}", "--steps", "{steps}", "-o", "{out}", "{opts...}"],
+         {"model": st.one_of(st.sampled_from([UNION, "planted:lines"]), bad_model),
+          "layer": st.one_of(st.sampled_from(sorted(UNION_LAYERS)), TOKEN),
+          "steps": st.one_of(st.integers(1, 3).map(str), INT_TEXT, BAD_NUMBER),
+          "out": st.sampled_from(["{tmp}/pics", "{tmp}/missing/pics", "{tmp}/random.pt", "pics"]),
+          "opts": flags(**{"--neuron": st.one_of(st.integers(0, 3).map(str), INT_TEXT, BAD_NUMBER),
+                           "--data": st.one_of(bad_data_spec, st.sampled_from(["noise:2", "none", "toyworld:3"])),
+                           "--objective": st.one_of(st.sampled_from(["channel", "neuron"]), TOKEN),
+                           "--copies": st.one_of(st.integers(1, 2).map(str), INT_TEXT),
+                           "--examples": st.one_of(st.integers(1, 3).map(str), INT_TEXT)})}, ANY, 30),
     Case("universality", ["universality", "{a}", "{b}", "--data", "{data}", "{opts...}"],
          {"a": st.sampled_from([UNION, "planted:lines"]), "b": st.one_of(st.sampled_from([UNION, "planted:lines"]),
                                                                            bad_model),
@@ -368,7 +378,7 @@ def test_the_table_is_big_enough():
     """The default run tries at least 500 invocations, and every command the issue names is in the table."""
     assert sum(c.examples for c in CASES) >= 500
     commands = {tuple(c.argv[:2]) if c.argv[0] in {"catalog", "planted", "zoo"} else c.argv[0] for c in CASES}
-    for command in ("layers", "extract", "motifs", "verify", ("planted", "list"), ("planted", "build"),
+    for command in ("layers", "extract", "motifs", "pictures", "verify", ("planted", "list"), ("planted", "build"),
                     ("zoo", "show"), ("zoo", "train")) + tuple(("catalog", s) for s in
                                                                ("stats", "list", "show", "search", "label", "export")):
         assert command in commands or (command[0] == "catalog" and any(c.id.startswith(f"catalog-{command[1]}")

@@ -33,6 +33,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import circuits
+from circuits import featvis
 from circuits.errors import CircuitsError
 
 SCALE = int(os.environ.get("CIRCUITS_FUZZ_EXAMPLES", "0"))
@@ -215,6 +216,21 @@ VERBS = [
           "network_top_k": (st.integers(1, 4), st.one_of(st.integers(-1, 0), JUNK)),
           "options": (st.just({}), st.dictionaries(st.sampled_from(["threshold", "top", "top_k", "alpha", "margin", "seed", "layered", "n_random", "nope"]),
                                                    st.one_of(NUMBER, JUNK), min_size=1, max_size=2))}, 40),
+    Verb("visualise", lambda w, model, layer, channels, steps, copies, seed, batch_size: featvis.visualise(
+        pick(w, model), layer, channels, steps=steps, copies=copies, seed=seed, batch_size=batch_size),
+         {"model": MODEL, "layer": LAYER, "channels": (st.sampled_from([None, [0], [1, 0]]),
+                                                       st.one_of(JUNK, st.lists(st.one_of(NUMBER, JUNK), max_size=2))),
+          "steps": (st.integers(1, 2), st.one_of(NUMBER, JUNK)), "copies": (st.integers(1, 2), st.one_of(NUMBER, JUNK)),
+          "seed": (st.integers(0, 9), st.one_of(NUMBER, JUNK)),
+          "batch_size": (st.integers(1, 8), st.one_of(NUMBER, JUNK))}, 40),
+    Verb("dataset_examples", lambda w, model, layer, data, k, channels, bottom: featvis.dataset_examples(
+        pick(w, model), layer, pick(w, data), k, channels, bottom=bottom),
+         {"model": MODEL, "layer": LAYER, "data": DATA, "k": (st.integers(1, 2), st.one_of(NUMBER, JUNK)),
+          "channels": (st.sampled_from([None, [0]]), st.one_of(JUNK, st.lists(st.one_of(NUMBER, JUNK), max_size=2))),
+          "bottom": (st.booleans(), flag)}, 40),
+    Verb("circuit_agreement", lambda w, model, data, k: featvis.circuit_agreement(pick(w, model), w.pictures,
+                                                                                  pick(w, data), k=k),
+         {"model": MODEL, "data": DATA, "k": (st.integers(1, 2), st.one_of(NUMBER, JUNK))}, 30),
     Verb("catalog", lambda w, path, create, readonly: circuits.Catalog(pick(w, path), create, readonly).close(),
          {"path": (st.sampled_from(["{tmp}/new.db", "catalog_path"]),
                    st.one_of(st.sampled_from(["{tmp}/random.pt", "{tmp}", "{tmp}/missing/x.db", "{tmp}/foreign.db",
@@ -246,7 +262,8 @@ def world(tmp_path_factory):
     own = {"graph": graph, "loaded": loaded, "good": data, "circuit": found, "emitted": circuits.emit(found),
            "motifs": [m.to_dict() for m in circuits.find_motifs(graph, kind="union")], "catalog": catalog,
            "catalog_path": str(tmp / "catalog.db")}  # fmt: skip
-    yield SimpleNamespace(tmp=tmp, own=own, payload=found.to_json())
+    pictures = featvis.visualise(graph, "wedges", steps=2)
+    yield SimpleNamespace(tmp=tmp, own=own, payload=found.to_json(), pictures=pictures)
     catalog.close()
 
 

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 import torch
 
+from circuits import arguments
 from circuits.errors import UsageError
 
 ON = 0.01  # a best natural pre-activation under 1% of the layer's strongest counts as never switched on
@@ -69,10 +70,14 @@ def circuit_agreement(model, pictures, data, *, k: int = 9, examples=None, batch
     least the pictures' channels), to save a pass over the data."""
     from circuits.data.spec import load_data
     from circuits.featvis.examples import dataset_examples
+    from circuits.featvis.optimise import Pictures
     from circuits.graph import build_graph
     from circuits.graph.run import check_data
 
     graph = build_graph(model)
+    if not isinstance(pictures, Pictures):
+        raise UsageError(f"pictures must be what visualise() returns, got {arguments.shown(pictures)}")
+    k = arguments.integer(k, "k", minimum=1)
     images = load_data(data, graph.input_shape) if isinstance(data, str) else check_data(graph, data)
     channels = [int(n.rpartition(":")[2]) for n in pictures.neurons]
     if examples is None:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from circuits import arguments
 from circuits.errors import UsageError
 from circuits.trace.kernels import receptive_field
 
@@ -54,6 +55,9 @@ def dataset_examples(model, layer: str, data, k: int = 9, channels=None, *, bott
     info = graph.layer(layer)
     images = load_data(data, graph.input_shape) if isinstance(data, str) else check_data(graph, data)
     channels = info.channel_list(channels)
+    k = arguments.integer(k, "k")
+    bottom = arguments.flag(bottom, "bottom")
+    batch_size = arguments.integer(batch_size, "batch_size", minimum=1)
     if not 1 <= k <= len(images):
         raise UsageError(f"k must be between 1 and the {len(images)} images of the data, got {k}")
     sign = -1.0 if bottom else 1.0

@@ -15,18 +15,22 @@ the picture is what the real network responds to (Lucid's "redirected ReLU" solv
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import torch
 
+from circuits import arguments
 from circuits.errors import UsageError
 from circuits.featvis import robust
 from circuits.featvis.objectives import Channel
 from circuits.featvis.param import Fourier
+from circuits.limits import check_seed
 from circuits.trace.kernels import receptive_field
 
 STEPS = 256
 LR = 0.05
+MAX_COPIES = 64
 WARMUP = 0.25  # the first quarter of the steps climbs the linearised path (see _linearised)
 
 
@@ -66,8 +70,14 @@ def visualise(model, layer: str, channels=None, *, objective=None, param=None, s
     graph = build_graph(model)
     info = graph.layer(layer)
     channels = info.channel_list(channels)
-    if steps < 1 or copies < 1:
-        raise UsageError(f"steps and copies must be at least 1 (got steps={steps}, copies={copies})")
+    steps = arguments.integer(steps, "steps", minimum=1)
+    copies = arguments.integer(copies, "copies", minimum=1)
+    batch_size = arguments.integer(batch_size, "batch_size", minimum=1)
+    seed = check_seed(arguments.integer(seed, "seed"))
+    lr, warmup = arguments.number(lr, "lr"), arguments.number(warmup, "warmup")
+    if copies > MAX_COPIES or not 0 <= warmup <= 1 or not 0 < lr < math.inf:
+        raise UsageError(f"copies must be at most {MAX_COPIES}, warmup a share from 0 to 1 and lr positive "
+                         f"(got copies={copies}, warmup={warmup}, lr={lr})")  # fmt: skip
     objective = objective or Channel()
     param = param or Fourier()
     device = resolve_device(device)

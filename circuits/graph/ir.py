@@ -51,7 +51,14 @@ class NeuronLayer:
 
     def channel_list(self, channels=None) -> list[int]:
         """``channels`` as a list of ints (``None``: every one), each checked to be one of this layer's."""
-        chosen = list(range(self.channels)) if channels is None else [int(c) for c in channels]
+        if channels is None:
+            chosen = list(range(self.channels))
+        elif isinstance(channels, (list, tuple, range)):
+            chosen = [arguments.integer(c, "a channel") for c in channels]
+        else:
+            raise UsageError(f"channels must be a list of integers or None (every one), got {arguments.shown(channels)}")
+        if not chosen:
+            raise UsageError(f"no channels given for layer '{self.name}': pass at least one, or None for every one")
         bad = [c for c in chosen if not 0 <= c < self.channels]
         if bad:
             raise UsageError(f"layer '{self.name}' has channels 0..{self.channels - 1}; {bad[0]} is not one of them")
