@@ -128,3 +128,30 @@ def test_an_output_that_is_a_file_or_under_a_missing_folder_is_refused(run, tmp_
     for out, message in [(file, "is a file"), (tmp_path / "missing" / "out", "does not exist")]:
         result = run("pictures", "planted:lines", "--layer", "lines", "-o", str(out))
         assert result.exit_code == 2 and message in result.output, result.output
+
+
+def test_extract_render_pictures_draws_each_neurons_field_picture_inside_its_node(tmp_path, monkeypatch):
+    """The SVG embeds one picture per neuron; a line detector's is its line (cosine with the spec's kernel)."""
+    import base64
+    import re
+
+    from circuits import planted
+    from circuits.featvis.gallery import node_pictures
+
+    monkeypatch.setitem(main.lazy, "extract", "circuits.cli.extract:extract")
+    out = tmp_path / "union.svg"
+    result = CliRunner().invoke(main, ["extract", "planted:union", "--neuron", "union:0", "--top-k", "2",
+                                       "--render", str(out), "--pictures"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    embedded = {base64.b64decode(m) for m in re.findall(r'data:image/png;base64,([A-Za-z0-9+/=]+)', out.read_text())}
+    nodes = ["union:0", "wedges:0", "wedges:1", "lines:2", "lines:6"]
+    expected = node_pictures("planted:union", nodes)
+    assert set(expected) == set(nodes) and set(expected.values()) <= embedded
+    picture = np.asarray(Image.open(__import__("io").BytesIO(expected["lines:2"])), dtype=np.float64)[::10, ::10]
+    assert picture.shape == (5, 5)  # the 5x5 field, scaled up 10x for the diagram
+    kernel = np.asarray(planted.effective_weights(planted.get_spec("union").layer("lines")))[2, 0]
+    a, b = picture - picture.mean(), kernel - kernel.mean()
+    assert float((a * b).sum() / np.sqrt((a * a).sum() * (b * b).sum())) >= 0.8
+
+    refused = CliRunner().invoke(main, ["extract", "planted:union", "--neuron", "union:0", "--pictures"])
+    assert refused.exit_code == 2 and "pass --render" in refused.output

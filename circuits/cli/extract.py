@@ -21,11 +21,13 @@ from circuits.cli._common import check_writable, device_option, echo_json, load_
 @click.option("--simplify", "simplify", is_flag=True,
               help="With --emit: collapse equivariant families and unions where that keeps R² within 0.01.")  # fmt: skip
 @click.option("--render", "render_path", type=click.Path(dir_okay=False), help="Write a diagram: OUT.svg or OUT.png.")
+@click.option("--pictures", "with_pictures", is_flag=True,
+              help="With --render: draw each neuron's optimised picture (its receptive field) inside its node.")  # fmt: skip
 @click.option("--catalog", "catalog_path", type=click.Path(dir_okay=False), envvar="CIRCUITS_CATALOG",
               help="Record the circuit in this catalog (also $CIRCUITS_CATALOG).")  # fmt: skip
 @device_option
 def extract(model, weights, input_shape, neuron, depth, top_k, method, data, threshold, through, as_json,
-            emit_path, simplify, render_path, catalog_path, device):  # fmt: skip
+            emit_path, simplify, render_path, with_pictures, catalog_path, device):  # fmt: skip
     """Extract the circuit that feeds one neuron of MODEL.
 
     Walks back from --neuron, keeping the --top-k strongest inputs of each neuron (by |strength|,
@@ -36,6 +38,7 @@ def extract(model, weights, input_shape, neuron, depth, top_k, method, data, thr
     Examples:
       circuits extract zoo:plain-cnn --neuron conv3:0
       circuits extract zoo:plain-cnn --neuron conv3:0 --depth 3 --top-k 4 --render conv3_0.svg
+      circuits extract zoo:plain-cnn --neuron conv3:0 --top-k 3 --render conv3_0.png --pictures
       circuits extract planted:union --neuron union:0 --json
       circuits extract zoo:plain-cnn --neuron conv3:0 --method attribution --data toyworld:256
       circuits extract zoo:plain-cnn --neuron conv3:0 --emit conv3_0.py   # then: python conv3_0.py
@@ -49,6 +52,10 @@ def extract(model, weights, input_shape, neuron, depth, top_k, method, data, thr
         from circuits.errors import UsageError
 
         raise UsageError("--simplify rewrites the emitted module: pass --emit OUT.py too")
+    if with_pictures and not render_path:
+        from circuits.errors import UsageError
+
+        raise UsageError("--pictures draws pictures into the diagram: pass --render OUT.svg too")
     check_writable(emit_path, "--emit", (".py",))
     check_writable(render_path, "--render", (".svg", ".png"))
     if catalog_path:
@@ -75,7 +82,12 @@ def extract(model, weights, input_shape, neuron, depth, top_k, method, data, thr
     if render_path:
         from circuits.render import render_circuit
 
-        render_circuit(circuit, render_path)
+        pictures = None
+        if with_pictures:
+            from circuits.featvis.gallery import node_pictures
+
+            pictures = node_pictures(graph, list(circuit.nodes), device=device)
+        render_circuit(circuit, render_path, pictures)
     compiled = None
     if emit_path:
         compiled = _compile(circuit, graph, data, probe, simplify, device)

@@ -18,6 +18,7 @@ from circuits.errors import UsageError
 
 KINDS = ("optimised", "diverse", "negative", "example")
 OBJECTIVES = ("channel", "neuron")
+DIAGRAM_SIZE = 48  # pixels a picture takes inside a diagram's node
 
 
 @dataclass
@@ -112,6 +113,31 @@ def make_gallery(model, layer: str, channels=None, *, data="toyworld:512", objec
     order = {c: i for i, c in enumerate(channels)}
     entries.sort(key=lambda e: (order[int(e.neuron.rpartition(":")[2])], KINDS.index(e.kind), e.rank))
     return Gallery(info.name, channels, entries, methods)
+
+
+def node_pictures(model, nodes, *, steps: int = 128, seed: int = 0, device=None) -> dict[str, bytes]:
+    """``{node: PNG}``: each ``LAYER:CHANNEL`` of ``nodes`` optimised at its map's centre and cropped to
+    that position's receptive field, the picture a circuit diagram draws inside the node (Distill's circuit
+    figures). One batch per layer; the model's input channels have no picture."""
+    from circuits.featvis.objectives import Neuron
+    from circuits.featvis.optimise import visualise
+    from circuits.featvis.sheets import png_bytes
+    from circuits.graph import build_graph
+
+    graph = build_graph(model)
+    by_layer: dict[str, list[int]] = {}
+    for node in nodes:
+        layer, channel = graph.neuron(node)
+        if graph.layers[layer].kind != "input":
+            by_layer.setdefault(layer, []).append(channel)
+    out = {}
+    for layer, channels in by_layer.items():
+        pictures = visualise(graph, layer, sorted(set(channels)), objective=Neuron(), steps=steps, seed=seed,
+                             device=device)  # fmt: skip
+        fields = _fields(graph, layer, pictures)
+        for i, neuron in enumerate(pictures.neurons):
+            out[neuron] = png_bytes(fields[i] if fields is not None else pictures.images[i], size=DIAGRAM_SIZE)
+    return {node: out[node] for node in nodes if node in out}
 
 
 def write_gallery(gallery: Gallery, folder, model_name: str = "") -> tuple[list[dict], list[str]]:

@@ -30,12 +30,17 @@ def to_array(image) -> np.ndarray:
     return array[0] if array.shape[0] == 1 else array.transpose(1, 2, 0)
 
 
-def png_bytes(image) -> bytes:
-    """The picture as PNG bytes: the same picture always gives the same bytes (no time stamp, no metadata)."""
+def png_bytes(image, size: int | None = None) -> bytes:
+    """The picture as PNG bytes: the same picture always gives the same bytes (no time stamp, no metadata).
+    ``size``: scale it up (nearest neighbour, by a whole factor) until its longer side is about that."""
     from PIL import Image
 
+    picture = Image.fromarray(to_array(image))
+    if size is not None and max(picture.size) < size:
+        factor = max(1, round(size / max(picture.size)))
+        picture = picture.resize((picture.width * factor, picture.height * factor), Image.NEAREST)
     buffer = io.BytesIO()
-    Image.fromarray(to_array(image)).save(buffer, format="PNG", optimize=False)
+    picture.save(buffer, format="PNG", optimize=False)
     return buffer.getvalue()
 
 

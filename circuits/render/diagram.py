@@ -17,8 +17,9 @@ from circuits.render.thumbnails import data_uri, kernel_png
 POSITIVE, NEGATIVE = "#2166ac", "#b2182b"
 
 
-def circuit_dot(circuit: nx.DiGraph, thumbnail_dir: Path | None = None):
-    """A ``graphviz.Digraph`` of the circuit; kernel thumbnails are written into ``thumbnail_dir``.
+def circuit_dot(circuit: nx.DiGraph, thumbnail_dir: Path | None = None, pictures: dict | None = None):
+    """A ``graphviz.Digraph`` of the circuit; kernel thumbnails are written into ``thumbnail_dir``, and so
+    are ``pictures`` (``{node: PNG bytes}``), each drawn inside its node above the node's name.
 
     Nodes and edges are laid out in the circuit's canonical order, so a circuit read back from JSON or
     the catalog gives the same DOT source as the one extracted.
@@ -44,6 +45,12 @@ def circuit_dot(circuit: nx.DiGraph, thumbnail_dir: Path | None = None):
                 # a label is text, never DOT: escape() keeps its backslashes and <...> literal
                 label = node if not attrs.get("label") else f"{node}\n{graphviz.escape(str(attrs['label']))}"
                 fill = "#fee8c8" if attrs["depth"] == 0 else "#f7f7f7"
+                if thumbnail_dir is not None and pictures and node in pictures:
+                    path = thumbnail_dir / f"n_{_ident(node)}.png"
+                    path.write_bytes(pictures[node])
+                    text = "<BR/>".join(html.escape(part) for part in [node, str(attrs.get("label") or "")] if part)
+                    label = (f'<<TABLE BORDER="0" CELLSPACING="0" CELLPADDING="1"><TR><TD><IMG SRC="{html.escape(str(path))}"/>'
+                             f'</TD></TR><TR><TD>{text}</TD></TR></TABLE>>')  # fmt: skip
                 row.node(_ident(node), label=label, fillcolor=fill, tooltip=node)
     edges = circuit.sorted_edges()
     weights = [abs(a["weight"]) for _, _, a in edges] or [1.0]
@@ -63,8 +70,9 @@ def circuit_dot(circuit: nx.DiGraph, thumbnail_dir: Path | None = None):
     return dot
 
 
-def render_circuit(circuit: nx.DiGraph, out: str | Path) -> Path:
-    """Write the diagram to ``out`` (.svg or .png). SVG files embed their thumbnails, so they travel alone.
+def render_circuit(circuit: nx.DiGraph, out: str | Path, pictures: dict | None = None) -> Path:
+    """Write the diagram to ``out`` (.svg or .png), with ``pictures`` (``{node: PNG bytes}``) inside their
+    nodes. SVG files embed their thumbnails and pictures, so they travel alone.
     Drawn by the system's graphviz ``dot`` when installed, else by the bundled graphviz-pure (engine.py)."""
     out = Path(out)
     fmt = out.suffix.lower().lstrip(".")
@@ -72,7 +80,7 @@ def render_circuit(circuit: nx.DiGraph, out: str | Path) -> Path:
         raise UsageError(f"cannot render to '{out}': use a file name ending in .svg or .png")
     from circuits.pyfiles import write_atomic
 
-    data = _draw(circuit, fmt)
+    data = _draw(circuit, fmt, pictures)
     out.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(out, data)
     return out
@@ -83,10 +91,10 @@ def circuit_svg(circuit: nx.DiGraph) -> str:
     return _draw(circuit, "svg").decode()
 
 
-def _draw(circuit, fmt: str) -> bytes:
+def _draw(circuit, fmt: str, pictures: dict | None = None) -> bytes:
     engine = find_engine()
     with tempfile.TemporaryDirectory() as tmp:
-        dot = circuit_dot(circuit, Path(tmp))
+        dot = circuit_dot(circuit, Path(tmp), pictures)
         data = engine.draw(dot.source, fmt)
         if fmt == "svg":
             data = _embed_images(data.decode()).encode()
