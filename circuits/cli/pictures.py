@@ -23,6 +23,8 @@ LOW = 0.5  # agreement below this is flagged (docs/pictures.md)
                    "(the picture inside its receptive field).")  # fmt: skip
 @click.option("--copies", default=1, show_default=True, type=click.IntRange(1, 16),
               help="Pictures per neuron from different starts (the extra ones are kind 'diverse').")  # fmt: skip
+@click.option("--diversity", default=0.1, show_default=True, type=click.FloatRange(0, 100),
+              help="With --copies: how hard a neuron's copies are pushed apart (cosine of their receptive fields).")  # fmt: skip
 @click.option("--negative", is_flag=True, help="Also the picture that suppresses each neuron most.")
 @click.option("--examples", "k", default=9, show_default=True, type=click.IntRange(1, 100),
               help="Top examples per neuron from --data.")  # fmt: skip
@@ -33,7 +35,7 @@ LOW = 0.5  # agreement below this is flagged (docs/pictures.md)
               help="Record the pictures in this catalog (also $CIRCUITS_CATALOG).")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object listing every file (docs/pictures.md).")
 @device_option
-def pictures(model, weights, input_shape, layer, neurons, data, steps, objective, copies, negative, k, seed,
+def pictures(model, weights, input_shape, layer, neurons, data, steps, objective, copies, diversity, negative, k, seed,
              out_dir, catalog_path, as_json, device):  # fmt: skip
     """Pictures of the neurons of one layer of MODEL, with their top dataset examples and a number that
     says whether each picture can be trusted.
@@ -70,11 +72,12 @@ def pictures(model, weights, input_shape, layer, neurons, data, steps, objective
     loaded = load_model(model, weights, input_shape)
     probe = None if data.strip().lower() == "none" else data
     gallery = make_gallery(loaded, layer, list(neurons) or None, data=probe, objective=objective, steps=steps,
-                           copies=copies, negative=negative, k=k, seed=seed, device=device)  # fmt: skip
+                           copies=copies, diversity=diversity, negative=negative, k=k, seed=seed,
+                           device=device)  # fmt: skip
     listed, sheets = write_gallery(gallery, out_dir, loaded.spec)
     arguments = {"model": model, "weights": weights, "input_shape": input_shape, "layer": layer,
                  "neurons": list(neurons), "data": data, "steps": steps, "objective": objective, "copies": copies,
-                 "negative": negative, "examples": k, "seed": seed, "out": out_dir}  # fmt: skip
+                 "diversity": diversity, "negative": negative, "examples": k, "seed": seed, "out": out_dir}  # fmt: skip
     if catalog_path:
         _record(catalog_path, loaded, gallery, listed)
     if as_json:

@@ -53,10 +53,12 @@ class Gallery:
 
 
 def make_gallery(model, layer: str, channels=None, *, data="toyworld:512", objective: str = "channel",
-                 steps: int = 256, copies: int = 1, negative: bool = False, k: int = 9, seed: int = 0,
+                 steps: int = 256, copies: int = 1, diversity: float = 0.0, negative: bool = False, k: int = 9,
+                 seed: int = 0,
                  device=None) -> Gallery:  # fmt: skip
     """Pictures of ``channels`` of ``layer`` (default: all): ``copies`` optimised ones each (the first is
-    ``optimised``, the rest ``diverse``: other starts), a ``negative`` one if asked, and with ``data`` (a
+    ``optimised``, the rest ``diverse``: other starts, pushed apart by ``diversity``), a ``negative`` one
+    if asked, and with ``data`` (a
     data spec or a tensor; ``None`` for none) the top ``k`` examples and every optimised picture's circuit
     agreement."""
     from circuits.featvis import agreement as agree
@@ -79,7 +81,7 @@ def make_gallery(model, layer: str, channels=None, *, data="toyworld:512", objec
     reading = Neuron() if objective == "neuron" else Channel()
     shown = data if isinstance(data, str) or data is None else f"tensor of {len(images)} images"
     pictures = visualise(graph, info.name, channels, objective=reading, steps=steps, copies=copies, seed=seed,
-                         device=device)  # fmt: skip
+                         diversity=diversity, device=device)  # fmt: skip
     methods = {"optimised": {"method": "visualise", **pictures.settings}}
     if copies > 1:
         methods["diverse"] = methods["optimised"]

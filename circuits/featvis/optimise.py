@@ -57,7 +57,7 @@ class Pictures:
 
 def visualise(model, layer: str, channels=None, *, objective=None, param=None, steps: int = STEPS, lr: float = LR,
               copies: int = 1, transforms=robust.DEFAULT, seed: int = 0, warmup: float = WARMUP,
-              batch_size: int | None = None, device=None) -> Pictures:  # fmt: skip
+              batch_size: int | None = None, diversity: float = 0.0, device=None) -> Pictures:  # fmt: skip
     """Pictures of ``channels`` of ``layer`` (default: every one), ``copies`` images each.
 
     ``model``: anything :func:`circuits.graph.build_graph` takes. ``objective``: a value from
@@ -65,7 +65,9 @@ def visualise(model, layer: str, channels=None, *, objective=None, param=None, s
     layer). ``param``: :class:`~circuits.featvis.param.Fourier` (default) or ``Phase``. Deterministic for a
     given seed on the CPU. Channels are optimised ``batch_size`` images at a time (default 16 on the CPU,
     where bigger batches are slower per image, and 256 on a GPU); ``warmup`` is the share
-    of the steps taken on the linearised path (0 for none).
+    of the steps taken on the linearised path (0 for none). ``diversity`` (with ``copies`` > 1) adds to the
+    loss the cosine between each pair of a neuron's copies, centred, inside the receptive field, scaled by
+    the typical score: without it copies from different starts converge to one picture.
     """
     from circuits.graph import build_graph
     from circuits.graph.run import resolve_device
@@ -81,6 +83,10 @@ def visualise(model, layer: str, channels=None, *, objective=None, param=None, s
     batch_size = arguments.integer(batch_size, "batch_size", minimum=1)
     seed = check_seed(arguments.integer(seed, "seed"))
     lr, warmup = arguments.number(lr, "lr"), arguments.number(warmup, "warmup")
+    diversity = arguments.number(diversity, "diversity")
+    if not 0 <= diversity < math.inf:
+        raise UsageError(f"diversity must be a weight of 0 or more, got {diversity}")
+    batch_size = -(-batch_size // copies) * copies  # a neuron's copies share a batch: diversity compares them
     if copies > MAX_COPIES or not 0 <= warmup <= 1 or not 0 < lr < math.inf:
         raise UsageError(f"copies must be at most {MAX_COPIES}, warmup a share from 0 to 1 and lr positive "
                          f"(got copies={copies}, warmup={warmup}, lr={lr})")  # fmt: skip
@@ -89,6 +95,7 @@ def visualise(model, layer: str, channels=None, *, objective=None, param=None, s
     wanted = [(c, copy) for c in channels for copy in range(copies)]
     shape = tuple(graph.input_shape)
     start, stop, _ = receptive_field(graph, info.name)  # the jitter is a share of it
+    window = (slice(None), slice(None), *(slice(a, b) for a, b in zip(start, stop)))
     size = max((b - a for a, b in zip(start, stop)), default=max(shape[1:]))
     linear = _linearised(graph, info.name) if warmup > 0 else None
     images, reached = [], []
@@ -99,11 +106,11 @@ def visualise(model, layer: str, channels=None, *, objective=None, param=None, s
             part = wanted[first : first + batch_size]
             starts = [_start(param, shape, seed, c, copy) for c, copy in part]
             img, act = _optimise(graph, info.name, [c for c, _ in part], starts, objective, param, shape, steps, lr,
-                                 transforms, size, seed, warmup, linear, device, bar)  # fmt: skip
+                                 transforms, size, seed, warmup, linear, device, bar, (diversity, copies, window))  # fmt: skip
             images.append(img)
             reached.append(act)
     settings = {"objective": objective.to_dict(), "param": param.to_dict(), "steps": steps, "lr": lr,
-                "copies": copies, "seed": seed, "transforms": [repr(t) for t in transforms]}  # fmt: skip
+                "copies": copies, "diversity": diversity, "seed": seed, "transforms": [repr(t) for t in transforms]}  # fmt: skip
     reading = _reading(objective)
     positions = None
     if hasattr(reading, "at") and info.spatial:
@@ -119,7 +126,7 @@ def _start(param, shape, seed: int, channel: int, copy: int) -> list[torch.Tenso
 
 
 def _optimise(graph, layer, channels, starts, objective, param, shape, steps, lr, transforms, size, seed, warmup,
-              linear, device, bar):  # fmt: skip
+              linear, device, bar, spread=(0.0, 1, None)):  # fmt: skip
     own = torch.tensor(channels)
     generator = torch.Generator().manual_seed(seed)  # the transforms drawn: the same for every batch
     preact = graph.layers[layer].preact is not None  # a ReLU at zero passes no gradient: climb before it
@@ -133,13 +140,26 @@ def _optimise(graph, layer, channels, starts, objective, param, shape, steps, lr
         else:
             acts = graph.run(image, [layer], grad=True, device=device, preact=preact)[layer]
         score = objective(acts, own.to(device))
-        (-score.sum()).backward()
+        loss = -score.sum()
+        if spread[0] > 0 and spread[1] > 1:
+            loss = loss + spread[0] * score.detach().abs().mean() * _similarity(param.image(params, shape), *spread[1:])
+        loss.backward()
         optimiser.step()
         bar.update(len(channels))
     with torch.no_grad():
         image = param.image(params, shape)
         acts = graph.run(image, [layer], device=device)[layer]
         return image.detach().cpu(), _reading(objective)(acts, own).cpu()
+
+
+def _similarity(images, copies: int, window) -> torch.Tensor:
+    """The summed cosine between the centred receptive-field crops of each neuron's copies (adjacent in the
+    batch): what the diversity weight pushes down, in units of the typical score so it scales with the layer."""
+    crops = images[window].flatten(1)
+    crops = crops - crops.mean(1, keepdim=True)
+    crops = torch.nn.functional.normalize(crops, dim=1).view(-1, copies, crops.shape[1])
+    gram = crops @ crops.transpose(1, 2)
+    return (gram.sum() - gram.diagonal(dim1=1, dim2=2).sum()) / 2
 
 
 def _reading(objective):
