@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from PIL import Image
+from pngs import CHECKER, GRADIENT, checkerboard, png_of
 
 from circuits.catalog import Catalog, schema
 from circuits.catalog.serve import CANNED_QUERIES
@@ -31,26 +32,6 @@ SHA_B = hashlib.sha256(b"weights of model B").hexdigest()
 TIME_COLUMNS = {"created", "label_created", "applied"}
 METHOD = {"method": "visualise", "objective": "channel", "parameterisation": "fourier", "steps": 64, "seed": 0}
 EXAMPLES = {"method": "dataset_examples", "data": "toyworld:64", "k": 2}
-
-
-def png_of(array: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(array).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-def checkerboard(size=48, cell=8) -> np.ndarray:
-    """RGB, red and blue squares."""
-    y, x = np.mgrid[0:size, 0:size]
-    return np.where(((y // cell + x // cell) % 2 == 0)[..., None], [255, 0, 0], [0, 0, 255]).astype(np.uint8)
-
-
-def gradient(width=64, height=32) -> np.ndarray:
-    """Grey (mode L), dark to light from left to right."""
-    return np.tile((np.arange(width) * 255 // (width - 1)).astype(np.uint8), (height, 1))
-
-
-CHECKER, GRADIENT = png_of(checkerboard()), png_of(gradient())
 
 
 def picture(neuron, kind="optimised", rank=0, png=CHECKER, method=None, activation=1.5, agreement=0.75) -> dict:

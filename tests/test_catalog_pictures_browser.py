@@ -20,6 +20,7 @@ import subprocess
 import numpy as np
 import pytest
 from PIL import Image
+from pngs import CHECKER, GRADIENT
 from serving import fetch_json, free_port, start_serve, stop_group
 
 from circuits.catalog import Catalog
@@ -31,22 +32,6 @@ WINDOW = (1200, 1100)
 TOLERANCE = 2  # per channel: a browser that colour-manages may move a value by a step or two
 
 
-def png_of(array: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(array).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-def checkerboard(size=48, cell=8) -> np.ndarray:
-    y, x = np.mgrid[0:size, 0:size]
-    return np.where(((y // cell + x // cell) % 2 == 0)[..., None], [255, 0, 0], [0, 0, 255]).astype(np.uint8)
-
-
-def gradient(width=64, height=32) -> np.ndarray:
-    return np.tile((np.arange(width) * 255 // (width - 1)).astype(np.uint8), (height, 1))
-
-
-CHECKER, GRADIENT = png_of(checkerboard()), png_of(gradient())
 # the page's rows, in the canned query's order (model, layer, channel, kind, rank)
 SHOWN = [("conv1:0", "optimised", CHECKER), ("conv1:1", "optimised", CHECKER), ("conv1:1", "example", GRADIENT)]
 
