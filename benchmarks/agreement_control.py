@@ -27,7 +27,7 @@ def centred_cosine(a, b):
 def layer_row(model, layer, data, steps):
     from circuits.featvis import Neuron, dataset_examples, visualise
     from circuits.featvis.agreement import circuit_agreement
-    from circuits.featvis.examples import _crops
+    from circuits.featvis.examples import field_crops
     from circuits.graph import build_graph
 
     graph = build_graph(model)
@@ -35,7 +35,7 @@ def layer_row(model, layer, data, steps):
     examples = dataset_examples(graph, layer, data, k=9)
     found = circuit_agreement(graph, pictures, data, examples=examples)
     n = len(pictures.neurons)
-    crops = _crops(graph, layer, pictures.images, torch.arange(n)[:, None], pictures.positions[:, None])[:, 0]
+    crops = field_crops(graph, layer, pictures.images, pictures.positions)
     looks = centred_cosine(crops, examples.crops.mean(1))
     relative = [r for r in found.relative_activation.tolist() if r == r]
     agreement = [a for a in found.agreement.tolist() if a == a]

@@ -115,7 +115,7 @@ def attributions(graph, layer: str, images: torch.Tensor, channels: list[int], p
     position in the image). ``baseline`` [C]: for a first layer, the pixel value each colour channel's
     attribution is measured from (gradient x (pixel - baseline)); 0 without it. Returns (vectors [N, I],
     the pre-activation read [N], the input names)."""
-    from circuits.featvis.examples import _crops
+    from circuits.featvis.examples import field_crops
     from circuits.graph.paths import make_path_function, path_inputs
     from circuits.graph.run import node_values
 
@@ -140,7 +140,7 @@ def attributions(graph, layer: str, images: torch.Tensor, channels: list[int], p
     if info.sources == [graph.input_layer] and spatial:
         if baseline is not None:  # a uniform image then attributes nothing, whatever the kernel
             contributions[0] = contributions[0] - grads[0] * torch.as_tensor(baseline).view(1, -1, 1, 1)
-        crops = _crops(graph, name, contributions[0], torch.arange(len(images))[:, None], positions[:, None])[:, 0]
+        crops = field_crops(graph, name, contributions[0], positions)
         c, h, w = crops.shape[1:]
         return crops.flatten(1), read.detach(), [f"pixel:{i},{y},{x}" for i in range(c) for y in range(h) for x in range(w)]
     parts = [c.flatten(2).sum(2) if c.dim() > 2 else c for c in contributions]

@@ -84,6 +84,11 @@ def dataset_examples(model, layer: str, data, k: int = 9, channels=None, *, bott
     return Examples(info.name, channels, best_index, sign * best_value, position, crops, top=not bottom)
 
 
+def field_crops(graph, layer: str, images: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    """``[N, C, h, w]``: image ``i``'s receptive-field crop at ``positions[i]`` (a map position of ``layer``)."""
+    return _crops(graph, layer, images, torch.arange(len(images))[:, None], positions[:, None])[:, 0]
+
+
 def _crops(graph, layer, images, index, position) -> torch.Tensor:
     """Each example's receptive-field crop at its scoring position (the whole image for a dense layer)."""
     if (position < 0).any():

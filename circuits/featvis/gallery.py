@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 
 import torch
 
+from circuits.catalog.pictures import KINDS  # the kinds a picture can be, as the catalog stores them
 from circuits.errors import UsageError
 
-KINDS = ("optimised", "diverse", "negative", "example")
 OBJECTIVES = ("channel", "neuron")
 DIAGRAM_SIZE = 48  # pixels a picture takes inside a diagram's node
 
@@ -179,12 +179,11 @@ def write_gallery(gallery: Gallery, folder, model_name: str = "") -> tuple[list[
 
 def _fields(graph, layer: str, pictures):
     """Each picture's receptive-field crop at the position its objective read (None for whole-map objectives)."""
-    from circuits.featvis.examples import _crops
+    from circuits.featvis.examples import field_crops
 
     if pictures.positions is None:
         return None
-    n = len(pictures.neurons)
-    return _crops(graph, layer, pictures.images, torch.arange(n)[:, None], pictures.positions[:, None])[:, 0]
+    return field_crops(graph, layer, pictures.images, pictures.positions)
 
 
 def _caption(entry: Entry) -> str:

@@ -134,7 +134,8 @@ def _optimise(graph, layer, channels, starts, objective, param, shape, steps, lr
     optimiser = torch.optim.Adam(params, lr=lr)
     for step in range(steps):
         optimiser.zero_grad()
-        image = robust.apply(transforms, param.image(params, shape), generator, size)
+        raw = param.image(params, shape)
+        image = robust.apply(transforms, raw, generator, size)
         if step < warmup * steps:
             acts = linear(image.to(device))
         else:
@@ -142,7 +143,7 @@ def _optimise(graph, layer, channels, starts, objective, param, shape, steps, lr
         score = objective(acts, own.to(device))
         loss = -score.sum()
         if spread[0] > 0 and spread[1] > 1:
-            loss = loss + spread[0] * score.detach().abs().mean() * _similarity(param.image(params, shape), *spread[1:])
+            loss = loss + spread[0] * score.detach().abs().mean() * _similarity(raw, *spread[1:])
         loss.backward()
         optimiser.step()
         bar.update(len(channels))
