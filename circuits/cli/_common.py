@@ -45,6 +45,12 @@ def load_model(model: str, weights: str | None, input_shape: str | None):
     return load(model, weights=weights, input_shape=input_shape)
 
 
+def add_loaded_model(catalog, loaded) -> str:
+    """Record a loaded model in ``catalog`` by its weights hash, with its architecture and parameter count."""
+    return catalog.add_model(loaded.weights_hash, loaded.spec, architecture=type(loaded.module).__name__,
+                             spec=loaded.spec, parameters=sum(p.numel() for p in loaded.module.parameters()))
+
+
 def echo_json(payload: dict, arguments: dict, weights_sha256: str | None = None) -> None:
     from circuits.provenance import dumps, envelope
 

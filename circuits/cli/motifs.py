@@ -2,7 +2,7 @@
 
 import click
 
-from circuits.cli._common import device_option, echo_json, load_model, model_options
+from circuits.cli._common import add_loaded_model, device_option, echo_json, load_model, model_options
 
 KIND_HELP = "union|equivariance|inhibition|polysemantic|network|all"
 
@@ -49,8 +49,7 @@ def motifs(model, weights, input_shape, kind, layer, data, as_json, catalog_path
 
         with Catalog(catalog_path) as catalog:
             with catalog.transaction():
-                catalog.add_model(loaded.weights_hash, loaded.spec, architecture=type(loaded.module).__name__,
-                                  spec=loaded.spec, parameters=sum(p.numel() for p in loaded.module.parameters()))  # fmt: skip
+                add_loaded_model(catalog, loaded)
                 catalog.add_motifs(loaded.weights_hash, payload)
     if as_json:
         echo_json(payload, arguments, loaded.weights_hash)

@@ -2,7 +2,7 @@
 
 import click
 
-from circuits.cli._common import device_option, echo_json, load_model, model_options
+from circuits.cli._common import add_loaded_model, device_option, echo_json, load_model, model_options
 
 DEFAULT_DATA = "toyworld:512"
 LOW = 0.5  # agreement below this is flagged (docs/pictures.md)
@@ -98,8 +98,7 @@ def _record(catalog_path, loaded, gallery, listed) -> None:
                      "agreement": entry.agreement})  # fmt: skip
     with Catalog(catalog_path) as catalog:
         with catalog.transaction():
-            catalog.add_model(loaded.weights_hash, loaded.spec, architecture=type(loaded.module).__name__,
-                              spec=loaded.spec, parameters=sum(p.numel() for p in loaded.module.parameters()))  # fmt: skip
+            add_loaded_model(catalog, loaded)
             catalog.add_pictures(loaded.weights_hash, rows, loaded.spec)
 
 
