@@ -254,17 +254,21 @@ def test_a_version_3_catalog_is_backed_up_and_gains_the_picture_tables(tmp_path,
         m.setattr(schema, "MIGRATIONS", schema.MIGRATIONS[:3])
         with Catalog(path) as cat:
             cat.add_model(SHA_A, "zoo:plain-cnn", layers=["conv1"])
-            cat.label("zoo:plain-cnn", "conv1:1", "vertical edge")
             assert "images" not in cat.db.table_names()
-    conn = sqlite3.connect(path)
+    conn = sqlite3.connect(path)  # a label as version 3 wrote it (today's code writes version 5's columns)
+    with conn:
+        conn.execute("INSERT INTO neurons VALUES (?, 'conv1', 1, 'vertical edge', 'user', ?, NULL)",
+                     (SHA_A, "2026-01-01T00:00:00.000000+00:00"))
+        conn.execute("INSERT INTO label_history VALUES (?, 'conv1', 1, 'vertical edge', 'user', ?)",
+                     (SHA_A, "2026-01-01T00:00:00.000000+00:00"))
     before = conn.execute("SELECT * FROM neurons").fetchall()
     conn.close()
     with pytest.raises(CatalogError, match="older than this circuits"):  # a read never upgrades
         Catalog(path, readonly=True)
     with Catalog(path) as cat:
-        assert cat.value("SELECT max(version) FROM schema_version") == schema.current_version() == 4
-        assert cat.rows("SELECT * FROM neurons") == [dict(zip(("model", "layer", "channel", "label", "label_source",
-                                                                "label_created", "notes"), before[0]))]
+        assert cat.value("SELECT max(version) FROM schema_version") == schema.current_version()
+        assert cat.rows("SELECT model, layer, channel, label, label_source, label_created, notes FROM neurons") == [
+            dict(zip(("model", "layer", "channel", "label", "label_source", "label_created", "notes"), before[0]))]
         cat.add_pictures("zoo:plain-cnn", [picture("conv1:1")])
         assert cat.neuron_pictures("zoo:plain-cnn", "conv1:1")[0]["png"] == CHECKER
         assert cat.search("vertical")[0]["id"] == "zoo:plain-cnn/conv1:1"

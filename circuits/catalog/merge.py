@@ -3,8 +3,9 @@
 Everything keyed by a content hash (circuits, edges, motif instances, modules, families, images and the
 neurons' pictures) is simply unioned: equal ids mean equal content. Models keep this catalog's values and
 fill in fields it lacks. A neuron's label is the winner by (user label over tool labels, newest, text) — the
-rule ``Catalog.label`` applies when labels arrive one after another — and every label, with its source and
-time, is kept in ``label_history``. So merging B into A gives the rows of a catalog that saw both runs,
+rule ``Catalog.label`` and ``Catalog.add_labels`` apply when labels arrive one after another — and carries the
+winner's evidence (``label_evidence``, NULL for a person's label); every label, with its source, time and
+evidence, is kept in ``label_history``. So merging B into A gives the rows of a catalog that saw both runs,
 whichever order you merge in.
 """
 
@@ -19,8 +20,8 @@ from circuits.errors import CatalogError, UsageError
 _UNION = [
     "INSERT OR IGNORE INTO main.layers SELECT model, name FROM other.layers",
     "INSERT OR IGNORE INTO main.neurons (model, layer, channel) SELECT model, layer, channel FROM other.neurons",
-    """INSERT OR IGNORE INTO main.label_history (model, layer, channel, label, source, created)
-       SELECT model, layer, channel, label, source, created FROM other.label_history""",
+    """INSERT OR IGNORE INTO main.label_history (model, layer, channel, label, source, created, evidence)
+       SELECT model, layer, channel, label, source, created, evidence FROM other.label_history""",
     """INSERT OR IGNORE INTO main.circuits (id, model, target, method, parameters, created, nodes, graph,
                                             edge_attributes)
        SELECT id, model, target, method, parameters, created, nodes, graph, edge_attributes FROM other.circuits""",
@@ -57,7 +58,7 @@ ON CONFLICT(id) DO UPDATE SET
 _LABELS = """
 UPDATE main.neurons AS n
 SET label = o.label, label_source = o.label_source, label_created = o.label_created,
-    notes = coalesce(o.notes, n.notes)
+    label_evidence = o.label_evidence, notes = coalesce(o.notes, n.notes)
 FROM other.neurons AS o
 WHERE o.model = n.model AND o.layer = n.layer AND o.channel = n.channel AND o.label IS NOT NULL
   AND (n.label IS NULL OR (o.label_source = 'user', o.label_created, o.label)

@@ -43,6 +43,11 @@ def stats(store) -> dict:
         "catalog_schema_version": store.value("SELECT max(version) FROM schema_version"),
         "counts": counts,
         "labelled_neurons": store.value("SELECT count(*) FROM neurons WHERE label IS NOT NULL"),
+        # shown labels by who made them: a person, or an automatic labeller (with its evidence); the labels
+        # other tools carry without evidence (extract's names from the model) count in neither
+        "user_labelled_neurons": store.value("SELECT count(*) FROM neurons WHERE label IS NOT NULL AND label_source = 'user'"),
+        "auto_labelled_neurons": store.value(
+            "SELECT count(*) FROM neurons WHERE label IS NOT NULL AND label_evidence IS NOT NULL"),
     }
 
 
@@ -129,9 +134,10 @@ def _neuron(store, model_id, neuron):
     if not rows:
         raise UsageError(f"the catalog has no neuron {neuron} for model {model_id[:12]}.")
     key = (model_id, layer, int(channel))
-    return {"kind": "neuron", **rows[0],
-            "history": store.rows("""SELECT label, source, created FROM label_history
-                                     WHERE model = ? AND layer = ? AND channel = ? ORDER BY created, label""", key),
+    return {"kind": "neuron", **decode(rows[0], ("label_evidence",)),
+            "history": [decode(r, ("evidence",)) for r in store.rows(
+                """SELECT label, source, created, evidence FROM label_history
+                   WHERE model = ? AND layer = ? AND channel = ? ORDER BY created, label""", key)],
             # targets come from an index; membership reads the nodes of every circuit of the model
             "target_of": [r[0] for r in store.db.execute(
                 "SELECT id FROM circuits WHERE model = ? AND target = ? ORDER BY id", (model_id, neuron))],

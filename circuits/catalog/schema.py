@@ -239,9 +239,30 @@ def v4(db) -> None:
         db.execute(statement)
 
 
+# No comments in these statements: SQLite splices an added column's text into the table's CREATE TABLE, where
+# a ``--`` comment would swallow the closing parenthesis.
+V5 = (
+    "ALTER TABLE neurons ADD COLUMN label_evidence TEXT",
+    "ALTER TABLE label_history ADD COLUMN evidence TEXT",
+)
+
+
+def v5(db) -> None:
+    """Label provenance: what backs an automatic label, beside the label itself.
+
+    ``neurons.label_evidence`` holds the shown label's evidence and ``label_history.evidence`` each recorded
+    label's, as JSON ``{"concept": ..., "score": ..., "evidence": {...}}`` (``Catalog.add_labels``: the method,
+    its measurements, the probe data, the tool version); NULL for a label a person wrote (``Catalog.label``)
+    and for the labels other tools carry (``extract``'s). Older rows keep NULL. Written as SQL for the reason
+    version 4 is: the text SQLite keeps does not depend on the installed sqlite-utils.
+    """
+    for statement in V5:
+        db.execute(statement)
+
+
 # MIGRATIONS[n - 1] takes a catalog from version n - 1 to version n: an SQL script, or a function of a
 # sqlite_utils.Database. Both run inside the caller's transaction.
-MIGRATIONS: list = [V1, v2, v3, v4]
+MIGRATIONS: list = [V1, v2, v3, v4, v5]
 
 # Content tables in dependency order, with the columns that order their rows (for export and comparison).
 TABLES: dict[str, tuple[str, ...]] = {

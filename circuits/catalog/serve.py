@@ -29,7 +29,10 @@ CANNED_QUERIES = {
     },
     "labelled_neurons": {
         "title": "Labelled neurons",
-        "sql": """SELECT m.name AS model, n.layer || ':' || n.channel AS neuron, n.label, n.label_source, n.notes
+        "description": "Source 'user' is a person's label; an automatic label shows its concept and score.",
+        "sql": """SELECT m.name AS model, n.layer || ':' || n.channel AS neuron, n.label, n.label_source AS source,
+                    json_extract(n.label_evidence, '$.concept') AS concept,
+                    json_extract(n.label_evidence, '$.score') AS score, n.notes
                   FROM neurons n JOIN models m ON m.id = n.model WHERE n.label IS NOT NULL
                   ORDER BY m.name, n.layer, n.channel""",
     },

@@ -663,30 +663,79 @@ class Store:
                 )
             self._add_keys("neurons", ("model", "layer", "channel"), [(model_id, layer, channel)])
             self._set_label(model_id, layer, channel, text.strip(), source, notes)
-            return self.rows("SELECT * FROM neurons WHERE model = ? AND layer = ? AND channel = ?",
-                             (model_id, layer, channel))[0]
+            return decode(self.rows("SELECT * FROM neurons WHERE model = ? AND layer = ? AND channel = ?",
+                                    (model_id, layer, channel))[0], ("label_evidence",))
 
-    def _set_label(self, model, layer, channel, text, source, notes):
+    def add_labels(self, model: str, labels: list[dict], source: str = "circuits label",
+                   model_name: str | None = None) -> dict:
+        """Store automatic labels of a model's neurons, each with what backs it; returns how many fared how.
+
+        Each label is ``{"neuron": "LAYER:CHANNEL", "label": str, "score": float, "concept": str, "evidence":
+        dict}``: ``evidence`` says how the label was reached (method, auroc, iou, the control's score, the probe
+        data's spec, the tool's version) and must be plain JSON. Every label is kept in ``label_history`` with
+        its evidence; the neuron shows it unless a person's label (source ``"user"``, ``Catalog.label``) is
+        there, which an automatic label never replaces, or a newer one. One transaction: a bad label anywhere
+        raises :class:`~circuits.catalog.labels.LabelError` naming ``labels[i]`` and nothing is written. Adding
+        what this ``source`` last said of a neuron again (same text, score, concept and evidence) writes nothing.
+        The layer and neuron rows are made if new, and an unknown ``model`` is registered with ``model_name``,
+        as ``add_pictures`` does.
+
+        Returns ``{"written": n, "kept_user": n, "kept_newer": n, "unchanged": n}``, one count per label:
+        shown now; recorded while the neuron keeps its user label; recorded while it keeps a tool's label
+        written later (a merged catalog's clock ahead of this one's); and nothing to write.
+        """
+        from circuits.catalog.labels import check_labels, check_source
+
+        source, checked = check_source(source), check_labels(labels)
+        counts = dict.fromkeys(("written", "kept_user", "kept_newer", "unchanged"), 0)
+        counts["unchanged"] = checked.count(None)  # exact repeats within this call
+        checked = [one for one in checked if one is not None]
+        with self.transaction():
+            model_id = self._ensure_model(model, model_name)
+            self._add_neurons(model_id, [(one.layer, one.channel) for one in checked])
+            created = now()
+            for one in checked:
+                key = (model_id, one.layer, one.channel)
+                last = self.db.execute("""SELECT label, evidence FROM label_history
+                                          WHERE model = ? AND layer = ? AND channel = ? AND source = ?
+                                          ORDER BY created DESC, label DESC LIMIT 1""", (*key, source)).fetchone()
+                if last == (one.text, one.evidence_json):
+                    counts["unchanged"] += 1
+                else:
+                    counts[self._set_label(*key, one.text, source, None, one.evidence_json, created)] += 1
+        return counts
+
+    def _set_label(self, model, layer, channel, text, source, notes, evidence=None, created=None) -> str:
+        """Record a label in the history and show it if it wins by (user over tools, newest, text).
+
+        ``evidence`` is the canonical JSON of what backs an automatic label (``None`` for a person's or
+        extract's). Returns ``"written"`` (shown now), ``"kept_user"`` / ``"kept_newer"`` (recorded only), or
+        ``"unchanged"``.
+        """
         key = (model, layer, channel)
         label, label_source, label_created = self.db.execute(
             "SELECT label, label_source, label_created FROM neurons WHERE model = ? AND layer = ? AND channel = ?", key
         ).fetchone()
-        if label == text and label_source == source and notes is None:
-            return  # re-adding the same circuit, or echoing the catalog's own label back, changes nothing
-        created = now()
-        self._add_keys("label_history", ("model", "layer", "channel", "label", "source", "created"),
-                       [(*key, text, source, created)])
+        if evidence is None and label == text and label_source == source and notes is None:
+            return "unchanged"  # re-adding the same circuit, or echoing the catalog's own label back, changes nothing
+        created = created or now()
+        self.db.execute("""INSERT INTO label_history (model, layer, channel, label, source, created, evidence)
+                           VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING""", (*key, text, source, created, evidence))
         # plain UPDATEs: Table.update() re-reads the table's schema twice per call, tripling the cost of a label
         if label is None or (source == "user", created, text) > (label_source == "user", label_created, label):
-            self.db.execute("""UPDATE neurons SET label = ?, label_source = ?, label_created = ?, notes = coalesce(?, notes)
-                               WHERE model = ? AND layer = ? AND channel = ?""", (text, source, created, notes, *key))
-        elif notes is not None:
+            self.db.execute("""UPDATE neurons SET label = ?, label_source = ?, label_created = ?, label_evidence = ?,
+                                 notes = coalesce(?, notes)
+                               WHERE model = ? AND layer = ? AND channel = ?""",
+                            (text, source, created, evidence, notes, *key))
+            return "written"
+        if notes is not None:
             self.db.execute("UPDATE neurons SET notes = coalesce(notes, ?) WHERE model = ? AND layer = ? AND channel = ?",
                             (notes, *key))
+        return "kept_user" if label_source == "user" else "kept_newer"
 
 
 def decode(row: dict, columns=("parameters", "nodes", "info", "members", "evidence", "faithfulness", "kernel",
-                               "graph", "edge_attributes")) -> dict:
+                               "graph", "edge_attributes", "label_evidence")) -> dict:
     """Turn the JSON-text columns of a row back into values."""
     for column in columns:
         if isinstance(row.get(column), str):

@@ -78,6 +78,8 @@ def stats(catalog_path, as_json):
     for table, count in result["counts"].items():
         click.echo(f"{table:22} {count}")
     click.echo(f"{'labelled neurons':22} {result['labelled_neurons']}")
+    click.echo(f"{'  by a person (user)':22} {result['user_labelled_neurons']}")
+    click.echo(f"{'  automatic':22} {result['auto_labelled_neurons']}")
 
 
 @catalog.command(name="list")
