@@ -11,6 +11,7 @@ Accepted specs (see :func:`load_data`):
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -91,7 +92,34 @@ def _ints(parts: list[str], spec: str, names: list[str]) -> list[int]:
     return values
 
 
-def _toyworld(rest: str, spec: str, input_shape, default_n: int) -> torch.Tensor:
+@dataclass
+class Labelled:
+    """Toy-world images with everything the generator knows about them: class labels, latents (with
+    ``mask`` when asked) and the task, so concepts can be scored on them."""
+
+    images: torch.Tensor
+    labels: np.ndarray
+    latents: dict
+    task: str
+    spec: str
+
+
+def load_labelled(spec: str, input_shape: tuple[int, ...] | None = None, default_n: int = 2000,
+                  masks: bool = False) -> Labelled:  # fmt: skip
+    """Like :func:`load_data` for a ``toyworld[:TASK][:N][:SEED]`` spec, keeping the latents; any other spec
+    raises :class:`~circuits.errors.DataError` (its images have no known concepts)."""
+    text = os.fspath(spec) if isinstance(spec, os.PathLike) else spec
+    if not isinstance(text, str) or text.strip().partition(":")[0] != "toyworld":
+        raise DataError(f"data {arguments.quoted(str(spec))} has no known concepts: concept labels need toy-world images "
+                        "(--data toyworld:TASK:N:SEED), or pass your own examples with --examples DIR")
+    text = text.strip()
+    if input_shape is not None:
+        input_shape = arguments.shape(input_shape)
+    default_n = arguments.integer(default_n, "default_n", minimum=1)
+    return _toyworld(text.partition(":")[2], text, input_shape, default_n, keep=True, masks=masks)
+
+
+def _toyworld(rest: str, spec: str, input_shape, default_n: int, keep: bool = False, masks: bool = False):
     from circuits.data import toyworld
 
     parts = [p for p in rest.split(":")] if rest else []
@@ -111,8 +139,8 @@ def _toyworld(rest: str, spec: str, input_shape, default_n: int) -> torch.Tensor
         raise DataError(f"'{spec}' renders images of at least 8x8 pixels, but the model expects {size}x{size}; "
                         "pass a .npy/.pt tensor of that shape instead")
     _check_bytes(spec, n, (channels, size, size))
-    images, _, _ = toyworld.generate(n, seed=seed, size=size, rgb=channels == 3, task=task)
-    return images
+    images, labels, latents = toyworld.generate(n, seed=seed, size=size, rgb=channels == 3, task=task, masks=masks)
+    return Labelled(images, labels.numpy(), latents, task, spec) if keep else images
 
 
 def _noise(rest: str, spec: str, input_shape) -> torch.Tensor:

@@ -15,10 +15,18 @@ Tasks (``TASKS``), each with its own labels:
                  around the class direction so that the classes are separable.
 - ``primitives`` one of: oriented line, oriented step edge, arc, high/low-frequency boundary, texture, at
                  any angle. Label: the primitive kind.
+- ``strokes``    one thin mark: a line at any orientation or a wedge ``<`` / ``>`` (arms at ±45° to its axis)
+                 — the parts the planted line and wedge nets (:mod:`circuits.planted`) detect, drawn so
+                 their labels can be checked. Label: the mark's kind. Its ``angle`` is the planted kernels'
+                 convention (degrees counter-clockwise from +x with y up): a line's orientation in
+                 [0, 180), a wedge's small tilt (±8°); ``facing`` is -1 for ``<``, +1 for ``>``.
 
 Latents (a dict of numpy arrays, one entry per image) keep every factor for analysis: ``facing`` (+1 right,
 -1 left, 0 for unfaced), ``angle`` (degrees), ``x``/``y`` (centre in [-1, 1] image coordinates, y down),
-``scale`` (fraction of the half-width), plus task-specific ones (``radius``, ``span``).
+``scale`` (fraction of the half-width), plus task-specific ones (``radius``, ``span``). With ``masks=True``
+the latents also hold ``mask``, N x size x size booleans: the pixels of the labelled thing (the object, the
+arc, the mark; a primitive's line, edge side or arc, and the whole image for a boundary or a texture), which
+is what concept labels are scored against (Network Dissection's segmentation masks).
 
 Example::
 
@@ -34,6 +42,7 @@ TASKS = {
     "objects": ("fish", "bird", "arrow"),
     "curves": ("arc-right", "arc-down", "arc-left", "arc-up"),
     "primitives": ("line", "edge", "curve", "frequency-boundary", "texture"),
+    "strokes": ("line", "wedge"),
 }
 OBJECT_ANGLE_MAX = 25.0  # degrees: small tilts keep "facing left/right" meaningful
 CURVE_JITTER = 35.0  # degrees around each curve class direction
@@ -46,14 +55,15 @@ def class_names(task: str = "objects") -> tuple[str, ...]:
     return TASKS[task]
 
 
-def generate(n: int, seed: int = 0, size: int = 32, rgb: bool = False, task: str = "objects"):
+def generate(n: int, seed: int = 0, size: int = 32, rgb: bool = False, task: str = "objects", masks: bool = False):
     """Render ``n`` images of ``task``; returns ``(images, labels, latents)``.
 
     Parameters
     ----------
     n : number of images.  seed : any int; the only source of randomness.
     size : image height and width in pixels.  rgb : 3 channels (coloured objects and backgrounds) or 1.
-    task : one of ``TASKS``.
+    task : one of ``TASKS``.  masks : also return each image's mask as ``latents["mask"]`` (the images and
+    the other latents are the same either way).
 
     Returns
     -------
@@ -72,11 +82,14 @@ def generate(n: int, seed: int = 0, size: int = 32, rgb: bool = False, task: str
         return torch.zeros(0, channels, size, size), torch.zeros(0, dtype=torch.long), {}
     grid = _grid(size)
     alpha, labels, latents, background = _RENDER[task](rng, n, grid, size)
+    mask = latents.pop("_mask")
+    if masks:
+        latents["mask"] = mask
     images = _compose(rng, alpha, rgb, background)
     return torch.from_numpy(images), torch.from_numpy(labels.astype(np.int64)), latents
 
 
-_TASK_SALT = {"objects": 11, "curves": 13, "primitives": 17}
+_TASK_SALT = {"objects": 11, "curves": 13, "primitives": 17, "strokes": 19}
 
 
 def _check_task(task: str) -> None:
@@ -240,7 +253,8 @@ def _render_objects(rng, n, grid, size):
         if d_eye is not None:
             eye[idx] = _coverage(d_eye * _col(scale[idx]) * px)
     layers.append((body * (1 - eye), rng.uniform(0.95, 1.0, n).astype(np.float32)))
-    latents = {"facing": facing, "angle": angle, "x": cx, "y": cy, "scale": scale}
+    latents = {"facing": facing, "angle": angle, "x": cx, "y": cy, "scale": scale,
+               "_mask": body >= 0.5}  # the eye is a hole in the paint, not in the object
     return layers, labels, latents, (0.05, 0.1)
 
 
@@ -272,7 +286,7 @@ def _render_curves(rng, n, grid, size):
     cov = _coverage(_arc_distance(grid, cx, cy, orient, radius, span, thick, size))
     latents = {
         "facing": np.zeros(n, np.int64), "angle": orient, "x": cx, "y": cy, "scale": radius,
-        "radius": radius, "span": span,
+        "radius": radius, "span": span, "_mask": cov >= 0.5,
     }
     return [(cov, rng.uniform(0.7, 1.0, n).astype(np.float32))], labels, latents, (0.0, 0.2)
 
@@ -302,11 +316,54 @@ def _render_primitives(rng, n, grid, size):
     for k, image in enumerate((line, edge, curve, boundary, texture)):
         idx = labels == k
         cov[idx] = image[idx]
-    latents = {"facing": np.zeros(n, np.int64), "angle": angle, "x": cx, "y": cy, "scale": scale}
+    mask = np.where((labels >= 3)[:, None, None], True, cov >= 0.5)  # a boundary or a texture fills the image
+    latents = {"facing": np.zeros(n, np.int64), "angle": angle, "x": cx, "y": cy, "scale": scale, "_mask": mask}
     return [(cov, rng.uniform(0.7, 1.0, n).astype(np.float32))], labels, latents, (0.0, 0.2)
 
 
-_RENDER = {"objects": _render_objects, "curves": _render_curves, "primitives": _render_primitives}
+def _segment_distance(grid, x0, y0, angle_ccw, length_px, size):
+    """Distance (pixels) to the segment from (x0, y0) going ``length_px`` at ``angle_ccw`` (y up)."""
+    gx, gy = grid
+    px = size / 2.0
+    theta = np.deg2rad(angle_ccw).astype(np.float32)
+    dx, dy = (gx - _col(x0)) * px, (gy - _col(y0)) * px
+    ux, uy = _col(np.cos(theta)), -_col(np.sin(theta))  # image rows grow downwards
+    t = np.clip(dx * ux + dy * uy, 0.0, _col(length_px))
+    return np.sqrt((dx - t * ux) ** 2 + (dy - t * uy) ** 2)
+
+
+def _render_strokes(rng, n, grid, size):
+    labels = rng.integers(0, 2, n)  # line, wedge
+    line_angle = rng.uniform(0.0, 180.0, n).astype(np.float32)
+    tilt = rng.uniform(-8.0, 8.0, n).astype(np.float32)
+    facing = rng.choice(np.array([1, -1], dtype=np.int64), n)
+    half = rng.uniform(0.22, 0.35, n).astype(np.float32) * size  # a line's half-length, a wedge arm's length
+    thick = rng.uniform(1.5, 2.2, n).astype(np.float32)
+    cx = rng.uniform(-0.35, 0.35, n).astype(np.float32)
+    cy = rng.uniform(-0.35, 0.35, n).astype(np.float32)
+    px = size / 2.0
+    # a line through the centre: two segments going out both ways
+    forward = _segment_distance(grid, cx, cy, line_angle, half, size)
+    backward = _segment_distance(grid, cx, cy, line_angle + 180.0, half, size)
+    line = np.minimum(forward, backward)
+    # '<' opens to the right (arms at +-45 degrees), '>' to the left; the vertex sits at the centre
+    opening = np.where(facing < 0, 0.0, 180.0).astype(np.float32) + tilt
+    wedge = np.minimum(_segment_distance(grid, cx, cy, opening + 45.0, half, size),
+                       _segment_distance(grid, cx, cy, opening - 45.0, half, size))
+    dist = np.where((labels == 0)[:, None, None], line, wedge)
+    cov = _coverage(dist - _col(thick) / 2)
+    latents = {
+        "facing": np.where(labels == 1, facing, 0), "angle": np.where(labels == 0, line_angle, tilt).astype(np.float32),
+        "x": cx, "y": cy, "scale": (half / px).astype(np.float32), "_mask": cov >= 0.5,
+    }
+    contrast = rng.uniform(0.9, 1.0, n).astype(np.float32)  # bold marks: the planted thresholds expect them
+    return [(cov, contrast)], labels, latents, (0.0, 0.2)
+
+
+_RENDER = {
+    "objects": _render_objects, "curves": _render_curves, "primitives": _render_primitives,
+    "strokes": _render_strokes,
+}
 
 
 def _compose(rng, layers, rgb: bool, background_range=(0.0, 0.2)) -> np.ndarray:
