@@ -23,6 +23,8 @@ COMMANDS = {
     "motifs": "circuits.cli.motifs:motifs",
     "pictures": "circuits.cli.pictures:pictures",
     "universality": "circuits.cli.motifs:universality",
+    "label": "circuits.cli.label:label",
+    "find": "circuits.cli.label:find",
     "planted": "circuits.cli.planted:planted",
     "zoo": "circuits.cli.zoo:zoo",
     "catalog": "circuits.cli.catalog:catalog",
