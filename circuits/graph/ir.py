@@ -224,6 +224,9 @@ def build_graph(model, input_shape: tuple[int, ...] | None = None) -> NeuronGrap
     graph.dtype = dtype
     if isinstance(model, LoadedModel):
         graph.spec, graph.labels = model.spec, dict(model.labels)
+        # the model's identity everywhere (provenance, catalog): the traced graph drops parameters forward
+        # never reads (a training-only head), which would give the same model a second hash
+        graph.weights_hash = model.weights_hash
     return graph
 
 

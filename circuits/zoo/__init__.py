@@ -96,4 +96,5 @@ def load(name: str):
         raise ModelLoadError(f"cannot load zoo weights '{path.name}': {type(exc).__name__}: {exc}") from None
     module.eval()
     info.pop("card_markdown", None)
-    return LoadedModel(module, spec=f"zoo:{name}", input_shape=tuple(info["input_shape"]), labels={}, info=info)
+    labels = {n["neuron"]: n["label"] for n in info.get("labels", {}).get("neurons", [])}  # shipped, automatic
+    return LoadedModel(module, spec=f"zoo:{name}", input_shape=tuple(info["input_shape"]), labels=labels, info=info)

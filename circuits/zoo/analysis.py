@@ -196,3 +196,27 @@ def curve_families(module: nn.Module, layers=("conv1", "conv2"), orientations: i
             "families": families,
         }
     return report
+
+
+def facing_cases(module: nn.Module, images: torch.Tensor, labels, facing) -> list[dict]:
+    """For a FacingCNN: per class k, how well its case channels (``conv3:2k`` left, ``conv3:2k+1`` right)
+    tell the facings of that class apart, and how little the class neuron ``fc:k`` does. AUROCs of the
+    strongest pre-activation per image, left against right within the class (the right channel's reversed, so
+    1 is a perfect detector of its own facing for both); ``union_between`` is fc:k's (0.5: invariant)."""
+    from circuits.data.toyworld import class_names
+    from circuits.graph import build_graph
+    from circuits.labels.responses import responses
+    from circuits.labels.selectivity import auroc_between
+
+    scores, _ = responses(build_graph(module), images, ["conv3", "fc"])
+    labels, facing = np.asarray(labels), np.asarray(facing)
+    out = []
+    for k, name in enumerate(class_names("objects")):
+        inside = labels == k
+        left, right = facing[inside] < 0, facing[inside] > 0
+        cases = auroc_between(scores["conv3"][inside][:, [2 * k, 2 * k + 1]], left, right)
+        between = auroc_between(scores["fc"][inside][:, [k]], left, right)[0]
+        out.append({"class": name, "union": f"fc:{k}", "left": f"conv3:{2 * k}", "right": f"conv3:{2 * k + 1}",
+                    "left_auroc": round(float(cases[0]), 4), "right_auroc": round(float(1 - cases[1]), 4),
+                    "union_between": round(float(between), 4)})  # fmt: skip
+    return out

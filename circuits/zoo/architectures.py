@@ -3,6 +3,7 @@
 Layer names (as ``circuits layers`` prints them):
 
 - :class:`PlainCNN`      conv1, conv2, conv3 (functional ReLU after each conv), fc
+- :class:`FacingCNN`     as PlainCNN; conv3's first channels are trained as (class, facing) cases
 - :class:`InceptionCNN`  stem, inc1 (concat of inc1.b1, inc1.b3, inc1.b5, inc1.bp), inc2 (likewise), fc
 - :class:`ResNetCNN`     stem, block1, block2 (BatchNorm and residual add inside each block), fc
 - :class:`MLP`           fc1, fc2, fc3
@@ -34,13 +35,48 @@ class PlainCNN(nn.Module):
         self.fc = nn.Linear(c3, classes)
 
     def forward(self, x):
+        x = F.relu(self.conv3(self.conv3_input(x)))
+        x = torch.amax(x, dim=(2, 3))
+        return self.fc(x)
+
+    def conv3_input(self, x):
+        """What conv3 reads: conv1 and conv2, each with its ReLU and a 2x2 max-pool."""
         x = F.relu(self.conv1(x))
         x = F.max_pool2d(x, 2)
         x = F.relu(self.conv2(x))
-        x = F.max_pool2d(x, 2)
-        x = F.relu(self.conv3(x))
-        x = torch.amax(x, dim=(2, 3))
-        return self.fc(x)
+        return F.max_pool2d(x, 2)
+
+
+class FacingCNN(PlainCNN):
+    """The plain CNN whose first ``2 x classes`` conv3 channels are each made to report one case, a class
+    facing one way (channel ``2k`` class k facing left, ``2k + 1`` facing right), during training.
+
+    ``forward`` returns the class logits only, so the traced graph, ``evaluate`` and every tool see the class
+    network. Training adds a cross-entropy over the cases whose logits are those channels' strongest
+    pre-activations, each through its own scale and offset (:meth:`forward_with_cases`): a diagonal read-out, so a case must
+    be one neuron, not spread over many (a linear facing head on all of conv3 was tried first: it reached
+    98% facing accuracy while no single neuron separated the facings better than AUROC 0.77). The class
+    labels do not depend on facing, so ``fc`` learns to OR the two facings of its class: a union over
+    reflection whose cases are facing detectors.
+    """
+
+    def __init__(self, in_channels: int = 1, size: int = 32, classes: int = 3, width: tuple = (8, 16, 16)):
+        super().__init__(in_channels, size, classes, width)  # same parameters, same init order as PlainCNN
+        if width[2] < 2 * classes:
+            raise ValueError(f"FacingCNN needs at least {2 * classes} conv3 channels for its cases, got {width[2]}")
+        self.case_scale = nn.Parameter(torch.ones(2 * classes))
+        self.case_bias = nn.Parameter(torch.zeros(2 * classes))
+
+    def forward_with_cases(self, x, peaks: bool = False):
+        """``(class logits, case logits)`` from one pass (and the case channels' peaks with ``peaks=True``);
+        case ``2k + f`` is class k facing left (f=0) or right.
+
+        A case logit reads its channel's strongest *pre-activation*: read after the ReLU, a case channel
+        that went negative everywhere early in training stayed dead (no gradient), and was no detector."""
+        peak = torch.amax(self.conv3(self.conv3_input(x)), dim=(2, 3))
+        cases = peak[:, : len(self.case_scale)]
+        out = (self.fc(F.relu(peak)), cases * self.case_scale + self.case_bias)
+        return (*out, cases) if peaks else out
 
 
 class ConvReLU(nn.Module):
@@ -185,6 +221,7 @@ class CurveCNN(PlainCNN):
 
 ARCHITECTURES = {
     "PlainCNN": PlainCNN,
+    "FacingCNN": FacingCNN,
     "InceptionCNN": InceptionCNN,
     "ResNetCNN": ResNetCNN,
     "MLP": MLP,

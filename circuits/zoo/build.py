@@ -3,6 +3,7 @@
     python -m circuits.zoo.build                 # all families, all seeds (~15 models, minutes at 1 thread)
     python -m circuits.zoo.build plain-cnn       # one family
     python -m circuits.zoo.build --cards-only    # re-measure shipped weights and rewrite metadata and cards
+    python -m circuits.zoo.build --labels-only   # re-measure the shipped models' automatic labels only
 
 Weights go to ``circuits/zoo/weights/FAMILY-sSEED.pt`` (a plain state_dict), metadata to ``FAMILY-sSEED.json``
 and one card per family to ``circuits/zoo/cards/FAMILY.md``.
@@ -23,6 +24,8 @@ from circuits.zoo.recipes import EVAL_SEED, RECIPES, SEEDS
 EVAL_N = 2000
 PROBE_SEED = 777  # probe images for the motif measurements
 PROBE_N = 1000
+FACING_SEED = 5151  # fresh images for the facing family's case measurements
+LABEL_DATA = "toyworld:{task}:2000:4242"  # fresh images (not training, eval or probe data) for the shipped labels
 
 
 def measure(module, family: str) -> dict:
@@ -31,13 +34,44 @@ def measure(module, family: str) -> dict:
     from circuits.zoo.analysis import curve_families, reflection_unions
 
     recipe = RECIPES[family]
-    if recipe.architecture == "PlainCNN":
+    if recipe.architecture in ("PlainCNN", "FacingCNN"):
         probe, _, _ = toyworld.generate(PROBE_N, seed=PROBE_SEED, size=recipe.size, rgb=recipe.rgb, task="objects")
         found = reflection_unions(module, probe)
-        return {"reflection_unions": {"probe": f"toyworld:{PROBE_N}:{PROBE_SEED}", "count": len(found), "neurons": found[:5]}}
+        out = {"reflection_unions": {"probe": f"toyworld:{PROBE_N}:{PROBE_SEED}", "count": len(found), "neurons": found[:5]}}
+        if recipe.architecture == "FacingCNN":
+            from circuits.zoo.analysis import facing_cases
+
+            images, labels, latents = toyworld.generate(3000, seed=FACING_SEED, size=recipe.size, task="objects")
+            out["facing_cases"] = {"data": f"toyworld:3000:{FACING_SEED}",
+                                   "classes": facing_cases(module, images, labels.numpy(), latents["facing"])}  # fmt: skip
+        return out
     if recipe.architecture == "CurveCNN":
         return {"curve_families": curve_families(module, ("conv1", "conv2", "conv3"))}
     return {}
+
+
+def measure_labels(module, family: str) -> dict:
+    """The model's automatic labels (``circuits label``) as shipped with it: every labelled neuron's label,
+    concept and AUROC, and each layer's coverage."""
+    from circuits.labels import label_neurons
+
+    result = label_neurons(module, data=LABEL_DATA.format(task=RECIPES[family].task))
+    keep = ("neuron", "label", "concept", "score", "cases")
+    return {"data": result.data, "bar": result.bar, "coverage": result.coverage(),
+            "neurons": [{k: v for k, v in n.to_dict().items() if k in keep} for n in result.labelled()]}  # fmt: skip
+
+
+def write_labels(family: str, seed: int) -> dict:
+    """Re-measure the shipped model's labels and rewrite only that key of its metadata (the weights stay)."""
+    from circuits.zoo import load
+
+    name = f"{family}-s{seed}"
+    path = WEIGHTS_DIR / f"{name}.json"
+    info = json.loads(path.read_text())
+    info["labels"] = measure_labels(load(name).module, family)
+    path.write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
+    _metadata.cache_clear()
+    return info
 
 
 def write_model(family: str, seed: int, result) -> dict:
@@ -68,6 +102,7 @@ def write_model(family: str, seed: int, result) -> dict:
         "trained_with": {"torch": torch.__version__, "machine": platform.machine(), "threads": 1},
         "train_command": f"circuits zoo train {family} --seed {seed}",
         "motifs": measure(module, family),
+        "labels": measure_labels(module, family),
     }
     (WEIGHTS_DIR / f"{name}.json").write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
     _metadata.cache_clear()
@@ -103,13 +138,56 @@ def write_card(family: str) -> None:
             f"| `{info['name']}` | {info['seed']} | {info['params']:,} | {info['accuracy']:.4f} | "
             f"`{info['weights_sha256'][:16]}` | {info['train_seconds']} |"
         )
-    lines += ["", "## Motifs", ""] + _motif_lines(recipe, infos)
+    lines += ["", "## Motifs", ""] + _motif_lines(recipe, infos) + _label_lines(infos)
     CARDS_DIR.mkdir(exist_ok=True)
     (CARDS_DIR / f"{family}.md").write_text("\n".join(lines) + "\n")
 
 
+def _label_lines(infos) -> list[str]:
+    """Per model: labelled neurons per layer, and the labels of its union neurons (``circuits label``)."""
+    infos = [info for info in infos if "labels" in info]
+    if not infos:
+        return []
+    layers = list(infos[0]["labels"]["coverage"])
+    out = ["", "## Labels", "",
+           f"`circuits label` on `{infos[0]['labels']['data']}` (fresh images): a neuron is labelled with the simplest "
+           f"concept whose AUROC reaches {infos[0]['labels']['bar']} (docs/labels.md). Labelled / neurons per layer:",
+           "", "| model | " + " | ".join(layers) + " | best reflection union and its mirror pair, labelled |", "|---|" + "---|" * (len(layers) + 1)]  # fmt: skip
+    for info in infos:
+        labels = info["labels"]
+        named = {n["neuron"]: n["label"] for n in labels["neurons"]}
+        unions = info.get("motifs", {}).get("reflection_unions", {}).get("neurons", [])
+        shown = "—"
+        if unions:
+            best = unions[0]
+            union = f"{best['layer']}:{best['channel']}"
+            cases = [f"{best['source']}:{c}" for c in best["pair"]]
+            shown = "; ".join(f"`{n}` {named.get(n, '(unlabelled)')}" for n in [union, *cases])
+        cells = [f"{labels['coverage'][layer]['labelled']} / {labels['coverage'][layer]['neurons']}" for layer in layers]
+        out.append(f"| `{info['name']}` | " + " | ".join(cells) + f" | {shown} |")
+    return out
+
+
+def _facing_lines(infos) -> list[str]:
+    out = ["", "Facing cases: per class, its two case channels' AUROC for their own facing against the other, "
+           "within the class, and the class neuron's (0.5: it cannot tell them apart), on fresh images "
+           f"(`{infos[0]['motifs']['facing_cases']['data']}`), with the shipped labels.", "",
+           "| model | class | left case | AUROC | right case | AUROC | union | left vs right |",
+           "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for info in infos:
+        named = {n["neuron"]: n["label"] for n in info.get("labels", {}).get("neurons", [])}
+        for c in info["motifs"]["facing_cases"]["classes"]:
+            def shown(neuron):
+                return f"`{neuron}` {named.get(neuron, '(unlabelled)')}"
+
+            out.append(f"| `{info['name']}` | {c['class']} | {shown(c['left'])} | {c['left_auroc']:.3f} | "
+                       f"{shown(c['right'])} | {c['right_auroc']:.3f} | {shown(c['union'])} | "
+                       f"{c['union_between']:.3f} |")  # fmt: skip
+    return out
+
+
 def _motif_lines(recipe, infos) -> list[str]:
-    if recipe.architecture == "PlainCNN":
+    if recipe.architecture in ("PlainCNN", "FacingCNN"):
         out = [
             "Union over reflection (Distill, *Naturally Occurring Equivariance*): a neuron with corr(act(x), "
             "act(flip x)) >= 0.9 (activations max-pooled over space) while two of its top-4 positive inputs "
@@ -130,6 +208,8 @@ def _motif_lines(recipe, infos) -> list[str]:
                 )
             else:
                 out.append(f"| `{info['name']}` | 0 | — | — | — | — | — |")
+        if recipe.architecture == "FacingCNN":
+            out += _facing_lines(infos)
         return out
     if recipe.architecture == "CurveCNN":
         out = [
@@ -166,10 +246,15 @@ def main(argv=None) -> int:
     parser.add_argument("families", nargs="*", default=list(RECIPES))
     parser.add_argument("--seeds", default=",".join(map(str, SEEDS)))
     parser.add_argument("--cards-only", action="store_true")
+    parser.add_argument("--labels-only", action="store_true", help="re-measure the shipped models' labels only")
     args = parser.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",")]
     for family in args.families:
         for seed in seeds:
+            if args.labels_only:
+                info = write_labels(family, seed)
+                print(f"{info['name']}: {len(info['labels']['neurons'])} labels", file=sys.stderr, flush=True)
+                continue
             if args.cards_only:
                 from circuits.zoo import load
 

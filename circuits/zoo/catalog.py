@@ -1,4 +1,4 @@
-"""The repository's shared catalog (``catalog.db``): every zoo model's unions over cases, the circuit of
+"""The repository's shared catalog (``catalog.db``): every zoo model's automatic labels, its unions over cases, the circuit of
 each union neuron, and that circuit reverse-compiled with its measured faithfulness; for the wiring-sparse
 plain CNN, every ``conv3`` neuron's top-8 circuit reverse-compiled (the readable reverse compilation).
 
@@ -40,6 +40,10 @@ def build_catalog(path, names: list[str] | None = None, data_spec: str = DEFAULT
             catalog.add_model(graph.weights_hash, f"zoo:{name}", architecture=card.get("architecture"),
                               spec=f"zoo:{name}", parameters=sum(p.numel() for p in loaded.module.parameters()),
                               layers=list(graph.layers))  # fmt: skip
+            shipped = card.get("labels")
+            if shipped and shipped["neurons"]:  # the card's automatic labels, with what backs each
+                catalog.add_labels(graph.weights_hash, [_label_row(n, shipped) for n in shipped["neurons"]],
+                                   model_name=f"zoo:{name}")  # fmt: skip
             for motif in motifs:
                 circuit_id, r2 = _record_circuit(catalog, graph, name, motif["target"], data, data_spec, top_k,
                                                  [motif], acts, card.get("architecture"), device)  # fmt: skip
@@ -59,6 +63,16 @@ def build_catalog(path, names: list[str] | None = None, data_spec: str = DEFAULT
         if progress:
             progress()
     return summary
+
+
+def _label_row(neuron: dict, shipped: dict) -> dict:
+    """A card's label as ``Catalog.add_labels`` takes it (``circuits label`` wrote it at build time)."""
+    from circuits.labels.label import METHOD
+
+    evidence = {"method": METHOD, "auroc": neuron["score"], "bar": shipped["bar"], "data": shipped["data"],
+                "cases": neuron.get("cases", {}), "measured": "at zoo build time (circuits/zoo/build.py)"}  # fmt: skip
+    return {"neuron": neuron["neuron"], "label": neuron["label"], "score": neuron["score"],
+            "concept": neuron["concept"], "evidence": evidence}
 
 
 def _record_circuit(catalog, graph, name, target, data, data_spec, top_k, motifs, acts: dict,

@@ -38,6 +38,11 @@ class Recipe:
     # (a plain group lasso killed a third of conv3); then a neuron's top-k circuit is nearly the neuron.
     wiring_penalty: float = 0.0
     wiring_layers: tuple = ()
+    # Facing supervision: facing_loss x cross-entropy over (class, facing) cases, each read from one conv3
+    # channel (FacingCNN.forward_with_cases), added to the class loss.
+    facing_loss: float = 0.0
+    facing_contrast: float = 5.0  # weight of the contrast term: a case channel prefers its facing to its mirror's
+    facing_margin: float = 2.0  # by this many pre-activation units (softplus hinge)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -45,10 +50,12 @@ class Recipe:
     @property
     def hash(self) -> str:
         """sha256 (first 16 hex digits) of the recipe's JSON; the description is not part of it, nor are the
-        wiring fields while they are off (so adding them left every earlier recipe's hash as it was)."""
+        wiring or facing fields while they are off (so adding them left every earlier recipe's hash as it was)."""
         payload = {k: v for k, v in self.as_dict().items() if k != "description"}
         if not self.wiring_penalty:
             payload = {k: v for k, v in payload.items() if not k.startswith("wiring_")}
+        if not self.facing_loss:
+            payload = {k: v for k, v in payload.items() if not k.startswith("facing_")}
         text = json.dumps(payload, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -85,6 +92,15 @@ RECIPES: dict[str, Recipe] = {
             "(few strong inputs per neuron), so that a conv3 neuron's top-8-input circuit reproduces it",
             wiring_penalty=0.7,
             wiring_layers=("conv3",),
+        ),
+        replace(  # the plain CNN's width, data and schedule, plus a facing head trained alongside the classifier
+            PLAIN_CNN,
+            family="facing-cnn",
+            architecture="FacingCNN",
+            description="the plain CNN's architecture, data and schedule, with its first six conv3 channels each "
+            "trained to report one class facing one way (fish left, fish right, bird left, ...), so that the "
+            "class neurons of fc become unions over a left- and a right-facing detector",
+            facing_loss=1.0,
         ),
         Recipe(
             family="inception-cnn",

@@ -62,17 +62,42 @@ def wiring_cost(module: nn.Module, recipe: Recipe) -> torch.Tensor | float:
     layers = dict(module.named_modules())
     cost = 0.0
     for name in recipe.wiring_layers:
-        norms = layers[name].weight.pow(2).flatten(2).sum(2).add(1e-12).sqrt()  # [out, in]
+        squares = layers[name].weight.pow(2)
+        norms = (squares.flatten(2).sum(2) if squares.dim() > 2 else squares).add(1e-12).sqrt()  # [out, in]
         cost = cost + (norms.sum(1) / norms.pow(2).sum(1).sqrt()).mean()
     return recipe.wiring_penalty * cost
 
 
 def training_data(recipe: Recipe, fast: bool = False):
+    """``(images, labels, facing)``: facing is the latent as a class index (0 left, 1 right; 0 when unfaced)."""
     from circuits.data import toyworld
 
     n = recipe.batch * recipe.fast_steps if fast else recipe.n_train
-    images, labels, _ = toyworld.generate(n, seed=recipe.data_seed, size=recipe.size, rgb=recipe.rgb, task=recipe.task)
-    return images, labels
+    images, labels, latents = toyworld.generate(n, seed=recipe.data_seed, size=recipe.size, rgb=recipe.rgb,
+                                                task=recipe.task)  # fmt: skip
+    return images, labels, torch.from_numpy(latents["facing"] > 0).long()
+
+
+def loss(module: nn.Module, recipe: Recipe, images, labels, facing) -> torch.Tensor:
+    """Cross-entropy on the class, plus the recipe's case cross-entropy (when on) and wiring penalty."""
+    if not recipe.facing_loss:
+        return F.cross_entropy(module(images), labels) + wiring_cost(module, recipe)
+    # FacingCNN: case 2k + f is class k facing left (0) or right (1). Each image is seen with its mirror image,
+    # whose facing is the other: the class and case cross-entropies read both, and a contrast term asks each
+    # image's own case channel to respond more to it than to its mirror (and the other facing's channel the
+    # reverse): under the cross-entropy alone "left" could be read as "not right", and the left channels were
+    # no facing detectors (within-class AUROC 0.6-0.7 on seeds 0 and 1); with the contrast at weight 1 and
+    # margin 1 some still were not (0.77), at weight 5 and margin 2 the fish and bird cases reach 0.95-0.99.
+    both = torch.cat([images, images.flip(-1)])
+    class_logits, case_logits, peaks = module.forward_with_cases(both, peaks=True)
+    classes = torch.cat([labels, labels])
+    cases = torch.cat([2 * labels + facing, 2 * labels + 1 - facing])
+    own = peaks.gather(1, cases[:, None])[:, 0]
+    on_mirror = peaks.roll(len(images), 0).gather(1, cases[:, None])[:, 0]  # that channel on the mirror image
+    contrast = F.softplus(recipe.facing_margin - (own - on_mirror)).mean()
+    return (F.cross_entropy(class_logits, classes)
+            + recipe.facing_loss * (F.cross_entropy(case_logits, cases) + recipe.facing_contrast * contrast)
+            + wiring_cost(module, recipe))  # fmt: skip
 
 
 def evaluate(module: nn.Module, recipe: Recipe, n: int = 2000, seed: int = EVAL_SEED) -> float:
@@ -97,7 +122,7 @@ def train(family: str, seed: int, fast: bool = False, progress=None, eval_n: int
     recipe = RECIPES[family]
     start = time.perf_counter()
     with deterministic():
-        images, labels = training_data(recipe, fast)
+        images, labels, facing = training_data(recipe, fast)
         torch.manual_seed(seed)
         module = build(recipe)
         order = torch.Generator().manual_seed(seed)
@@ -113,9 +138,9 @@ def train(family: str, seed: int, fast: bool = False, progress=None, eval_n: int
                     break
                 for group in optimiser.param_groups:  # cosine decay to zero
                     group["lr"] = recipe.lr * 0.5 * (1 + math.cos(math.pi * step / total))
-                loss = F.cross_entropy(module(images[index]), labels[index]) + wiring_cost(module, recipe)
+                value = loss(module, recipe, images[index], labels[index], facing[index])
                 optimiser.zero_grad(set_to_none=True)
-                loss.backward()
+                value.backward()
                 optimiser.step()
                 step += 1
                 if progress is not None:
