@@ -64,17 +64,28 @@ def layers_table(graph) -> str:
 
 
 def motifs_table(payload: dict) -> str:
-    """One line per motif (``motifs --json`` object): kind, transform, target, members, score, evidence."""
+    """One line per motif (``motifs --json`` object): kind, transform, target, members, score, evidence;
+    neurons with a label (``payload["labels"]``) show it beside their id."""
     if not payload["motifs"]:
         return f"no motifs found in {payload['model']}"
+    labels = payload.get("labels") or {}
     rows = [("kind", "transform", "target", "members", "score", "evidence")]
     for m in payload["motifs"]:
-        rows.append((m["kind"], m["transform"] or "-", m["target"] or "-", _members(m["members"]),
-                     f"{m['score']:.3f}", _evidence(m)))  # fmt: skip
+        rows.append((m["kind"], m["transform"] or "-", _named(m["target"], labels) if m["target"] else "-",
+                     _members(m["members"], labels), f"{m['score']:.3f}", _evidence(m)))  # fmt: skip
     return aligned(rows)
 
 
-def _members(members: list[str]) -> str:
+def _named(neuron: str, labels: dict) -> str:
+    label = labels.get(neuron)
+    if not label:
+        return neuron
+    label = " ".join(str(label).split())  # one line, whatever the label holds
+    return f'{neuron} "{label[:28] + "..." if len(label) > 31 else label}"'
+
+
+def _members(members: list[str], labels: dict | None = None) -> str:
+    members = [_named(m, labels or {}) for m in members]
     text = ", ".join(members[:6])
     return text + (f", ... ({len(members)})" if len(members) > 6 else "")
 

@@ -42,6 +42,8 @@ def motifs(model, weights, input_shape, kind, layer, data, as_json, catalog_path
     loaded = load_model(model, weights, input_shape)
     found = find(loaded, kind=kind, layer=layer, data=data, device=device)
     payload = to_json(loaded.spec, found)
+    named = {n for m in payload["motifs"] for n in [m["target"], *m["members"]] if n}
+    payload["labels"] = {n: loaded.labels[n] for n in sorted(named) if n in loaded.labels}
     arguments = {"model": model, "weights": weights, "input_shape": input_shape, "kind": kind, "layer": layer,
                  "data": data}  # fmt: skip
     if catalog_path:
