@@ -177,7 +177,7 @@ def _facing_lines(infos) -> list[str]:
     for info in infos:
         named = {n["neuron"]: n["label"] for n in info.get("labels", {}).get("neurons", [])}
         for c in info["motifs"]["facing_cases"]["classes"]:
-            def shown(neuron):
+            def shown(neuron, named=named):
                 return f"`{neuron}` {named.get(neuron, '(unlabelled)')}"
 
             out.append(f"| `{info['name']}` | {c['class']} | {shown(c['left'])} | {c['left_auroc']:.3f} | "
