@@ -65,3 +65,14 @@ def test_labels_go_into_the_catalog_with_their_evidence_and_a_person_still_wins(
     assert model
     again = run("label", "planted:wedges", "--catalog", db)
     assert "0 labels shown" in again.stdout  # the same labels again: nothing new
+
+
+def test_extract_names_nodes_from_the_catalog_a_persons_label_first(tmp_path):
+    db = str(tmp_path / "c.db")
+    assert run("label", "planted:wedges", "--catalog", db).exit_code == 0
+    assert run("catalog", "label", "planted:wedges", "wedges:1", "my right wedge", "--catalog", db).exit_code == 0
+    tree = run("extract", "planted:wedges", "--neuron", "wedges:1", "--top-k", "2", "--catalog", db).stdout
+    assert "my right wedge" in tree.splitlines()[0]  # the person's label beats the planted name
+    assert "line_45" in tree  # a tool's label does not replace a name the model already has
+    out = json.loads(run("extract", "planted:wedges", "--neuron", "wedges:1", "--top-k", "2", "--json").stdout)
+    assert {n["id"]: n.get("label") for n in out["nodes"]}["wedges:1"] == "wedge_right"

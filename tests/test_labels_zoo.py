@@ -81,3 +81,15 @@ def test_facing_cnn_union_is_labelled_as_a_union_over_facing_detectors(seed):
             good.append(name)
     assert good, {n: loaded.labels.get(n) for n in loaded.labels if n.startswith(("fc", "conv3:0", "conv3:1"))}
     assert truth  # computed on fresh images, independent of the shipped labels
+
+
+def test_an_emitted_union_module_reads_with_its_labels(tmp_path):
+    out = tmp_path / "fc0.py"
+    result = CliRunner().invoke(main, ["extract", "zoo:facing-cnn-s0", "--neuron", "fc:0", "--depth", "1",
+                                       "--top-k", "4", "--emit", str(out)])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    code = out.read_text()
+    assert "def fish_facing_left_or_right(acts):" in code
+    namespace = {}
+    exec(compile(code, str(out), "exec"), namespace)  # the module runs: names from labels are valid Python
+    assert callable(namespace["fish_facing_left_or_right"]) and callable(namespace["target"])

@@ -474,6 +474,16 @@ class Store:
                 self._add_keys("layers", ("model", "name"), [(id, str(n)) for n in layers])
         return id
 
+    def neuron_labels(self, model: str) -> dict[str, tuple[str, str]]:
+        """``{"LAYER:CHANNEL": (label, source)}`` for every labelled neuron of a model (by id or name): the
+        label each neuron shows (a person's, source ``"user"``, wins over a tool's). An unknown model has none."""
+        found = self._find_model(model)
+        if found is None:
+            return {}
+        rows = self.conn.execute("SELECT layer, channel, label, label_source FROM neurons WHERE model = ? "
+                                 "AND label IS NOT NULL ORDER BY layer, channel", [found]).fetchall()  # fmt: skip
+        return {f"{layer}:{channel}": (label, source) for layer, channel, label, source in rows}
+
     def model_id(self, ref: str) -> str:
         """A model's id from its id, its name, or a unique id prefix (at least 4 characters)."""
         found = self._find_model(ref)

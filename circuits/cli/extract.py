@@ -1,5 +1,7 @@
 """`circuits extract`: a neuron's circuit as a readable tree, JSON, and a diagram."""
 
+import os
+
 import click
 
 from circuits.cli._common import check_writable, device_option, echo_json, load_model, model_options
@@ -66,6 +68,13 @@ def extract(model, weights, input_shape, neuron, depth, top_k, method, data, thr
 
     loaded = load_model(model, weights, input_shape)
     graph = build_graph(loaded)  # traced once, shared by extract, emit, verify and record
+    if catalog_path and os.path.isfile(catalog_path):  # a person's labels there win; a tool's fill the gaps
+        from circuits.catalog import Catalog
+
+        with Catalog(catalog_path, readonly=True) as catalog:
+            for node, (text, source) in catalog.neuron_labels(loaded.weights_hash).items():
+                if source == "user" or node not in graph.labels:
+                    graph.labels[node] = text
     probe = None
     if data is not None:
         from circuits.data import load_data
