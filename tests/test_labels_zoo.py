@@ -77,7 +77,8 @@ def test_facing_cnn_union_is_labelled_as_a_union_over_facing_detectors(seed):
         named = (loaded.labels.get(union) == f"{name} facing left or right"
                  and loaded.labels.get(left) == f"{name} facing left"
                  and loaded.labels.get(right) == f"{name} facing right")  # fmt: skip
-        if within[0] >= 0.9 and 1 - within[1] >= 0.9 and invariant and named:
+        ors = (loaded.module.fc.weight[k, 2 * k] > 0.05 and loaded.module.fc.weight[k, 2 * k + 1] > 0.05)  # reads both
+        if within[0] >= 0.9 and 1 - within[1] >= 0.9 and invariant and named and ors:
             good.append(name)
     assert good, {n: loaded.labels.get(n) for n in loaded.labels if n.startswith(("fc", "conv3:0", "conv3:1"))}
     assert truth  # computed on fresh images, independent of the shipped labels

@@ -202,7 +202,8 @@ def facing_cases(module: nn.Module, images: torch.Tensor, labels, facing) -> lis
     """For a FacingCNN: per class k, how well its case channels (``conv3:2k`` left, ``conv3:2k+1`` right)
     tell the facings of that class apart, and how little the class neuron ``fc:k`` does. AUROCs of the
     strongest pre-activation per image, left against right within the class (the right channel's reversed, so
-    1 is a perfect detector of its own facing for both); ``union_between`` is fc:k's (0.5: invariant)."""
+    1 is a perfect detector of its own facing for both); ``union_between`` is fc:k's (0.5: invariant);
+    ``union_weights`` are fc:k's weights on the two cases and ``union_ranks`` their ranks among its inputs."""
     from circuits.data.toyworld import class_names
     from circuits.graph import build_graph
     from circuits.labels.responses import responses
@@ -210,6 +211,7 @@ def facing_cases(module: nn.Module, images: torch.Tensor, labels, facing) -> lis
 
     scores, _ = responses(build_graph(module), images, ["conv3", "fc"])
     labels, facing = np.asarray(labels), np.asarray(facing)
+    weights = module.fc.weight.detach().cpu().numpy()
     out = []
     for k, name in enumerate(class_names("objects")):
         inside = labels == k
@@ -218,5 +220,7 @@ def facing_cases(module: nn.Module, images: torch.Tensor, labels, facing) -> lis
         between = auroc_between(scores["fc"][inside][:, [k]], left, right)[0]
         out.append({"class": name, "union": f"fc:{k}", "left": f"conv3:{2 * k}", "right": f"conv3:{2 * k + 1}",
                     "left_auroc": round(float(cases[0]), 4), "right_auroc": round(float(1 - cases[1]), 4),
-                    "union_between": round(float(between), 4)})  # fmt: skip
+                    "union_between": round(float(between), 4),
+                    "union_weights": [round(float(weights[k, c]), 4) for c in (2 * k, 2 * k + 1)],
+                    "union_ranks": [int((weights[k] > weights[k, c]).sum()) + 1 for c in (2 * k, 2 * k + 1)]})  # fmt: skip
     return out

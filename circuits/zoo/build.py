@@ -172,8 +172,9 @@ def _facing_lines(infos) -> list[str]:
     out = ["", "Facing cases: per class, its two case channels' AUROC for their own facing against the other, "
            "within the class, and the class neuron's (0.5: it cannot tell them apart), on fresh images "
            f"(`{infos[0]['motifs']['facing_cases']['data']}`), with the shipped labels.", "",
-           "| model | class | left case | AUROC | right case | AUROC | union | left vs right |",
-           "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+           "| model | class | left case | AUROC | right case | AUROC | union | left vs right | its weights on the "
+           "cases (rank of 32) |",
+           "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for info in infos:
         named = {n["neuron"]: n["label"] for n in info.get("labels", {}).get("neurons", [])}
         for c in info["motifs"]["facing_cases"]["classes"]:
@@ -182,7 +183,8 @@ def _facing_lines(infos) -> list[str]:
 
             out.append(f"| `{info['name']}` | {c['class']} | {shown(c['left'])} | {c['left_auroc']:.3f} | "
                        f"{shown(c['right'])} | {c['right_auroc']:.3f} | {shown(c['union'])} | "
-                       f"{c['union_between']:.3f} |")  # fmt: skip
+                       f"{c['union_between']:.3f} | "
+                       + ", ".join(f"{w:+.2f} ({r})" for w, r in zip(c["union_weights"], c["union_ranks"])) + " |")  # fmt: skip
     return out
 
 

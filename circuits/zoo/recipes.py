@@ -43,6 +43,7 @@ class Recipe:
     facing_loss: float = 0.0
     facing_contrast: float = 5.0  # weight of the contrast term: a case channel prefers its facing to its mirror's
     facing_margin: float = 2.0  # by this many pre-activation units (softplus hinge)
+    facing_or: float = 0.0  # weight of a class cross-entropy read through fc from the two case channels alone
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -98,9 +99,11 @@ RECIPES: dict[str, Recipe] = {
             family="facing-cnn",
             architecture="FacingCNN",
             description="the plain CNN's architecture, data and schedule, with its first six conv3 channels each "
-            "trained to report one class facing one way (fish left, fish right, bird left, ...), so that the "
-            "class neurons of fc become unions over a left- and a right-facing detector",
+            "trained to report one class facing one way (fish left, fish right, bird left, ...), and the class "
+            "also read through fc from its two case channels alone, so that the class neurons of fc become unions "
+            "over a left- and a right-facing detector",
             facing_loss=1.0,
+            facing_or=1.0,
         ),
         Recipe(
             family="inception-cnn",

@@ -95,7 +95,13 @@ def loss(module: nn.Module, recipe: Recipe, images, labels, facing) -> torch.Ten
     own = peaks.gather(1, cases[:, None])[:, 0]
     on_mirror = peaks.roll(len(images), 0).gather(1, cases[:, None])[:, 0]  # that channel on the mirror image
     contrast = F.softplus(recipe.facing_margin - (own - on_mirror)).mean()
-    return (F.cross_entropy(class_logits, classes)
+    extra = 0.0
+    if recipe.facing_or:  # the class read through fc's weights on its own two cases only: fc:k must OR them
+        k = torch.arange(peaks.shape[1] // 2)
+        weights = module.fc.weight[k[:, None], 2 * k[:, None] + torch.arange(2)]  # [classes, 2]
+        pairs = F.relu(peaks).view(len(peaks), -1, 2)  # [N, classes, 2]
+        extra = recipe.facing_or * F.cross_entropy((pairs * weights).sum(2) + module.fc.bias, classes)
+    return (F.cross_entropy(class_logits, classes) + extra
             + recipe.facing_loss * (F.cross_entropy(case_logits, cases) + recipe.facing_contrast * contrast)
             + wiring_cost(module, recipe))  # fmt: skip
 
