@@ -196,6 +196,13 @@ CASES = [
          {"model": st.sampled_from([UNION, "planted:lines"]),
           "opts": flags(**{"--kind": st.sampled_from(MOTIF_KINDS), "--layer": st.sampled_from(sorted(UNION_LAYERS))})},
          ANY, 12),
+    Case("find-concept", ["find", "planted:lines", "--concept", "{concept}", "--data", "toyworld:strokes:80:1"],
+         {"concept": st.one_of(search_text, st.lists(st.sampled_from(
+             ["line", "wedge", "angle=45", "facing=left", "facing=right", "AND", "OR", "(", ")", "=", "angle=",
+              "dog", "facing=up", "angle=45.5"]), min_size=1, max_size=6).map(" ".join))}, ANY, 40),
+    Case("label-data", ["label", "planted:lines", "--data", "{data}", "{json...}"],
+         {"data": st.one_of(bad_data_spec, st.sampled_from(["toyworld:strokes:80:1", "noise:5", "toyworld:curves:40"])),
+          "json": st.sampled_from([[], ["--json"]])}, ANY, 20),
     Case("motifs-bad", ["motifs", "planted:lines", "{option}", "{value}"],
          {"option": st.sampled_from(["--kind", "--layer"]),
           "value": st.one_of(TOKEN, st.sampled_from(["ALL", "unions", "", "nope"])).filter(
