@@ -142,3 +142,24 @@ def test_find_by_examples_ranks_the_planted_detector_first():
     found = find_neurons(model, examples=left, data=STROKES, top=3)
     assert found.neurons[0]["neuron"] == "wedges:0"
     assert [n["score"] for n in found.neurons] == sorted((n["score"] for n in found.neurons), reverse=True)
+
+
+@pytest.mark.parametrize("net", __import__("nets").ALL_NETS, ids=lambda n: n.__name__)
+def test_labels_and_find_run_on_every_architecture_twin_and_leave_the_model_as_it_was(net):
+    """Concat, residual, depthwise, dense and squeeze-excite structure: every target layer is scored, each score
+    is an AUROC, and the model is untouched (its mode and weights)."""
+    from circuits.graph import build_graph
+    from circuits.models.loaded import weights_hash
+
+    model = net().train()
+    before = weights_hash(model)
+    data = "toyworld:objects:200:3" if net.input_shape[-1] >= 8 else "noise:8"
+    labels = label_neurons(model, data=data)
+    graph = build_graph(model)
+    assert labels.layers == [layer.name for layer in graph.targets()]
+    assert len(labels.neurons) == sum(graph.layer(name).channels for name in labels.layers)
+    assert all(0.0 <= n.score <= 1.0 and 0.0 <= n.control <= 1.0 for n in labels.neurons)
+    examples = toyworld.generate(30, seed=4, size=net.input_shape[-1], rgb=net.input_shape[0] == 3)[0]
+    found = find_neurons(model, examples=examples, data=data, top=None)
+    assert len(found.neurons) == len(labels.neurons)
+    assert model.training and weights_hash(model) == before
