@@ -100,7 +100,7 @@ def _nearest(angle: np.ndarray, step: float, period: float) -> np.ndarray:
     return gap.argmin(axis=1)
 
 
-def candidates(table: dict[str, np.ndarray], min_positives: int = MIN_POSITIVES) -> list[Concept]:
+def candidates(table: dict[str, dict[str, np.ndarray]], min_positives: int = MIN_POSITIVES) -> list[Concept]:
     """Every atom, every two-value disjunction of one factor, and every conjunction of two terms of
     different factors, with at least ``min_positives`` positives; one concept per distinct set of images."""
     terms = []
@@ -121,7 +121,7 @@ def candidates(table: dict[str, np.ndarray], min_positives: int = MIN_POSITIVES)
 _ATOM = re.compile(r"^\s*([A-Za-z_][\w-]*)\s*(?:=\s*([\w.+-]+))?\s*$")
 
 
-def parse(text: str, table: dict[str, np.ndarray]) -> Concept:
+def parse(text: str, table: dict[str, dict[str, np.ndarray]]) -> Concept:
     """Read ``"fish AND facing=left"``, ``"wedge AND (facing=left OR facing=right)"``, ``"angle=45"``; bare
     words are class names. Unknown factors or values raise a one-line :class:`UsageError` listing the known."""
     if not isinstance(text, str) or not text.strip():

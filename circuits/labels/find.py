@@ -47,15 +47,14 @@ def find_neurons(model, concept: str | None = None, examples=None, data: str = "
     from circuits.graph import build_graph
     from circuits.graph.run import check_data
     from circuits.labels.concepts import factors, parse
-    from circuits.labels.label import _layers
-    from circuits.labels.responses import responses
+    from circuits.labels.responses import responses, target_layers
 
     if (concept is None) == (examples is None):
         raise UsageError("give a concept (--concept 'facing=left') or example images (--examples DIR), not both")
     if top is not None:
         top = arguments.integer(top, "top", minimum=1)
     graph = build_graph(model)
-    names = _layers(graph, layers)
+    names = target_layers(graph, layers)
     if concept is not None:
         labelled = load_labelled(data, graph.input_shape)
         images = labelled.images
