@@ -96,5 +96,10 @@ def load(name: str):
         raise ModelLoadError(f"cannot load zoo weights '{path.name}': {type(exc).__name__}: {exc}") from None
     module.eval()
     info.pop("card_markdown", None)
-    labels = {n["neuron"]: n["label"] for n in info.get("labels", {}).get("neurons", [])}  # shipped, automatic
-    return LoadedModel(module, spec=f"zoo:{name}", input_shape=tuple(info["input_shape"]), labels=labels, info=info)
+    return LoadedModel(module, spec=f"zoo:{name}", input_shape=tuple(info["input_shape"]), labels=shipped_labels(info),
+                       info=info)
+
+
+def shipped_labels(info: dict) -> dict[str, str]:
+    """``{"LAYER:CHANNEL": label}`` from a model's metadata: the automatic labels measured at build time."""
+    return {n["neuron"]: n["label"] for n in info.get("labels", {}).get("neurons", [])}

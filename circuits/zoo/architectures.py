@@ -57,7 +57,8 @@ class FacingCNN(PlainCNN):
     be one neuron, not spread over many (a linear facing head on all of conv3 was tried first: it reached
     98% facing accuracy while no single neuron separated the facings better than AUROC 0.77). The class
     labels do not depend on facing, so ``fc`` learns to OR the two facings of its class: a union over
-    reflection whose cases are facing detectors.
+    reflection whose cases are facing detectors. The rest of the recipe (each image with its mirror, a contrast
+    between them, the class read through fc from its two cases alone) is :func:`circuits.zoo.train.loss`.
     """
 
     def __init__(self, in_channels: int = 1, size: int = 32, classes: int = 3, width: tuple = (8, 16, 16)):

@@ -18,7 +18,7 @@ import sys
 
 import torch
 
-from circuits.zoo import CARDS_DIR, WEIGHTS_DIR, _metadata
+from circuits.zoo import CARDS_DIR, WEIGHTS_DIR, _metadata, shipped_labels
 from circuits.zoo.recipes import EVAL_SEED, RECIPES, SEEDS
 
 EVAL_N = 2000
@@ -41,7 +41,8 @@ def measure(module, family: str) -> dict:
         if recipe.architecture == "FacingCNN":
             from circuits.zoo.analysis import facing_cases
 
-            images, labels, latents = toyworld.generate(3000, seed=FACING_SEED, size=recipe.size, task="objects")
+            images, labels, latents = toyworld.generate(3000, seed=FACING_SEED, size=recipe.size, rgb=recipe.rgb,
+                                                        task="objects")  # fmt: skip
             out["facing_cases"] = {"data": f"toyworld:3000:{FACING_SEED}",
                                    "classes": facing_cases(module, images, labels.numpy(), latents["facing"])}  # fmt: skip
         return out
@@ -155,7 +156,7 @@ def _label_lines(infos) -> list[str]:
            "", "| model | " + " | ".join(layers) + " | best reflection union and its mirror pair, labelled |", "|---|" + "---|" * (len(layers) + 1)]  # fmt: skip
     for info in infos:
         labels = info["labels"]
-        named = {n["neuron"]: n["label"] for n in labels["neurons"]}
+        named = shipped_labels(info)
         unions = info.get("motifs", {}).get("reflection_unions", {}).get("neurons", [])
         shown = "—"
         if unions:
@@ -176,7 +177,7 @@ def _facing_lines(infos) -> list[str]:
            "cases (rank of 32) |",
            "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for info in infos:
-        named = {n["neuron"]: n["label"] for n in info.get("labels", {}).get("neurons", [])}
+        named = shipped_labels(info)
         for c in info["motifs"]["facing_cases"]["classes"]:
             def shown(neuron, named=named):
                 return f"`{neuron}` {named.get(neuron, '(unlabelled)')}"

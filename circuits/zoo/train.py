@@ -79,7 +79,8 @@ def training_data(recipe: Recipe, fast: bool = False):
 
 
 def loss(module: nn.Module, recipe: Recipe, images, labels, facing) -> torch.Tensor:
-    """Cross-entropy on the class, plus the recipe's case cross-entropy (when on) and wiring penalty."""
+    """Cross-entropy on the class and the recipe's wiring penalty; with ``facing_loss`` on (FacingCNN), also the
+    case cross-entropy, the mirror contrast and the class read through fc from its two cases (below)."""
     if not recipe.facing_loss:
         return F.cross_entropy(module(images), labels) + wiring_cost(module, recipe)
     # FacingCNN: case 2k + f is class k facing left (0) or right (1). Each image is seen with its mirror image,
