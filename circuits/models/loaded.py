@@ -33,6 +33,9 @@ class LoadedModel:
 
     ``input_shape`` is one example input without the batch dimension, e.g. ``(3, 32, 32)``; ``labels`` maps
     ``"layer:channel"`` to a human label where the model's source knows one (planted and zoo models do).
+    ``preprocess`` is ``{"mean": [...], "std": [...]}`` per input channel where the model says how its
+    images are normalised (a ``preprocess`` attribute on the module); probe images in [0, 1] are mapped
+    through it before they reach the model.
     """
 
     module: nn.Module
@@ -40,11 +43,23 @@ class LoadedModel:
     input_shape: tuple[int, ...] | None = None
     labels: dict[str, str] = field(default_factory=dict)
     info: dict = field(default_factory=dict)
+    preprocess: dict | None = None
     _hash: str | None = field(default=None, repr=False)
 
     @property
     def name(self) -> str:
         return self.spec
+
+    @property
+    def trained_on(self) -> str | None:
+        """The data family the model was made for (``toyworld:objects``, ``toyworld:strokes``), or ``None``
+        for a model from outside the project: measuring such a model on toy-world images is a choice the
+        user makes with ``--data``, never a default."""
+        if self.spec.startswith("zoo:"):
+            return f"toyworld:{self.info.get('task', 'objects')}"
+        if self.spec.startswith("planted:"):
+            return "toyworld:strokes"
+        return None
 
     @property
     def weights_hash(self) -> str:

@@ -68,11 +68,19 @@ def load(
     if weights is not None:
         load_state_dict_file(loaded.module, weights)
         loaded._hash = None
+    if loaded.preprocess is None:
+        loaded.preprocess = _preprocess_attr(loaded.module)
     shape = None if input_shape is None else arguments.shape(input_shape)
     if shape is not None:
         check_input_shape(shape)
         loaded.input_shape = tuple(shape)
     return loaded
+
+
+def _preprocess_attr(module: nn.Module) -> dict | None:
+    """A module's own ``preprocess = {"mean": [...], "std": [...]}``, if it declares one."""
+    value = getattr(module, "preprocess", None)
+    return dict(value) if isinstance(value, dict) else None
 
 
 def _shape_attr(module: nn.Module):
