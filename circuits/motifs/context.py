@@ -52,6 +52,7 @@ class Context:
         self._kernels = BudgetCache()  # expanded kernels: hundreds of MB per layer at 224 pixels
         self._acts = BudgetCache()
         self._direct = BudgetCache()  # a depthwise layer's direct weights are dense: [C, C, 3, 3]
+        self._fidelity: dict[tuple[str, ...], torch.Tensor] = {}
         self.memo = BudgetCache(self._kernels.budget // 4)  # detectors' derived results (equivariance maps)
 
     def _set_data(self, data) -> None:
@@ -224,6 +225,50 @@ class Context:
                 raise UsageError(f"layers {', '.join(layers)} have different map sizes {sorted(shapes)}; analyse them apart")
             self._acts[key] = torch.cat([acts[n] for n in layers], dim=1).float()
         return self._acts[key]
+
+
+    def fidelity(self, layers: list[str]) -> torch.Tensor:
+        """``[C]``: how well each neuron's expanded weights describe it on the probe images.
+
+        The correlation, over images and positions, of the neuron's *linearised* pre-activation (every
+        nonlinearity read as the identity: the response its expanded weights predict, bias included) with
+        its real pre-activation. Near 1 in a first layer and wherever ReLUs rarely cut; low where the
+        function lives in the nonlinearities (a complex cell ``relu(k·x) + relu(-k·x)`` has expanded
+        weights of zero). Weight evidence about a neuron counts, for or against, only where this is high
+        (:data:`circuits.motifs.families.FIDELITY`). NaN for a neuron constant on the data.
+        """
+        key = tuple(layers)
+        if key not in self._fidelity:
+            if self.data is None:
+                raise DataError("the fidelity of expanded weights is measured on probe images: pass data")
+            self._fidelity[key] = torch.cat([self._layer_fidelity(name) for name in layers])
+        return self._fidelity[key]
+
+    def _layer_fidelity(self, name: str) -> torch.Tensor:
+        from circuits.graph.paths import make_path_function
+
+        info = self.graph.layers[name]
+        if info.preact is None:  # nothing linear to compare with: the weights are not refuted either
+            return torch.ones(info.channels)
+        linear = make_path_function(self.graph, [self.graph.layers[self.input_layer].node], info.preact,
+                                    linearise=True)  # fmt: skip
+        real = self.graph.run(self.data, [name], preact=True, batch_size=self.batch_size, device=self.device)[name]
+        with torch.no_grad():
+            predicted = torch.cat([_dense_value(linear(self.data[i : i + self.batch_size]), real.shape[1:])
+                                   for i in range(0, len(self.data), self.batch_size)])  # fmt: skip
+        x = real.transpose(0, 1).reshape(real.shape[1], -1).double()
+        y = predicted.transpose(0, 1).reshape(real.shape[1], -1).double()
+        x, y = x - x.mean(1, keepdim=True), y - y.mean(1, keepdim=True)
+        denominator = x.norm(dim=1) * y.norm(dim=1)
+        corr = (x * y).sum(1) / denominator.clamp_min(1e-30)
+        return torch.where(denominator > 1e-12, corr, torch.full_like(corr, float("nan"))).float()
+
+
+def _dense_value(value, shape) -> torch.Tensor:
+    """A path function's value as a plain tensor of the layer's shape (a constant, bias-only response
+    comes back as a scalar or a broadcastable tensor)."""
+    value = torch.as_tensor(getattr(value, "value", value)).float()
+    return value.expand(value.shape[0] if value.dim() == len(shape) + 1 else 1, *shape).clone()
 
 
 def as_context(model, data=None, **kwargs) -> Context:

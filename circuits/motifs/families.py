@@ -45,7 +45,8 @@ DETAIL_THRESHOLD = 0.4  # the match must hold in the kernels' fine structure too
 ANGLES = (22.5, 45.0)  # finer rotation steps tried for curve- and line-like families (finest first)
 BLOCK_ELEMENTS = 2**25  # numbers per block of kernels (128 MB of float32): bounds the memory of a 224-pixel layer
 FIXED_ELEMENTS = 2**27  # numbers of high-passed kernels held at once (512 MB), in weight_similarity(prepare=...)
-MIN_ACTIVE = 0.01  # a neuron needs a peak above its floor on this share of the images (and >= 3 of them)
+MIN_ACTIVE = 0.01  # a neuron must vary on this share of the images (and >= 3 of them) to be correlated
+FIDELITY = 0.8  # weights speak about a neuron whose linearised pre-activation correlates this well with its real one
 
 
 @dataclass
@@ -69,6 +70,10 @@ class GroupMap:
     invariant: list[int] = field(default_factory=list)
     clipped: bool = False
     untransformed: torch.Tensor | None = None  # [C, C] the same similarity without the transform
+    untransformed_w: torch.Tensor | None = None  # ... of the weights alone
+    untransformed_a: torch.Tensor | None = None  # ... of the activations alone
+    fidelity: torch.Tensor | None = None  # [C] how well expanded weights describe each neuron (with data)
+    gates: dict = field(default_factory=dict)  # each kind of evidence's own verdict, [C, C] bool (carried)
     detail: torch.Tensor | None = None  # [C, C] weight similarity of the high-passed kernels
     relation: dict[tuple[int, int], float] = field(default_factory=dict)  # every (i, j) passing the gates
     chance: float = 0.0  # the best cosine C neurons' kernels of this size reach by chance (chance_cosine)
@@ -96,8 +101,19 @@ class GroupMap:
             out.append((cycle, True))
         return out
 
+    def speaks(self) -> torch.Tensor:
+        """``[C, C]`` bool: the weights can speak about the pair (both neurons' fidelity >= FIDELITY). All
+        true without data (nothing measures them) and all false without weights."""
+        c = len(self.neurons)
+        if self.weights is None:
+            return torch.zeros(c, c, dtype=torch.bool)
+        if self.fidelity is None:
+            return torch.ones(c, c, dtype=torch.bool)
+        good = torch.nan_to_num(self.fidelity, nan=0.0) >= FIDELITY
+        return good[:, None] & good[None, :]
+
     def step(self, i: int, j: int) -> dict:
-        """The evidence for ``T`` mapping neuron ``i`` to neuron ``j``."""
+        """The evidence for ``T`` mapping neuron ``i`` to neuron ``j``, and which of it carried the match."""
         return {
             "source": self.neurons[i],
             "target": self.neurons[j],
@@ -105,12 +121,28 @@ class GroupMap:
             "weights_detail": _value(self.detail, i, j),
             "activations": _value(self.activations, i, j),
             "combined": _value(self.combined, i, j),
+            "fidelity": [_entry(self.fidelity, i), _entry(self.fidelity, j)] if self.fidelity is not None else None,
+            "carried_by": self.carried_by(i, j),
         }
 
+    def carried_by(self, i: int, j: int) -> str:
+        """``weights`` (no data), ``weights+activations``, or ``activations`` (activation-led: the weights
+        did not confirm the pair and could not speak about it), for a pair that passed."""
+        if self.activations is None:
+            return "weights"
+        weights = self.gates.get("weights")
+        return "weights+activations" if weights is not None and bool(weights[i, j]) else "activations"
+
     def invariance(self, i: int) -> dict:
-        """How much neuron ``i`` is its own copy under ``T`` (1: invariant, -1: sign-flipped)."""
+        """How much neuron ``i`` is its own copy under ``T`` (1: invariant, -1: sign-flipped), and whether
+        its weights can speak (see :meth:`speaks`)."""
         return {"weights": _value(self.weights, i, i), "activations": _value(self.activations, i, i),
-                "combined": _value(self.combined, i, i)}  # fmt: skip
+                "combined": _value(self.combined, i, i), "weights_speak": bool(self.speaks()[i, i])}  # fmt: skip
+
+
+def _entry(vector, i):
+    v = float(vector[i])
+    return None if v != v else v
 
 
 def _value(matrix, i, j):
@@ -197,11 +229,21 @@ def _silence(corr, acts, moved_acts, min_active):
 
 
 def active(acts: torch.Tensor, min_active: float = MIN_ACTIVE) -> torch.Tensor:
-    """``[C]`` bool: the neuron's peak rises above its own floor on enough images to correlate."""
-    peaks = acts.flatten(2).amax(-1) if acts.dim() > 2 else acts
+    """``[C]`` bool: the neuron varies on enough images to correlate.
+
+    An image counts when the neuron's map is not constant on it, or its peak rises above the neuron's
+    lowest peak over the images. Peaks alone are not enough: a bounded activation (ReLU6, a sigmoid) that
+    saturates somewhere in every image has the same peak everywhere while its maps vary widely.
+    """
+    if acts.dim() > 2:
+        flat = acts.flatten(2)
+        peaks = flat.amax(-1)
+        varies = (peaks - flat.amin(-1)) > 1e-6
+    else:
+        peaks, varies = acts, torch.zeros_like(acts, dtype=torch.bool)
     above = (peaks - peaks.amin(0)) > 1e-6
     need = max(3, int(min_active * peaks.shape[0]))
-    return above.sum(0) >= need
+    return (above | varies).sum(0) >= need
 
 
 def combine(weights: torch.Tensor | None, activations: torch.Tensor | None, how: str = "mean") -> torch.Tensor:
@@ -284,21 +326,34 @@ def group_map(ctx: Context, layers: list[str], transform: Transform, *, threshol
         # high-passed block by block, never as a whole copy beside the kernels (a few seconds per transform)
         detail = weight_similarity(kernels, transform, prepare=highpass)
         same_w = _untransformed(ctx, layers, kernels)
+    fidelity = None
     if ctx.data is not None:
         masked = not transform.exact_on(ctx.data.shape)
         acts = ctx.activations(layers, masked=masked)
         moved = ctx.activations(layers, transform, masked=masked)
         activations = activation_similarity(acts, moved, transform)
         same_a = activation_similarity(acts, acts, Identity())
+        if use_weights:
+            fidelity = ctx.fidelity(layers)
     if weights is None and activations is None:
         raise ValueError("equivariance needs weights or probe data")
     result = GroupMap(layers, ctx.neurons(layers), transform, weights, activations,
-                      combine(weights, activations), clipped=clipped)  # fmt: skip
-    result.untransformed = combine(same_w, same_a)
+                      torch.zeros(0), clipped=clipped, fidelity=fidelity)  # fmt: skip
+    result.combined = _speaking(result, combine(weights, activations), activations)
+    result.untransformed = _speaking(result, combine(same_w, same_a), same_a)
+    result.untransformed_w, result.untransformed_a = same_w, same_a
     result.detail, result.chance = detail, chance
     _match(result, threshold, margin, detail_threshold, involution=_is_involution(transform))
     ctx.memo[key] = result
     return result
+
+
+def _speaking(result: GroupMap, mean: torch.Tensor, activations: torch.Tensor | None) -> torch.Tensor:
+    """The mean of the evidence, except where the weights cannot speak about a pair: there, the
+    activations alone (where they were measured)."""
+    if activations is None or result.weights is None:
+        return mean
+    return torch.where(~result.speaks() & ~torch.isnan(activations), activations, mean)
 
 
 def group_maps(ctx: Context, groups: list[list[str]], transforms: list[Transform], **options) -> None:
@@ -330,24 +385,11 @@ def _is_involution(transform: Transform) -> bool:
 
 
 def _match(result: GroupMap, threshold: float, margin: float, detail_threshold: float, involution: bool) -> None:
-    """Greedy best-first matching under the thresholds and the margin over self-similarity."""
+    """Greedy best-first matching of the pairs that the evidence carries (see :func:`carried`)."""
     m = result.combined
-    gate = combine(result.weights, result.activations, how="min")  # every kind of evidence must pass
-    if result.weights is not None:
-        fine = result.weights >= max(threshold, result.chance)
-        if result.detail is not None:
-            fine &= result.detail >= detail_threshold
-        gate = torch.where(fine, gate, torch.full_like(gate, -1.0))
+    ok, result.gates = carried(result, threshold, margin, detail_threshold, involution)
     scores = (m + m.T) / 2 if involution else m
-    gate = torch.minimum(gate, gate.T) if involution else gate
-    diag = torch.diagonal(m)
-    same = result.untransformed
-    result.invariant = [int(i) for i in torch.nonzero(diag >= threshold).flatten()]
-    c = m.shape[0]
-    baseline = torch.maximum(diag[:, None], diag[None, :])
-    if same is not None:
-        baseline = torch.maximum(baseline, same)
-    ok = (gate >= threshold) & (scores - baseline >= margin) & ~torch.eye(c, dtype=torch.bool)
+    result.invariant = [int(i) for i in torch.nonzero(_self_copies(result, threshold)).flatten()]
     candidates = [(-float(scores[i, j]), int(i), int(j)) for i, j in torch.nonzero(ok).tolist()]
     candidates.sort()
     result.relation = {(i, j): -neg for neg, i, j in candidates}
@@ -364,6 +406,66 @@ def _match(result: GroupMap, threshold: float, margin: float, detail_threshold: 
             result.image[j] = i
             has_image.add(j)
             has_preimage.add(i)
+
+
+def carried(result: GroupMap, threshold: float = THRESHOLD, margin: float = MARGIN,
+            detail_threshold: float = DETAIL_THRESHOLD, involution: bool | None = None):  # fmt: skip
+    """``(ok, gates)``: which pairs ``T`` maps one onto the other, and each kind of evidence's own verdict.
+
+    ``gates["weights"]`` (``None`` without weights): the expanded-weight cosine is at least ``threshold``
+    and the chance level, and the high-passed cosine at least ``detail_threshold``.
+    ``gates["activations"]`` (``None`` without data): the activation correlation is at least
+    ``threshold``; a silent neuron passes no activation gate. ``gates["speak"]``: whether the weights can
+    speak about the pair (both neurons' :meth:`~circuits.motifs.context.Context.fidelity` at least
+    :data:`FIDELITY`).
+
+    Without data the weights decide. With data the activations decide, and the weights confirm the pair
+    (carried by both) or, where they can speak, refute it; where they cannot, the pair is *activation-led*.
+    Either way the combined score (the activations alone for an activation-led pair) must beat by
+    ``margin`` each neuron's own invariance and how alike the two already are untransformed.
+    """
+    involution = _is_involution(result.transform) if involution is None else involution
+    w_ok = a_ok = None
+    if result.weights is not None:
+        w_ok = result.weights >= max(threshold, result.chance)
+        if result.detail is not None:
+            w_ok &= result.detail >= detail_threshold
+        w_ok = _both_ways(w_ok, involution)
+    if result.activations is not None:
+        a_ok = _both_ways(torch.nan_to_num(result.activations, nan=-1.0) >= threshold, involution)
+    speak = result.speaks()
+    if a_ok is None:
+        ok = w_ok
+    elif w_ok is None:
+        ok = a_ok
+    else:
+        ok = a_ok & (w_ok | ~speak)
+    ok = ok & _beats_self(result.combined, result.untransformed, margin, involution)
+    ok = ok & ~torch.eye(ok.shape[0], dtype=torch.bool)
+    return ok, {"weights": w_ok, "activations": a_ok, "speak": speak}
+
+
+def _beats_self(similarity: torch.Tensor, untransformed, margin: float, involution: bool) -> torch.Tensor:
+    """The pair's transformed similarity beats, by ``margin``, each neuron's similarity to its own
+    transform and how alike the two already are untransformed."""
+    scores = (similarity + similarity.T) / 2 if involution else similarity
+    diag = torch.diagonal(similarity)
+    baseline = torch.maximum(diag[:, None], diag[None, :])
+    if untransformed is not None:
+        baseline = torch.maximum(baseline, torch.nan_to_num(untransformed, nan=-1.0))
+    return scores - baseline >= margin
+
+
+def _both_ways(ok: torch.Tensor, involution: bool) -> torch.Tensor:
+    return ok & ok.T if involution else ok
+
+
+def _self_copies(result: GroupMap, threshold: float) -> torch.Tensor:
+    """``[C]`` bool: neurons that are their own copy by the evidence that can speak about them."""
+    diag = torch.diagonal(result.combined) >= threshold
+    if result.activations is not None:
+        diag &= torch.nan_to_num(torch.diagonal(result.activations), nan=-1.0) >= threshold
+    return diag
 
 
 # -- motifs -----------------------------------------------------------------------------------------------
@@ -388,6 +490,7 @@ def family_motifs(group: GroupMap, include_invariant: bool = False) -> list[Moti
             "activations": _mean([s["activations"] for s in steps]),
             "steps": steps,
             "self_similarity": [group.invariance(i)["combined"] for i in members],
+            "carried_by": "activations" if any(s["carried_by"] == "activations" for s in steps) else steps[0]["carried_by"],
         }
         if transform.name == "rotate":
             evidence["angle"] = float(transform.angle)

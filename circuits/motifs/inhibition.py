@@ -101,6 +101,7 @@ def _opponent(ctx, feeds, sources, own, transform, u, top_k, balance) -> Motif |
         "pair": step,
         "anti_invariance": None if own is None else own.invariance(u),
         "activations": check,
+        "carried_by": step["carried_by"],
     }
     return Motif("inhibition", transform.name, own.neurons[u] if own is not None else f"{feeds.target}:{u}",
                  (feeds.neurons[a], feeds.neurons[b]), max(0.0, min(1.0, score)) * ratio, evidence)  # fmt: skip

@@ -81,8 +81,7 @@ def _layer_unions(ctx, feeds: Inputs, transform, top_k, balance, threshold, marg
         return []
     found = []
     for u in range(feeds.strength.shape[0]):
-        invariance = own.invariance(u)
-        if not _invariant(invariance, threshold):
+        if not invariant(own, u, threshold):
             continue
         strong = feeds.top_positive(u, top_k)
         for cases in _case_sets(sources, strong):
@@ -90,7 +89,7 @@ def _layer_unions(ctx, feeds: Inputs, transform, top_k, balance, threshold, marg
             ratio = min(strengths) / max(strengths)
             if ratio < balance:
                 continue
-            motif = _union(ctx, feeds, sources, own, transform, u, cases, strengths, ratio, invariance)
+            motif = _union(ctx, feeds, sources, own, transform, u, cases, strengths, ratio, threshold)
             if motif is not None:
                 found.append(motif)
                 break  # one union per neuron and transform: its best case set
@@ -116,12 +115,35 @@ def _case_sets(sources, strong: list[int]) -> list[list[int]]:
     return [c for _, _, c in chains]
 
 
-def _invariant(invariance: dict, threshold: float) -> bool:
-    values = [v for k, v in invariance.items() if k in ("weights", "activations") and v is not None]
-    return bool(values) and min(values) >= threshold
+def invariant(own, u: int, threshold: float) -> bool:
+    """``U`` is its own copy under the transform, by the evidence that can speak: the weights without
+    data; with data the activations (a silent ``U`` is not), and the weights too where they can speak."""
+    inv = own.invariance(u)
+    weights, activations = inv["weights"], inv["activations"]
+    if own.activations is None:
+        return weights is not None and weights >= threshold
+    if activations is None or activations < threshold:
+        return False
+    return weights is None or weights >= threshold or not inv["weights_speak"]
 
 
-def _union(ctx, feeds, sources, own, transform, u, cases, strengths, ratio, invariance) -> Motif | None:
+def invariance_carried_by(own, u: int, threshold: float) -> str:
+    """Which evidence shows ``U``'s invariance (see :meth:`~circuits.motifs.families.GroupMap.carried_by`)."""
+    inv = own.invariance(u)
+    if own.activations is None:
+        return "weights"
+    return "weights+activations" if inv["weights"] is not None and inv["weights"] >= threshold else "activations"
+
+
+def motif_carried_by(parts: list[str]) -> str:
+    """A motif is activation-led when any of its parts is."""
+    if "activations" in parts:
+        return "activations"
+    return "weights+activations" if "weights+activations" in parts else "weights"
+
+
+def _union(ctx, feeds, sources, own, transform, u, cases, strengths, ratio, threshold) -> Motif | None:
+    invariance = own.invariance(u)
     steps = [sources.step(a, b) for a, b in zip(cases, cases[1:])]
     pair_score = sum(s["combined"] for s in steps) / len(steps)
     bias = None if feeds.bias is None else float(feeds.bias[u])
@@ -145,6 +167,7 @@ def _union(ctx, feeds, sources, own, transform, u, cases, strengths, ratio, inva
         "bias": bias,
         "logic": logic,
         "activations": check,
+        "carried_by": motif_carried_by([invariance_carried_by(own, u, threshold), *(s["carried_by"] for s in steps)]),
     }
     score = max(0.0, min(1.0, invariance["combined"])) * max(0.0, min(1.0, pair_score))
     return Motif("union", transform.name, target, tuple(feeds.neurons[c] for c in cases), score, evidence)
