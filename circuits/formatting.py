@@ -100,6 +100,8 @@ def _evidence(m: dict) -> str:
     if m["kind"] == "polysemantic":
         return f"clusters by {e['factor']}: " + " | ".join(
             ", ".join(f"{k} {v}" for k, v in c[e["factor"]].items()) for c in e["clusters"])
+    if e.get("carried_by") == "activations":
+        parts.append("activation-led")
     for key in ("weights", "activations"):
         source = e.get("invariance", e) if m["kind"] == "union" else e.get("pair", e) if m["kind"] == "inhibition" else e
         value = source.get(key) if isinstance(source, dict) else None
@@ -109,6 +111,32 @@ def _evidence(m: dict) -> str:
     if e.get("angle"):
         parts.append(f"{e['angle']:g}°")
     return ", ".join(parts)
+
+
+def explain_lines(report: dict) -> list[str]:
+    """``motifs --explain``: per transform, the verdict, then each kind of evidence against its gate."""
+
+    def num(v):
+        return "-" if v is None else f"{v:.2f}"
+
+    lines = [f"{report['a']} -> {report['b']} in {report['layer']}" + (f" on {report['data']}" if report["data"] else
+                                                                        " (weights only: pass --data for activations)")]  # fmt: skip
+    for t in report["transforms"]:
+        name = t["transform"] + (f" {t['angle']:g}°" if t["transform"] == "rotate" else "")
+        lines.append(f"{name}: {t['reason']}")
+        w, a, m = t.get("weights"), t.get("activations"), t.get("margin")
+        if w:
+            fidelity = "" if w["fidelity"] is None else (f"; fidelity {num(w['fidelity'][0])}, {num(w['fidelity'][1])}: "
+                                                         + ("they speak" if w["speak"] else "they cannot speak"))  # fmt: skip
+            lines.append(f"  weights {num(w['cosine'])} (>= {w['threshold']:.2f}), detail {num(w['detail'])} "
+                         f"(>= {w['detail_threshold']:.2f}): {'pass' if w['passes'] else 'fail'}{fidelity}")  # fmt: skip
+        if a:
+            lines.append(f"  activations {num(a['correlation'])} (>= {a['threshold']:.2f}; "
+                         f"{a['led_threshold']:.2f} when they alone carry it): {'pass' if a['passes'] else 'fail'}")  # fmt: skip
+        if m:
+            lines.append(f"  score {num(m['score'])} vs self {num(m['self'][0])}, {num(m['self'][1])} and untransformed "
+                         f"{num(m['untransformed'])} (margin {m['needed']:.2f}): {'pass' if m['passes'] else 'fail'}")  # fmt: skip
+    return lines
 
 
 def faithfulness_summary(report: dict) -> str:

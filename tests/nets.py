@@ -296,3 +296,50 @@ class UpsamplingNet(nn.Module):
 
 
 ALL_NETS = [PlainCNN, InceptionNet, ResNet, ONetLike, MLP, MobileNetLike, DenseNetLike, EfficientNetLike]
+
+
+class MobileNetV2Twin(nn.Module):
+    """MobileNetV2's layout (Sandler et al. 2018) at a quarter of its widths, on 32x32 RGB, random init.
+
+    A 3x3 stride-2 stem, then inverted residuals ``(expand t, channels c, repeats n, stride s)``: 1x1
+    expand (ReLU6), 3x3 depthwise (ReLU6; stride 2 on even maps, as in the real net, so a mirrored map is
+    half a pixel off), linear 1x1 projection, a residual add where shapes allow, and a 1x1 head. Weights
+    are PyTorch's default initialisation and BatchNorm is the identity: the untrained network a control
+    needs (no motif it shows is learned).
+    """
+
+    input_shape = (3, 32, 32)
+    settings = ((1, 8, 1, 1), (6, 12, 2, 2), (6, 16, 2, 2), (6, 24, 2, 1))
+
+    def __init__(self, seed: int = 0):
+        super().__init__()
+        torch.manual_seed(seed)
+        layers = [nn.Sequential(nn.Conv2d(3, 8, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU6())]
+        c_in = 8
+        for t, c, n, s in self.settings:
+            for i in range(n):
+                layers.append(_V2Block(c_in, c, t, s if i == 0 else 1))
+                c_in = c
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Sequential(nn.Conv2d(c_in, 64, 1, bias=False), nn.BatchNorm2d(64), nn.ReLU6(),
+                                  nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, 10))  # fmt: skip
+        self.eval()
+
+    def forward(self, x):
+        return self.head(self.features(x))
+
+
+class _V2Block(nn.Module):
+    def __init__(self, c_in, c_out, t, stride):
+        super().__init__()
+        h = c_in * t
+        expand = [nn.Conv2d(c_in, h, 1, bias=False), nn.BatchNorm2d(h), nn.ReLU6()] if t != 1 else []
+        self.conv = nn.Sequential(
+            *expand,
+            nn.Conv2d(h, h, 3, stride=stride, padding=1, groups=h, bias=False), nn.BatchNorm2d(h), nn.ReLU6(),
+            nn.Conv2d(h, c_out, 1, bias=False), nn.BatchNorm2d(c_out),
+        )
+        self.residual = stride == 1 and c_in == c_out
+
+    def forward(self, x):
+        return x + self.conv(x) if self.residual else self.conv(x)

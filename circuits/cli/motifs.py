@@ -13,11 +13,13 @@ KIND_HELP = "union|equivariance|inhibition|polysemantic|network|all"
 @click.option("--layer", metavar="LAYER", help="Only this layer (as `circuits layers` names it).")
 @click.option("--data", metavar="SPEC", help="Probe images for activation evidence: toyworld[:TASK][:N][:SEED], "
               "noise:N, a folder, .npy or .pt. Without it, weights alone.")  # fmt: skip
+@click.option("--explain", metavar="L:C,L:C", help="Say why this pair of neurons was or was not reported as "
+              "transformed copies: every gate, with its numbers, per transform (with --data, as the detector sees it).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (schema in docs/motifs.md).")
 @click.option("--catalog", "catalog_path", type=click.Path(dir_okay=False), envvar="CIRCUITS_CATALOG",
               help="Record the motifs in this catalog (also $CIRCUITS_CATALOG).")  # fmt: skip
 @device_option
-def motifs(model, weights, input_shape, kind, layer, data, as_json, catalog_path, device):
+def motifs(model, weights, input_shape, kind, layer, data, explain, as_json, catalog_path, device):
     """Find motifs in MODEL: equivariant families, unions over cases, opponents, polysemantic neurons and
     network motifs.
 
@@ -32,8 +34,12 @@ def motifs(model, weights, input_shape, kind, layer, data, as_json, catalog_path
       circuits motifs planted:curves --kind equivariance --json
       circuits motifs zoo:plain-cnn-s0 --kind union --data toyworld:512
       circuits motifs zoo:plain-cnn-s0 --layer conv2 --data toyworld:256 --catalog catalog.db
+      circuits motifs planted:complex-union --explain complex:0,complex:1 --data toyworld:strokes:256
     """
     from circuits.motifs import find, to_json
+
+    if explain:
+        return _explain(model, weights, input_shape, explain, data, as_json, device)
 
     if catalog_path:
         from circuits.catalog import check_writable
@@ -103,3 +109,21 @@ def universality(models, data, layers, as_json, device):
         where = "; ".join(f"{i['model']}: {i['target'] or ''} {', '.join(i['members'])}".replace("  ", " ")
                           for i in family["instances"])  # fmt: skip
         click.echo(f"  {family['kind']} {family['transform'] or ''}  {where}")
+
+
+def _explain(model, weights, input_shape, pair, data, as_json, device):
+    from circuits.errors import UsageError
+    from circuits.formatting import explain_lines
+    from circuits.motifs import Context
+    from circuits.motifs.explain import explain
+
+    names = [p.strip() for p in pair.split(",")]
+    if len(names) != 2 or not all(names):
+        raise UsageError(f"--explain takes two neurons, LAYER:CHANNEL,LAYER:CHANNEL (e.g. conv2:3,conv2:7), got '{pair}'")
+    loaded = load_model(model, weights, input_shape)
+    report = explain(Context(loaded, data, device=device), *names)
+    if as_json:
+        echo_json(report, {"model": model, "weights": weights, "input_shape": input_shape, "explain": pair,
+                           "data": data}, loaded.weights_hash)  # fmt: skip
+        return
+    click.echo("\n".join(explain_lines(report)))

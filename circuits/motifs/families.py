@@ -46,6 +46,7 @@ ANGLES = (22.5, 45.0)  # finer rotation steps tried for curve- and line-like fam
 BLOCK_ELEMENTS = 2**25  # numbers per block of kernels (128 MB of float32): bounds the memory of a 224-pixel layer
 FIXED_ELEMENTS = 2**27  # numbers of high-passed kernels held at once (512 MB), in weight_similarity(prepare=...)
 MIN_ACTIVE = 0.01  # a neuron must vary on this share of the images (and >= 3 of them) to be correlated
+LED_THRESHOLD = 0.9  # what activations alone must reach to carry a pair the weights cannot speak about
 FIDELITY = 0.8  # weights speak about a neuron whose linearised pre-activation correlates this well with its real one
 
 
@@ -420,7 +421,8 @@ def carried(result: GroupMap, threshold: float = THRESHOLD, margin: float = MARG
     :data:`FIDELITY`).
 
     Without data the weights decide. With data the activations decide, and the weights confirm the pair
-    (carried by both) or, where they can speak, refute it; where they cannot, the pair is *activation-led*.
+    (carried by both) or, where they can speak, refute it; where they cannot, the pair is *activation-led*
+    and its activation correlation must reach :data:`LED_THRESHOLD` (0.9): it is the only evidence.
     Either way the combined score (the activations alone for an activation-led pair) must beat by
     ``margin`` each neuron's own invariance and how alike the two already are untransformed.
     """
@@ -439,7 +441,8 @@ def carried(result: GroupMap, threshold: float = THRESHOLD, margin: float = MARG
     elif w_ok is None:
         ok = a_ok
     else:
-        ok = a_ok & (w_ok | ~speak)
+        led = _both_ways(torch.nan_to_num(result.activations, nan=-1.0) >= max(threshold, LED_THRESHOLD), involution)
+        ok = a_ok & (w_ok | (~speak & led))
     ok = ok & _beats_self(result.combined, result.untransformed, margin, involution)
     ok = ok & ~torch.eye(ok.shape[0], dtype=torch.bool)
     return ok, {"weights": w_ok, "activations": a_ok, "speak": speak}

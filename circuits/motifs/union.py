@@ -26,7 +26,7 @@ stays as the weights said.
 from __future__ import annotations
 
 from circuits.motifs.context import as_context
-from circuits.motifs.families import MARGIN, THRESHOLD, group_map, group_maps
+from circuits.motifs.families import LED_THRESHOLD, MARGIN, THRESHOLD, group_map, group_maps
 from circuits.motifs.inputs import Inputs, case_responses, inputs
 from circuits.motifs.report import Motif
 from circuits.motifs.transforms import Transform, parse
@@ -124,7 +124,9 @@ def invariant(own, u: int, threshold: float) -> bool:
         return weights is not None and weights >= threshold
     if activations is None or activations < threshold:
         return False
-    return weights is None or weights >= threshold or not inv["weights_speak"]
+    if weights is not None and weights >= threshold:
+        return True
+    return not inv["weights_speak"] and activations >= max(threshold, LED_THRESHOLD)
 
 
 def invariance_carried_by(own, u: int, threshold: float) -> str:

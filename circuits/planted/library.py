@@ -317,6 +317,51 @@ def fooling() -> PlantedSpec:
     return spec
 
 
+COMPLEX_ANGLES = (60.0, 120.0)  # a mirror pair of orientations: a flip maps 60° to 120°
+SIMPLE_BIAS = -0.5
+
+
+def complex_union() -> PlantedSpec:
+    """Complex cells: mirror-image detectors whose expanded weights are zero, and their union.
+
+    Layer ``simple`` (5x5, relu): ``on_60``, ``off_60``, ``on_120``, ``off_120`` read the gray image
+    through an ``edge`` kernel and its negative at 60° and 120° (a flip maps one angle to the other).
+    Layer ``complex`` (1x1, relu): ``complex_60`` = relu(on_60 + off_60), an edge at 60° of either
+    polarity (the energy model of a V1 complex cell, Adelson & Bergen 1985), ``complex_120`` its mirror
+    image, and ``decoy`` (seeded random weights). Layer ``union`` (1x1): ``union`` = relu(complex_60 +
+    complex_120). The complex cells' expanded weights are exactly zero (``k - k``): the weights cannot
+    show that they are mirror images, but their activations are (a flip of the image swaps the two maps,
+    flipped) — a mirror pair and a union over reflection that only activations can find.
+    """
+    simple = []
+    for angle in COMPLEX_ANGLES:
+        kernel = {"generator": "edge", "angle": angle}
+        a = int(angle)
+        simple += [Neuron(f"on_{a}", [Input("gray", 1.0, kernel)], bias=SIMPLE_BIAS),
+                   Neuron(f"off_{a}", [Input("gray", -1.0, kernel)], bias=SIMPLE_BIAS)]  # fmt: skip
+    cells = [Neuron(f"complex_{int(a)}", [Input(f"on_{int(a)}"), Input(f"off_{int(a)}")]) for a in COMPLEX_ANGLES]
+    cells += _decoys(["decoy"], [n.name for n in simple], size=1, seed=11)
+    readout = [Neuron("union", [Input("complex_60"), Input("complex_120")])]
+    layers = [Layer("simple", simple, kernel_size=LINE_KERNEL), Layer("complex", cells, kernel_size=1),
+              Layer("union", readout, kernel_size=1)]  # fmt: skip
+    spec = PlantedSpec("complex-union", _gray(), layers, description=_summary(complex_union))
+    simple_id = {n.name: spec.neuron_id("simple", n.name) for n in simple}
+    c60, c120 = spec.neuron_id("complex", "complex_60"), spec.neuron_id("complex", "complex_120")
+    spec.motifs = [
+        {"kind": "reflection-pair", "description": "a flip maps the 60° edge detectors to the 120° ones",
+         "flip": {simple_id["on_60"]: simple_id["on_120"], simple_id["on_120"]: simple_id["on_60"],
+                  simple_id["off_60"]: simple_id["off_120"], simple_id["off_120"]: simple_id["off_60"]}},
+        {"kind": "reflection-pair", "evidence": "activations",
+         "description": "complex_60 and complex_120 are mirror images in their activations only",
+         "flip": {c60: c120, c120: c60}},
+        {"kind": "union", "evidence": "activations", "neuron": spec.neuron_id("union", "union"), "of": [c60, c120],
+         "description": "relu(complex_60 + complex_120): an edge at ±30° from vertical, either polarity"},
+        {"kind": "decoy", "neurons": [spec.neuron_id("complex", "decoy")],
+         "description": "seeded random weights over the simple cells: no planted motif"},
+    ]
+    return spec
+
+
 LIBRARY = {
     "lines": lines,
     "wedges": wedges,
@@ -325,4 +370,5 @@ LIBRARY = {
     "inception-union": inception_union,
     "curves": curves,
     "fooling": fooling,
+    "complex-union": complex_union,
 }
