@@ -132,7 +132,7 @@ def explain_lines(report: dict) -> list[str]:
                          f"(>= {w['detail_threshold']:.2f}): {'pass' if w['passes'] else 'fail'}{fidelity}")  # fmt: skip
         if a:
             lines.append(f"  activations {num(a['correlation'])} (>= {a['threshold']:.2f}; "
-                         f"{a['led_threshold']:.2f} when they alone carry it): {'pass' if a['passes'] else 'fail'}")  # fmt: skip
+                         f"{a['led_threshold']:.2f} and a margin of {a['led_margin']:.2f} when they alone carry it): {'pass' if a['passes'] else 'fail'}")  # fmt: skip
         if m:
             lines.append(f"  score {num(m['score'])} vs self {num(m['self'][0])}, {num(m['self'][1])} and untransformed "
                          f"{num(m['untransformed'])} (margin {m['needed']:.2f}): {'pass' if m['passes'] else 'fail'}")  # fmt: skip

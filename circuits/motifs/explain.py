@@ -16,6 +16,7 @@ from circuits.motifs.context import as_context
 from circuits.motifs.families import (
     DETAIL_THRESHOLD,
     FIDELITY,
+    LED_MARGIN,
     LED_THRESHOLD,
     MARGIN,
     THRESHOLD,
@@ -68,7 +69,8 @@ def _one(result, i: int, j: int, threshold: float, margin: float) -> dict:
     activations = None
     if result.activations is not None:
         activations = {"correlation": _num(result.activations[i, j]), "threshold": threshold,
-                       "led_threshold": LED_THRESHOLD, "passes": bool(gates["activations"][i, j])}  # fmt: skip
+                       "led_threshold": LED_THRESHOLD, "led_margin": LED_MARGIN,
+                       "passes": bool(gates["activations"][i, j])}  # fmt: skip
     m = result.combined
     score = (float(m[i, j]) + float(m[j, i])) / 2 if involution else float(m[i, j])
     selves = [_num(m[i, i]), _num(m[j, j])]
@@ -105,6 +107,8 @@ def _reason(e: dict) -> str:
         if a["correlation"] < a["led_threshold"]:
             return (f"the weights cannot speak, and activations {a['correlation']:.3f} are below the "
                     f"{a['led_threshold']} that activation-led pairs need")
+        return (f"the weights cannot speak, and activations alone must beat self-similarity {m['self']} and "
+                f"untransformed {m['untransformed']} by {a['led_margin']}")
     if a is None and w is not None and not w["passes"]:
         return f"weights {w['cosine']:.2f} / detail {w['detail']:.2f} below {w['threshold']:.2f} / {w['detail_threshold']}"
     if not m["passes"]:

@@ -47,6 +47,7 @@ BLOCK_ELEMENTS = 2**25  # numbers per block of kernels (128 MB of float32): boun
 FIXED_ELEMENTS = 2**27  # numbers of high-passed kernels held at once (512 MB), in weight_similarity(prepare=...)
 MIN_ACTIVE = 0.01  # a neuron must vary on this share of the images (and >= 3 of them) to be correlated
 LED_THRESHOLD = 0.9  # what activations alone must reach to carry a pair the weights cannot speak about
+LED_MARGIN = 0.3  # ... and by how much they must beat self-similarity (random-init MobileNetV2 twins reach 0.26)
 FIDELITY = 0.8  # weights speak about a neuron whose linearised pre-activation correlates this well with its real one
 
 
@@ -422,7 +423,9 @@ def carried(result: GroupMap, threshold: float = THRESHOLD, margin: float = MARG
 
     Without data the weights decide. With data the activations decide, and the weights confirm the pair
     (carried by both) or, where they can speak, refute it; where they cannot, the pair is *activation-led*
-    and its activation correlation must reach :data:`LED_THRESHOLD` (0.9): it is the only evidence.
+    and, being the only evidence, its activation correlation must reach :data:`LED_THRESHOLD` (0.9) and
+    beat self-similarity by :data:`LED_MARGIN` (0.3): in untrained deep layers many neurons share one
+    smooth response to the object, so high correlations under a transform are common there by chance.
     Either way the combined score (the activations alone for an activation-led pair) must beat by
     ``margin`` each neuron's own invariance and how alike the two already are untransformed.
     """
@@ -442,6 +445,7 @@ def carried(result: GroupMap, threshold: float = THRESHOLD, margin: float = MARG
         ok = a_ok
     else:
         led = _both_ways(torch.nan_to_num(result.activations, nan=-1.0) >= max(threshold, LED_THRESHOLD), involution)
+        led &= _beats_self(result.combined, result.untransformed, max(margin, LED_MARGIN), involution)
         ok = a_ok & (w_ok | (~speak & led))
     ok = ok & _beats_self(result.combined, result.untransformed, margin, involution)
     ok = ok & ~torch.eye(ok.shape[0], dtype=torch.bool)
