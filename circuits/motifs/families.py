@@ -318,8 +318,9 @@ def group_map(ctx: Context, layers: list[str], transform: Transform, *, threshol
     weights = activations = same_w = same_a = detail = None
     chance = 0.0
     clipped = False
-    if use_weights:
-        kernels, clipped = ctx.input_kernels(layers)
+    kernels = _traceable_kernels(ctx, layers) if use_weights else None
+    if kernels is not None:
+        kernels, clipped = kernels
         if isinstance(transform, Rotate) and kernels.shape[-1] != kernels.shape[-2]:
             kernels = _square(kernels)
         weights = weight_similarity(kernels, transform)
@@ -335,10 +336,11 @@ def group_map(ctx: Context, layers: list[str], transform: Transform, *, threshol
         moved = ctx.activations(layers, transform, masked=masked)
         activations = activation_similarity(acts, moved, transform)
         same_a = activation_similarity(acts, acts, Identity())
-        if use_weights:
+        if weights is not None:
             fidelity = ctx.fidelity(layers)
-    if weights is None and activations is None:
-        raise ValueError("equivariance needs weights or probe data")
+    if weights is None and activations is None:  # a layer behind a multiplicative gate, without data
+        ctx.memo[key] = None
+        return None
     result = GroupMap(layers, ctx.neurons(layers), transform, weights, activations,
                       torch.zeros(0), clipped=clipped, fidelity=fidelity)  # fmt: skip
     result.combined = _speaking(result, combine(weights, activations), activations)
@@ -348,6 +350,17 @@ def group_map(ctx: Context, layers: list[str], transform: Transform, *, threshol
     _match(result, threshold, margin, detail_threshold, involution=_is_involution(transform))
     ctx.memo[key] = result
     return result
+
+
+def _traceable_kernels(ctx: Context, layers: list[str]):
+    """``ctx.input_kernels(layers)``, or ``None`` where the path from the input passes a multiplicative
+    gate (squeeze-excite): such neurons have no expanded weights, so only activations can speak for them."""
+    from circuits.errors import UnsupportedOpError
+
+    try:
+        return ctx.input_kernels(layers)
+    except UnsupportedOpError:
+        return None
 
 
 def _speaking(result: GroupMap, mean: torch.Tensor, activations: torch.Tensor | None) -> torch.Tensor:
@@ -441,12 +454,10 @@ def carried(result: GroupMap, threshold: float = THRESHOLD, margin: float = MARG
     speak = result.speaks()
     if a_ok is None:
         ok = w_ok
-    elif w_ok is None:
-        ok = a_ok
     else:
         led = _both_ways(torch.nan_to_num(result.activations, nan=-1.0) >= max(threshold, LED_THRESHOLD), involution)
         led &= _beats_self(result.combined, result.untransformed, max(margin, LED_MARGIN), involution)
-        ok = a_ok & (w_ok | (~speak & led))
+        ok = a_ok & led if w_ok is None else a_ok & (w_ok | (~speak & led))
     ok = ok & _beats_self(result.combined, result.untransformed, margin, involution)
     ok = ok & ~torch.eye(ok.shape[0], dtype=torch.bool)
     return ok, {"weights": w_ok, "activations": a_ok, "speak": speak}
