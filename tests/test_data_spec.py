@@ -89,3 +89,51 @@ def test_empty_folder_and_unreadable_image_are_data_errors(tmp_path):
     (tmp_path / "broken.png").write_bytes(b"not a png")
     with pytest.raises(DataError, match="cannot read image"):
         load_data(str(tmp_path))
+
+
+@pytest.mark.parametrize("spec", ["photos:x", "photos:0", "photos:1:2:3", "photos:4:-1", "augment", "augment:8",
+                                  "augment:x:somewhere", "augment:0:somewhere", "augment:8:"])  # fmt: skip
+def test_malformed_photo_specs_are_usage_errors(spec):
+    with pytest.raises(UsageError):
+        load_data(spec)
+
+
+def test_augment_of_a_missing_path_names_the_path(tmp_path):
+    with pytest.raises(BadSpecError, match="nothing.*does not exist"):
+        load_data(f"augment:8:1:{tmp_path / 'nothing'}")
+
+
+def test_misspelled_photo_scheme_suggests_it():
+    with pytest.raises(BadSpecError, match="did you mean 'photos'"):
+        load_data("photo:10")
+
+
+def test_a_folder_named_photos_is_not_silently_taken_for_the_photo_set(tmp_path, monkeypatch):
+    (tmp_path / "photos").mkdir()
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(BadSpecError, match=r"\./photos"):
+        load_data("photos")
+
+
+def test_photos_refuse_shapes_that_are_not_grey_or_rgb_images():
+    with pytest.raises(DataError, match=r"\(2, 32, 32\)"):
+        load_data("photos:4", input_shape=(2, 32, 32))
+    with pytest.raises(DataError, match=r"\(784,\)"):
+        load_data("photos:4", input_shape=(784,))
+
+
+def test_data_help_names_every_scheme():
+    from circuits.data.spec import DATA_HELP, SCHEMES
+
+    assert all(scheme in DATA_HELP for scheme in SCHEMES)
+
+
+def test_labelled_data_passes_through_load_labelled_once_it_fits():
+    from circuits.data.spec import load_labelled
+
+    labelled = load_labelled("toyworld:30:1", input_shape=(1, 32, 32))
+    assert load_labelled(labelled, input_shape=(1, 32, 32)) is labelled
+    with pytest.raises(DataError, match=r"\(1, 32, 32\).*\(1, 24, 24\)"):
+        load_labelled(labelled, input_shape=(1, 24, 24))
+    with pytest.raises(DataError, match="masks"):
+        load_labelled(labelled, masks=True)

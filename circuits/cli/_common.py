@@ -1,4 +1,4 @@
-"""Options and helpers shared by commands: the model spec, the device, JSON printing."""
+"""Options and helpers shared by commands: the model spec, the device, probe normalisation, JSON printing."""
 
 from __future__ import annotations
 
@@ -32,6 +32,28 @@ def device_option(func):
 
     @click.option("--device", default="cpu", show_default=True, metavar="DEVICE", callback=check,
                   help="Where the model runs on probe data: cpu, cuda or cuda:N (results are the same).")  # fmt: skip
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        return func(*args, **kwargs)
+
+    return wrapper
+
+
+def normalize_option(func):
+    """--normalize, as every command that feeds probe images to a model takes it (checked before any work);
+    pass the value on to :func:`circuits.data.model_data` (docs/data.md)."""
+
+    def check(_ctx, _param, value):
+        if value is not None:
+            from circuits.data.normalize import parse_normalize
+
+            parse_normalize(value, what="--normalize")  # a usage error (exit 2) naming the fix
+        return value
+
+    @click.option("--normalize", metavar="MEAN/STD", callback=check,
+                  help="Map probe pixels in [0, 1] to (x - MEAN) / STD per input channel before the model sees "
+                       "them: 0.5/0.5 (every channel), 0.485,0.456,0.406/0.229,0.224,0.225 (one per channel), "
+                       "imagenet, or none. Default: the model's own preprocess, if it declares one; else none.")  # fmt: skip
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
         return func(*args, **kwargs)

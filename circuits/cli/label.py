@@ -2,7 +2,14 @@
 
 import click
 
-from circuits.cli._common import add_loaded_model, device_option, echo_json, load_model, model_options
+from circuits.cli._common import (
+    add_loaded_model,
+    device_option,
+    echo_json,
+    load_model,
+    model_options,
+    normalize_option,
+)
 
 DATA_HELP = ("Toy-world images whose concepts are known: toyworld[:TASK][:N][:SEED]. Default: the model's own "
              "task (a zoo card's; strokes for planted nets), 2000 images, seed 1.")  # fmt: skip
@@ -21,8 +28,10 @@ DATA_HELP = ("Toy-world images whose concepts are known: toyworld[:TASK][:N][:SE
 @click.option("--catalog", "catalog_path", type=click.Path(dir_okay=False), envvar="CIRCUITS_CATALOG",
               help="Store the labels, with their evidence, in this catalog (also $CIRCUITS_CATALOG).")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (docs/labels.md).")
+@normalize_option
 @device_option
-def label(model, weights, input_shape, layers, data, bar, show_all, control, catalog_path, as_json, device):
+def label(model, weights, input_shape, layers, data, bar, show_all, control, catalog_path, as_json, normalize,
+          device):  # fmt: skip
     """Name the neurons of MODEL from the concepts of the toy world.
 
     Every neuron's score on an image is its strongest pre-activation in it; each concept (a class, a
@@ -40,6 +49,7 @@ def label(model, weights, input_shape, layers, data, bar, show_all, control, cat
       circuits label zoo:plain-cnn --layer conv3 --all
       circuits label zoo:plain-cnn --catalog catalog.db
     """
+    from circuits.data import model_labelled
     from circuits.labels.label import default_data, label_neurons, shuffled_weight_control
     from circuits.progress import progress_bar
 
@@ -49,15 +59,16 @@ def label(model, weights, input_shape, layers, data, bar, show_all, control, cat
         check_writable(catalog_path)
     loaded = load_model(model, weights, input_shape)
     data = data or default_data(loaded)
+    probe = model_labelled(data, loaded, normalize, masks=True)
     with progress_bar("labelling", unit="img") as bar_:
-        result = label_neurons(loaded.module, data=data, layers=list(layers) or None, bar=bar, device=device,
+        result = label_neurons(loaded.module, data=probe, layers=list(layers) or None, bar=bar, device=device,
                                progress=bar_.update)  # fmt: skip
     shuffled = None
     if control:
-        shuffled = shuffled_weight_control(loaded.module, data=data, layers=list(layers) or None, bar=bar,
+        shuffled = shuffled_weight_control(loaded.module, data=probe, layers=list(layers) or None, bar=bar,
                                            device=device).coverage()  # fmt: skip
     arguments = {"model": model, "weights": weights, "input_shape": input_shape, "layers": list(layers),
-                 "data": data, "bar": bar, "all": show_all, "control": control}  # fmt: skip
+                 "data": data, "bar": bar, "all": show_all, "control": control, "normalize": normalize}  # fmt: skip
     if catalog_path:
         counts = _record(catalog_path, loaded, result)
     shown = result.neurons if show_all else result.labelled()
@@ -109,12 +120,13 @@ def _print(result, shown, shuffled=None) -> None:
               help="A folder of your own example images (or a .npy/.pt tensor), ranked against --data.")  # fmt: skip
 @click.option("--data", metavar="SPEC", help="The images to compare against (with --concept: the toy world to "
               "pick the concept's images from). Default: the model's toy-world task, 2000 images, seed 1; with "
-              "--examples any spec: toyworld, noise, a folder.")  # fmt: skip
+              "--examples any spec: toyworld, noise, photos[:N][:SEED], a folder (docs/data.md).")  # fmt: skip
 @click.option("--layer", "layers", multiple=True, metavar="LAYER", help="Only this layer (repeatable).")
 @click.option("--top", default=10, show_default=True, type=click.IntRange(1, 100_000), help="Neurons to list.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (docs/labels.md).")
+@normalize_option
 @device_option
-def find(model, weights, input_shape, concept, examples, data, layers, top, as_json, device):
+def find(model, weights, input_shape, concept, examples, data, layers, top, as_json, normalize, device):
     """Rank the neurons of MODEL by how selectively they respond to a concept or to your example images.
 
     Each neuron's score is the AUROC of its strongest pre-activation in an image for the concept's images
@@ -128,6 +140,7 @@ def find(model, weights, input_shape, concept, examples, data, layers, top, as_j
       circuits find zoo:plain-cnn --examples my_left_facing_images/
       circuits find model.pt --input-shape 3,64,64 --examples cats/ --data backgrounds/
     """
+    from circuits.data import model_data, model_labelled
     from circuits.errors import UsageError
     from circuits.labels.find import WEAK, find_neurons
     from circuits.labels.label import default_data
@@ -136,15 +149,20 @@ def find(model, weights, input_shape, concept, examples, data, layers, top, as_j
         raise UsageError("give --concept 'facing=left' or --examples DIR (one of the two)")
     loaded = load_model(model, weights, input_shape)
     data = data or default_data(loaded)
-    found = find_neurons(loaded.module, concept=concept, examples=examples, data=data, layers=list(layers) or None,
+    if concept is not None:
+        mine, background = None, model_labelled(data, loaded, normalize)
+    else:  # both normalised alike, so the ranking compares like with like
+        mine, background = model_data(examples, loaded, normalize), model_data(data, loaded, normalize)
+    found = find_neurons(loaded.module, concept=concept, examples=mine, data=background, layers=list(layers) or None,
                          top=top, device=device)  # fmt: skip
+    query = concept if concept is not None else f"examples {examples}"
     arguments = {"model": model, "weights": weights, "input_shape": input_shape, "concept": concept,
-                 "examples": examples, "data": data, "layers": list(layers), "top": top}  # fmt: skip
+                 "examples": examples, "data": data, "layers": list(layers), "top": top, "normalize": normalize}  # fmt: skip
     if as_json:
-        echo_json({"model": loaded.spec, "query": found.query, "positives": found.positives,
+        echo_json({"model": loaded.spec, "query": query, "positives": found.positives,
                    "negatives": found.negatives, "neurons": found.neurons}, arguments, loaded.weights_hash)  # fmt: skip
         return
-    click.echo(f"{found.query}: {found.positives} images against {found.negatives} of {found.data}")
+    click.echo(f"{query}: {found.positives} images against {found.negatives} of {data}")
     for rank, row in enumerate(found.neurons, 1):
         click.echo(f"{rank:>4}  {row['neuron']:<16} AUROC {row['score']:.3f}")
     if found.weak:

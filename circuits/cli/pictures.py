@@ -15,7 +15,8 @@ LOW = 0.5  # agreement below this is flagged (docs/pictures.md)
               help="Only this channel of --layer (repeatable); default: every channel.")  # fmt: skip
 @click.option("--data", default=DEFAULT_DATA, show_default=True, metavar="SPEC",
               help="Natural images for the top examples and the agreement: toyworld[:TASK][:N][:SEED], noise:N, "
-                   "a folder, .npy or .pt; 'none' for pictures alone.")  # fmt: skip
+                   "photos[:N][:SEED], augment:N[:SEED]:FOLDER, a folder, .npy or .pt (docs/data.md); 'none' for "
+                   "pictures alone.")  # fmt: skip
 @click.option("--steps", default=256, show_default=True, type=click.IntRange(1, 100_000),
               help="Optimisation steps per picture.")  # fmt: skip
 @click.option("--objective", type=click.Choice(["channel", "neuron"]), default="channel", show_default=True,

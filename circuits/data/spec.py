@@ -1,11 +1,18 @@
 """Probe-data specs: one parser, used by every command that needs images.
 
-Accepted specs (see :func:`load_data`):
+Accepted specs (see :func:`load_data`; docs/data.md has them all, with examples):
 
 - ``toyworld[:TASK][:N][:SEED]``  rendered toy-world images (task ``objects`` by default; N defaults to
                                   ``default_n``, SEED to 0), adapted to the model's channels and size
 - ``noise:N[:SEED]``              uniform noise in [0, 1]
+- ``photos[:N][:SEED]``           seeded crops of the photos scikit-image ships, with their mirror images,
+                                  resized to the model's input (:mod:`circuits.data.photos`)
+- ``augment:N[:SEED]:PATH``       the same crops and mirrors of a folder of your own PNG/JPG images (PATH
+                                  last, so it may hold colons)
 - ``PATH``                        a folder of PNG/JPG images, or a ``.npy`` / ``.pt`` tensor N x C x H x W
+
+Every spec gives pixels in [0, 1]; :func:`circuits.data.probe.model_data` loads a spec for a model and
+normalises it the way the model expects (``--normalize``, else the model's own ``preprocess``).
 """
 
 from __future__ import annotations
@@ -21,7 +28,9 @@ from circuits import arguments
 from circuits.errors import BadSpecError, DataError, close_matches_hint
 from circuits.limits import GIB, check_seed, check_size
 
-DATA_HELP = "use toyworld[:TASK][:N][:SEED], noise:N[:SEED], a folder of PNG/JPG images, or a .npy/.pt file"
+DATA_HELP = ("use toyworld[:TASK][:N][:SEED], noise:N[:SEED], photos[:N][:SEED], augment:N[:SEED]:FOLDER, a folder "
+             "of PNG/JPG images, or a .npy/.pt file")  # fmt: skip
+SCHEMES = ("toyworld", "noise", "photos", "augment")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
 DEFAULT_SHAPE = (1, 32, 32)
 
@@ -38,6 +47,8 @@ def load_data(spec: str, input_shape: tuple[int, ...] | None = None, default_n: 
     torch.Size([64, 1, 32, 32])
     >>> load_data("noise:8", input_shape=(3, 16, 16)).shape
     torch.Size([8, 3, 16, 16])
+    >>> load_data("photos:6:1", input_shape=(1, 24, 32)).shape
+    torch.Size([6, 1, 24, 32])
     """
     spec = os.fspath(spec) if isinstance(spec, os.PathLike) else spec
     if not isinstance(spec, str):
@@ -53,14 +64,18 @@ def load_data(spec: str, input_shape: tuple[int, ...] | None = None, default_n: 
         return _toyworld(rest, spec, input_shape, default_n)
     if scheme == "noise":
         return _noise(rest, spec, input_shape)
+    if scheme == "photos":
+        return _photos(rest, spec, input_shape, default_n)
+    if scheme == "augment":
+        return _augment(rest, spec, input_shape)
     path = Path(spec)
     if path.exists():
         data = _read_path(path, input_shape)
         if input_shape is not None:
             _check_fits(data, input_shape, spec)
         return data
-    if close_matches_hint(scheme, ["toyworld", "noise"]):
-        raise BadSpecError(f"unknown data spec '{spec}'{close_matches_hint(scheme, ['toyworld', 'noise'])}")
+    if close_matches_hint(scheme, SCHEMES):
+        raise BadSpecError(f"unknown data spec '{spec}'{close_matches_hint(scheme, SCHEMES)}")
     raise BadSpecError(f"data path {arguments.quoted(spec)} does not exist: {DATA_HELP}")
 
 
@@ -103,11 +118,23 @@ class Labelled:
     task: str
     spec: str
 
+    def __str__(self) -> str:  # where a message names the data, the spec it came from
+        return self.spec
+
 
 def load_labelled(spec: str, input_shape: tuple[int, ...] | None = None, default_n: int = 2000,
                   masks: bool = False) -> Labelled:  # fmt: skip
     """Like :func:`load_data` for a ``toyworld[:TASK][:N][:SEED]`` spec, keeping the latents; any other spec
-    raises :class:`~circuits.errors.DataError` (its images have no known concepts)."""
+    raises :class:`~circuits.errors.DataError` (its images have no known concepts).
+
+    A :class:`Labelled` given as ``spec`` (one :func:`circuits.data.probe.model_labelled` normalised for a
+    model) is returned as it is, once its images fit ``input_shape`` and it has the masks asked for."""
+    if isinstance(spec, Labelled):
+        if input_shape is not None:
+            _check_fits(spec.images, arguments.shape(input_shape), spec.spec)
+        if masks and "mask" not in spec.latents:
+            raise DataError(f"data '{spec.spec}' was loaded without masks; load it with masks=True")
+        return spec
     text = os.fspath(spec) if isinstance(spec, os.PathLike) else spec
     if not isinstance(text, str) or text.strip().partition(":")[0] != "toyworld":
         raise DataError(f"data {arguments.quoted(str(spec))} has no known concepts: concept labels need toy-world images "
@@ -155,6 +182,59 @@ def _noise(rest: str, spec: str, input_shape) -> torch.Tensor:
     _check_bytes(spec, n, shape)
     rng = np.random.default_rng(seed)
     return torch.from_numpy(rng.random((n, *shape), dtype=np.float32))
+
+
+def _photos(rest: str, spec: str, input_shape, default_n: int) -> torch.Tensor:
+    from circuits.data.photos import photo_set
+
+    if not rest and Path(spec).exists():
+        raise BadSpecError(f"'{spec}' is both the sample photo set and a path here: write photos:{default_n} for "
+                           f"the photos, ./{spec} for the folder")  # fmt: skip
+    parts = rest.split(":") if rest else []
+    if len(parts) > 2:
+        raise BadSpecError(f"bad data spec '{spec}': use photos[:N][:SEED]")
+    values = _ints(parts, spec, ["N", "SEED"])
+    n = values[0] if values else default_n
+    seed = check_seed(values[1] if len(values) > 1 else 0, f"the seed of '{spec}'")
+    if n <= 0:
+        raise BadSpecError(f"bad data spec '{spec}': N must be positive")
+    shape = _photo_geometry(input_shape, spec)
+    _check_bytes(spec, n, shape)
+    return photo_set(n, seed, shape)
+
+
+def _augment(rest: str, spec: str, input_shape) -> torch.Tensor:
+    """``augment:N[:SEED]:PATH``: an integer after N is the seed when more follows, so PATH may hold colons
+    (a path that starts with digits and a colon needs the seed written out)."""
+    from circuits.data.photos import augment
+
+    parts = rest.split(":", 2) if rest else []
+    if len(parts) < 2 or not parts[-1]:
+        raise BadSpecError(f"bad data spec '{spec}': use augment:N[:SEED]:PATH, e.g. augment:256:0:my_photos/")
+    if len(parts) == 3 and not parts[1].strip().lstrip("-").isdigit():
+        parts = [parts[0], f"{parts[1]}:{parts[2]}"]
+    values = _ints(parts[:-1], spec, ["N", "SEED"])
+    n = values[0]
+    seed = check_seed(values[1] if len(values) > 1 else 0, f"the seed of '{spec}'")
+    if n <= 0:
+        raise BadSpecError(f"bad data spec '{spec}': N must be positive")
+    path = Path(parts[-1]).expanduser()  # the shell leaves a ~ inside a word alone
+    if not path.exists():
+        raise BadSpecError(f"data path {arguments.quoted(parts[-1])} in '{spec}' does not exist: augment:N[:SEED]:PATH "
+                           "takes a folder of PNG/JPG images or one image")  # fmt: skip
+    shape = _photo_geometry(input_shape, spec)
+    _check_bytes(spec, n, shape)
+    return augment(path, n, seed, shape)
+
+
+def _photo_geometry(input_shape, spec: str) -> tuple[int, int, int]:
+    """(C, H, W) of crops for a model expecting ``input_shape``: grey or RGB, any height and width."""
+    if input_shape is None:
+        return DEFAULT_SHAPE
+    if len(input_shape) != 3 or input_shape[0] not in (1, 3):
+        raise DataError(f"'{spec}' makes grey (1, H, W) or RGB (3, H, W) images, not shape {tuple(input_shape)}; "
+                        "pass a .npy/.pt tensor of that shape instead")  # fmt: skip
+    return tuple(input_shape)
 
 
 def _check_bytes(spec: str, n: int, shape) -> None:
