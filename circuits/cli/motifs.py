@@ -2,7 +2,14 @@
 
 import click
 
-from circuits.cli._common import add_loaded_model, device_option, echo_json, load_model, model_options
+from circuits.cli._common import (
+    add_loaded_model,
+    device_option,
+    echo_json,
+    load_model,
+    model_options,
+    normalize_option,
+)  # fmt: skip
 
 KIND_HELP = "union|equivariance|inhibition|polysemantic|network|all"
 
@@ -18,8 +25,9 @@ KIND_HELP = "union|equivariance|inhibition|polysemantic|network|all"
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (schema in docs/motifs.md).")
 @click.option("--catalog", "catalog_path", type=click.Path(dir_okay=False), envvar="CIRCUITS_CATALOG",
               help="Record the motifs in this catalog (also $CIRCUITS_CATALOG).")  # fmt: skip
+@normalize_option
 @device_option
-def motifs(model, weights, input_shape, kind, layer, data, explain, as_json, catalog_path, device):
+def motifs(model, weights, input_shape, kind, layer, data, explain, as_json, catalog_path, normalize, device):
     """Find motifs in MODEL: equivariant families, unions over cases, opponents, polysemantic neurons and
     network motifs.
 
@@ -39,19 +47,19 @@ def motifs(model, weights, input_shape, kind, layer, data, explain, as_json, cat
     from circuits.motifs import find, to_json
 
     if explain:
-        return _explain(model, weights, input_shape, explain, data, as_json, device)
+        return _explain(model, weights, input_shape, explain, data, as_json, device, normalize)
 
     if catalog_path:
         from circuits.catalog import check_writable
 
         check_writable(catalog_path)  # before the model is loaded and searched
     loaded = load_model(model, weights, input_shape)
-    found = find(loaded, kind=kind, layer=layer, data=data, device=device)
+    found = find(loaded, kind=kind, layer=layer, data=data, device=device, normalize=normalize)
     payload = to_json(loaded.spec, found)
     named = {n for m in payload["motifs"] for n in [m["target"], *m["members"]] if n}
     payload["labels"] = {n: loaded.labels[n] for n in sorted(named) if n in loaded.labels}
     arguments = {"model": model, "weights": weights, "input_shape": input_shape, "kind": kind, "layer": layer,
-                 "data": data}  # fmt: skip
+                 "data": data, "normalize": normalize}  # fmt: skip
     if catalog_path:
         from circuits.catalog import Catalog
 
@@ -111,7 +119,7 @@ def universality(models, data, layers, as_json, device):
         click.echo(f"  {family['kind']} {family['transform'] or ''}  {where}")
 
 
-def _explain(model, weights, input_shape, pair, data, as_json, device):
+def _explain(model, weights, input_shape, pair, data, as_json, device, normalize):
     from circuits.errors import UsageError
     from circuits.formatting import explain_lines
     from circuits.motifs import Context
@@ -121,9 +129,9 @@ def _explain(model, weights, input_shape, pair, data, as_json, device):
     if len(names) != 2 or not all(names):
         raise UsageError(f"--explain takes two neurons, LAYER:CHANNEL,LAYER:CHANNEL (e.g. conv2:3,conv2:7), got '{pair}'")
     loaded = load_model(model, weights, input_shape)
-    report = explain(Context(loaded, data, device=device), *names)
+    report = explain(Context(loaded, data, device=device, normalize=normalize), *names)
     if as_json:
         echo_json(report, {"model": model, "weights": weights, "input_shape": input_shape, "explain": pair,
-                           "data": data}, loaded.weights_hash)  # fmt: skip
+                           "data": data, "normalize": normalize}, loaded.weights_hash)  # fmt: skip
         return
     click.echo("\n".join(explain_lines(report)))

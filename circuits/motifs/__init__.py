@@ -45,7 +45,7 @@ OPTIONS = {  # the keyword options each detector takes through find()
 
 
 def find(model, kind: str = "all", layer: str | None = None, data=None, *, input_shape=None,
-         network_top_k: int = 4, device=None, **options) -> list[Motif]:  # fmt: skip
+         network_top_k: int = 4, device=None, normalize=None, **options) -> list[Motif]:  # fmt: skip
     """Every motif of ``kind`` (``equivariance``, ``union``, ``inhibition``, ``polysemantic``, ``network``
     or ``all``) in ``layer`` (default: the whole model), in a stable order.
 
@@ -66,7 +66,7 @@ def find(model, kind: str = "all", layer: str | None = None, data=None, *, input
     kinds = KINDS if kind == "all" else (kind,)
     _check_options(options, kinds)
     network_top_k = arguments.integer(network_top_k, "network_top_k", minimum=1)
-    ctx = as_context(model, data, input_shape=input_shape, device=device)
+    ctx = as_context(model, data, input_shape=input_shape, device=device, normalize=normalize)
     if layer is not None:
         ctx.graph.layer(layer)  # unknown layers fail here, with suggestions
     found: list[Motif] = []

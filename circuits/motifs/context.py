@@ -32,14 +32,20 @@ class Context:
     data : ``None``, an ``N x C x H x W`` tensor, or a data spec (``toyworld:256``); see :func:`probe_data`.
     factors : latent factors of the probe images (``{"label": array, "facing": array, ...}``), if known.
     device : where activations on the probe images are computed (``None``: the CPU); they are kept on the CPU.
+    normalize : how images from a data *spec* are normalised before they reach the model (``0.5/0.5``,
+        ``imagenet``, ``none``; see docs/data.md); default: the model's own ``preprocess``, else none. A
+        tensor is taken as it is.
 
     A context holds one set of probe data: a detector handed a context together with other data refuses it
     (:func:`as_context`), since every cached activation belongs to the context's own data.
     """
 
     def __init__(self, model, data=None, factors: dict | None = None, input_shape=None, batch_size: int = 128,
-                 device=None):  # fmt: skip
+                 device=None, normalize=None):  # fmt: skip
+        from circuits.data import model_normalization
         from circuits.graph.run import resolve_device
+
+        self.normalization = model_normalization(model, normalize)
 
         self.graph: NeuronGraph = build_graph(model, input_shape)
         self.name = _model_name(model, self.graph)
@@ -60,6 +66,8 @@ class Context:
             self.data_spec = data
             data, found = probe_data(data, self.graph.input_shape)
             self.factors = self.factors or found
+            if self.normalization is not None:
+                data = self.normalization.apply(data)
         if data is not None:
             from circuits.graph.run import check_data
 
@@ -83,6 +91,8 @@ class Context:
         given = data
         if isinstance(data, str):
             given, _ = probe_data(data, self.graph.input_shape)
+            if self.normalization is not None:
+                given = self.normalization.apply(given)
         if not isinstance(given, torch.Tensor) or given.shape != self.data.shape or not torch.equal(
                 given.to(self.data.dtype), self.data):  # fmt: skip
             held = self.data_spec or f"a tensor of {len(self.data)} images"
