@@ -165,3 +165,50 @@ def test_cli_explain_prints_each_gate_and_refuses_neurons_of_two_layers():
     for bad in ("wedges:0,lines:1", "wedges:0", "wedges:0,wedges:9"):
         result = runner.invoke(main, ["motifs", "planted:union", "--explain", bad])
         assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1, result.output
+
+
+class _StridedPair(nn.Module):
+    """A 5x5 edge detector and its mirror image at stride 2 on a 32-pixel image (padding 2): the map on a
+    flipped image lands half a pixel from the flipped map."""
+
+    input_shape = (1, 32, 32)
+
+    def __init__(self, stride=2):
+        super().__init__()
+        from circuits.planted.kernels import edge
+
+        k = torch.tensor(edge(5, 60.0)).float()
+        self.conv = nn.Conv2d(1, 2, 5, stride=stride, padding=2)
+        with torch.no_grad():
+            self.conv.weight.copy_(torch.stack([k, torch.flip(k, dims=[-1])])[:, None])
+            self.conv.bias.fill_(-0.2)
+        self.act = nn.ReLU()
+
+    def forward(self, x):
+        return self.act(self.conv(x))
+
+
+def test_flip_offsets_follow_the_padding_geometry():
+    """By hand: position x of a stride-2, padding-2 5x5 conv is centred on input pixel 2x; a flip of 32
+    pixels moves it to 31 - 2x, map position 15.5 - x, while the flipped array puts it at 15 - x."""
+    from circuits.motifs.geometry import flip_offsets
+
+    assert flip_offsets(build_graph(_StridedPair()), "act") == (0.5, 0.5)
+    assert flip_offsets(build_graph(_StridedPair(stride=1)), "act") == (0.0, 0.0)
+    graph = build_graph(MobileNetV2Twin(0))
+    assert flip_offsets(graph, "features.0.2") == (0.5, 0.5)  # 3x3, stride 2, padding 1: centre 2x
+    assert flip_offsets(graph, "features.2.conv.5") == (0.75, 0.75)  # stride 4 after two of them: centre 4x
+    assert flip_offsets(build_graph(load("zoo:plain-cnn-s0")), "conv3") == (0.0, 0.0)  # 2x2 pools on even maps
+
+
+def test_a_strided_mirror_pair_is_compared_where_its_maps_really_land():
+    from circuits.motifs.families import activation_similarity
+    from circuits.motifs.transforms import Reflect
+
+    ctx = Context(_StridedPair(), "toyworld:256")
+    acts, moved = ctx.activations(["act"]), ctx.activations(["act"], Reflect())
+    raw = float(activation_similarity(acts, moved, Reflect())[0, 1])
+    aligned = float(activation_similarity(acts, moved, Reflect(), offsets=(0.5, 0.5))[0, 1])
+    assert aligned > 0.95 and aligned > raw + 0.05
+    pairs = [m.members for m in find(ctx, kind="equivariance") if m.transform == "reflect"]
+    assert pairs == [("act:0", "act:1")]

@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 
 from circuits.motifs.context import Context, as_context
+from circuits.motifs.geometry import shift
 from circuits.motifs.report import Motif
 from circuits.motifs.transforms import Identity, Reflect, Rotate, Transform
 
@@ -46,6 +47,7 @@ ANGLES = (22.5, 45.0)  # finer rotation steps tried for curve- and line-like fam
 BLOCK_ELEMENTS = 2**25  # numbers per block of kernels (128 MB of float32): bounds the memory of a 224-pixel layer
 FIXED_ELEMENTS = 2**27  # numbers of high-passed kernels held at once (512 MB), in weight_similarity(prepare=...)
 MIN_ACTIVE = 0.01  # a neuron must vary on this share of the images (and >= 3 of them) to be correlated
+MIN_SHIFTED_MAP = 8  # flip offsets are corrected on maps at least this wide (geometry.py)
 LED_THRESHOLD = 0.9  # what activations alone must reach to carry a pair the weights cannot speak about
 LED_MARGIN = 0.3  # ... and by how much they must beat self-similarity (random-init MobileNetV2 twins reach 0.26)
 FIDELITY = 0.8  # weights speak about a neuron whose linearised pre-activation correlates this well with its real one
@@ -199,12 +201,15 @@ def weight_similarity(kernels: torch.Tensor, transform: Transform, block_element
 
 
 def activation_similarity(acts: torch.Tensor, moved_acts: torch.Tensor, transform: Transform,
-                          min_active: float = MIN_ACTIVE) -> torch.Tensor:  # fmt: skip
+                          min_active: float = MIN_ACTIVE, offsets: tuple[float, float] = (0.0, 0.0)) -> torch.Tensor:  # fmt: skip
     """``[C, C]``: correlation of ``transform`` of neuron ``i``'s maps with neuron ``j``'s maps on the
     transformed images, over images and positions. NaN where either neuron is silent on the data.
 
     ``acts`` are the activations ``[N, C, h, w]`` on the images, ``moved_acts`` those on the transformed
-    images (for an interpolated transform, both on disc-cut images).
+    images (for an interpolated transform, both on disc-cut images). ``offsets`` ``(delta_y, delta_x)`` are
+    how far the layer's map on a flipped image lands from the flipped map
+    (:func:`circuits.motifs.geometry.flip_offsets`); an exact transform's expected maps are moved by them
+    along each flipped axis, so a stride-2 layer's half-pixel shift does not read as a mismatch.
     """
     if acts.dim() == 2:  # dense neurons have no map to move: T maps i to j when j(T x) follows i(x)
         x, y = acts.T.double(), moved_acts.T.double()
@@ -212,15 +217,35 @@ def activation_similarity(acts: torch.Tensor, moved_acts: torch.Tensor, transfor
         return _silence(corr, acts, moved_acts, min_active)
     expected = transform(acts)
     observed = moved_acts
+    mask = transform.valid_mask(*acts.shape[-2:]).bool()
     if not transform.exact_on(acts.shape):
         expected = F.avg_pool2d(expected, 3, stride=1, padding=1, count_include_pad=False)
         observed = F.avg_pool2d(observed, 3, stride=1, padding=1, count_include_pad=False)
-    mask = transform.valid_mask(*acts.shape[-2:]).bool()
+    else:
+        for dim, delta in _flipped_axes(transform, offsets):
+            if acts.shape[dim] < MIN_SHIFTED_MAP:
+                continue  # a shift of most of a tiny map's pixels would compare other positions, not fix one
+            expected, valid = shift(expected, delta, dim)
+            mask = mask & (valid[:, None] if dim == -2 else valid[None, :])
     c = acts.shape[1]
     x = expected[..., mask].transpose(0, 1).reshape(c, -1).double()
     y = observed[..., mask].transpose(0, 1).reshape(c, -1).double()
     corr = (_unit(x - x.mean(1, keepdim=True)) @ _unit(y - y.mean(1, keepdim=True)).T).float()
     return _silence(corr, acts, moved_acts, min_active)
+
+
+def _flipped_axes(transform: Transform, offsets: tuple[float, float]) -> list[tuple[int, float]]:
+    """``(dim, delta)`` for each map axis that ``transform`` reverses, with the offset of the image axis it
+    comes from: a reflection reverses x; a quarter turn (``torch.rot90``) turns reversed x into y, a half
+    turn reverses both, three quarters turn reversed y into x."""
+    dy, dx = offsets
+    if isinstance(transform, Reflect):
+        axes = [(-1, dx)]
+    elif isinstance(transform, Rotate) and transform.quarter_turns:
+        axes = {1: [(-2, dx)], 2: [(-2, dy), (-1, dx)], 3: [(-1, dy)]}[transform.quarter_turns]
+    else:
+        axes = []
+    return [(dim, delta) for dim, delta in axes if delta]
 
 
 def _silence(corr, acts, moved_acts, min_active):
@@ -334,7 +359,7 @@ def group_map(ctx: Context, layers: list[str], transform: Transform, *, threshol
         masked = not transform.exact_on(ctx.data.shape)
         acts = ctx.activations(layers, masked=masked)
         moved = ctx.activations(layers, transform, masked=masked)
-        activations = activation_similarity(acts, moved, transform)
+        activations = activation_similarity(acts, moved, transform, offsets=_offsets(ctx, layers))
         same_a = activation_similarity(acts, acts, Identity())
         if weights is not None:
             fidelity = ctx.fidelity(layers)
@@ -350,6 +375,17 @@ def group_map(ctx: Context, layers: list[str], transform: Transform, *, threshol
     _match(result, threshold, margin, detail_threshold, involution=_is_involution(transform))
     ctx.memo[key] = result
     return result
+
+
+def _offsets(ctx: Context, layers: list[str]) -> tuple[float, float]:
+    """The layers' flip offsets (:mod:`circuits.motifs.geometry`), cached; none when their parts disagree."""
+    from circuits.motifs.geometry import flip_offsets
+
+    key = ("flip_offsets", tuple(layers))
+    if key not in ctx.memo:
+        found = {flip_offsets(ctx.graph, name) for name in layers}
+        ctx.memo[key] = found.pop() if len(found) == 1 else (0.0, 0.0)
+    return ctx.memo[key]
 
 
 def _traceable_kernels(ctx: Context, layers: list[str]):
