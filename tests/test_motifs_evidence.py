@@ -100,12 +100,15 @@ def test_shuffled_complex_cells_with_data_report_nothing():
     assert _motifs(control, STROKES) == []
 
 
-@pytest.mark.parametrize("seed", [0, 1])
-def test_a_random_init_mobilenetv2_twin_with_data_reports_nothing(seed):
+@pytest.mark.parametrize("seed,data", [(0, "toyworld:128"), (1, "toyworld:128"), (0, "photos:128"), (1, "photos:128")])
+def test_a_random_init_mobilenetv2_twin_with_data_reports_nothing(seed, data):
     """The control for activation-led detection: untrained depthwise ReLU6 layers, whose expanded weights
-    describe them poorly (low fidelity), so only the activation gates stand between noise and a report."""
+    describe them poorly (low fidelity), so only the activation gates stand between noise and a report;
+    on toy images and on real photos (ImageNet-normalised, as a real MobileNetV2 would see them)."""
+    if data.startswith("photos"):
+        pytest.importorskip("skimage")
     model = MobileNetV2Twin(seed)
-    ctx = Context(model, "toyworld:128")
+    ctx = Context(model, data, normalize="imagenet" if data.startswith("photos") else None)
     assert float(ctx.fidelity(ctx.parts("features.5.conv.2")).nan_to_num(0).mean()) < 0.5  # weights cannot speak
     assert [m for kind in DETECTORS for m in find(ctx, kind=kind)] == []
 

@@ -49,6 +49,7 @@ FIXED_ELEMENTS = 2**27  # numbers of high-passed kernels held at once (512 MB), 
 MIN_ACTIVE = 0.01  # a neuron must vary on this share of the images (and >= 3 of them) to be correlated
 MIN_SHIFTED_MAP = 8  # flip offsets are corrected on maps at least this wide (geometry.py)
 LED_THRESHOLD = 0.9  # what activations alone must reach to carry a pair the weights cannot speak about
+MIN_LED_MAP = 8  # ... on maps at least this wide: on a few pixels a response is mostly where the light is
 LED_MARGIN = 0.3  # ... and by how much they must beat self-similarity (random-init MobileNetV2 twins reach 0.26)
 FIDELITY = 0.8  # weights speak about a neuron whose linearised pre-activation correlates this well with its real one
 
@@ -78,6 +79,7 @@ class GroupMap:
     untransformed_a: torch.Tensor | None = None  # ... of the activations alone
     fidelity: torch.Tensor | None = None  # [C] how well expanded weights describe each neuron (with data)
     gates: dict = field(default_factory=dict)  # each kind of evidence's own verdict, [C, C] bool (carried)
+    map_width: int = 0  # the smaller side of the neurons' maps (0: dense neurons)
     detail: torch.Tensor | None = None  # [C, C] weight similarity of the high-passed kernels
     relation: dict[tuple[int, int], float] = field(default_factory=dict)  # every (i, j) passing the gates
     chance: float = 0.0  # the best cosine C neurons' kernels of this size reach by chance (chance_cosine)
@@ -368,6 +370,7 @@ def group_map(ctx: Context, layers: list[str], transform: Transform, *, threshol
         return None
     result = GroupMap(layers, ctx.neurons(layers), transform, weights, activations,
                       torch.zeros(0), clipped=clipped, fidelity=fidelity)  # fmt: skip
+    result.map_width = min(spatial) if len(spatial) == 2 else 0
     result.combined = _speaking(result, combine(weights, activations), activations)
     result.untransformed = _speaking(result, combine(same_w, same_a), same_a)
     result.untransformed_w, result.untransformed_a = same_w, same_a
@@ -473,8 +476,10 @@ def carried(result: GroupMap, threshold: float = THRESHOLD, margin: float = MARG
     Without data the weights decide. With data the activations decide, and the weights confirm the pair
     (carried by both) or, where they can speak, refute it; where they cannot, the pair is *activation-led*
     and, being the only evidence, its activation correlation must reach :data:`LED_THRESHOLD` (0.9) and
-    beat self-similarity by :data:`LED_MARGIN` (0.3): in untrained deep layers many neurons share one
-    smooth response to the object, so high correlations under a transform are common there by chance.
+    beat self-similarity by :data:`LED_MARGIN` (0.3), on maps at least :data:`MIN_LED_MAP` (8) pixels
+    wide: in untrained deep layers many neurons share one smooth response to the object, and on a map of
+    a few pixels (or a dense neuron) a response says mostly where the image is bright, so high
+    correlations under a transform are common there by chance.
     Either way the combined score (the activations alone for an activation-led pair) must beat by
     ``margin`` each neuron's own invariance and how alike the two already are untransformed.
     """
@@ -493,6 +498,7 @@ def carried(result: GroupMap, threshold: float = THRESHOLD, margin: float = MARG
     else:
         led = _both_ways(torch.nan_to_num(result.activations, nan=-1.0) >= max(threshold, LED_THRESHOLD), involution)
         led &= _beats_self(result.combined, result.untransformed, max(margin, LED_MARGIN), involution)
+        led &= result.map_width >= MIN_LED_MAP
         ok = a_ok & led if w_ok is None else a_ok & (w_ok | (~speak & led))
     ok = ok & _beats_self(result.combined, result.untransformed, margin, involution)
     ok = ok & ~torch.eye(ok.shape[0], dtype=torch.bool)
