@@ -215,3 +215,17 @@ def test_a_strided_mirror_pair_is_compared_where_its_maps_really_land():
     assert aligned > 0.95 and aligned > raw + 0.05
     pairs = [m.members for m in find(ctx, kind="equivariance") if m.transform == "reflect"]
     assert pairs == [("act:0", "act:1")]
+
+
+def test_cli_set_tunes_a_gate_and_refuses_unknown_names():
+    runner = CliRunner()
+    loose = runner.invoke(main, ["motifs", "planted:lines", "--kind", "equivariance", "--set", "threshold=0.5", "--json"])
+    strict = runner.invoke(main, ["motifs", "planted:lines", "--kind", "equivariance", "--set", "threshold=0.999",
+                                  "--json"])  # fmt: skip
+    assert loose.exit_code == strict.exit_code == 0, loose.output + strict.output
+    n_loose, n_strict = (len(json.loads(r.output)["motifs"]) for r in (loose, strict))
+    assert n_strict < n_loose  # the interpolated 22.5° family scores 0.98: only exact copies reach 0.999
+    assert json.loads(strict.output)["provenance"]["arguments"]["settings"] == {"threshold": 0.999}
+    for bad in ("treshold=0.7", "threshold", "threshold=abc"):
+        result = runner.invoke(main, ["motifs", "planted:lines", "--set", bad])
+        assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1, result.output

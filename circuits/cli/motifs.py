@@ -20,6 +20,9 @@ KIND_HELP = "union|equivariance|inhibition|polysemantic|network|all"
 @click.option("--layer", metavar="LAYER", help="Only this layer (as `circuits layers` names it).")
 @click.option("--data", metavar="SPEC", help="Probe images for activation evidence: toyworld[:TASK][:N][:SEED], "
               "noise:N, a folder, .npy or .pt. Without it, weights alone.")  # fmt: skip
+@click.option("--set", "settings", multiple=True, metavar="NAME=VALUE",
+              help="Tune a detector's gate (repeatable): threshold=0.7, margin=0.05, top_k=6, balance=0.3, ... "
+              "(the names each detector takes are in docs/motifs.md; a wrong one is refused with suggestions).")
 @click.option("--explain", metavar="L:C,L:C", help="Say why this pair of neurons was or was not reported as "
               "transformed copies: every gate, with its numbers, per transform (with --data, as the detector sees it).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (schema in docs/motifs.md).")
@@ -27,7 +30,8 @@ KIND_HELP = "union|equivariance|inhibition|polysemantic|network|all"
               help="Record the motifs in this catalog (also $CIRCUITS_CATALOG).")  # fmt: skip
 @normalize_option
 @device_option
-def motifs(model, weights, input_shape, kind, layer, data, explain, as_json, catalog_path, normalize, device):
+def motifs(model, weights, input_shape, kind, layer, data, settings, explain, as_json, catalog_path, normalize,
+           device):  # fmt: skip
     """Find motifs in MODEL: equivariant families, unions over cases, opponents, polysemantic neurons and
     network motifs.
 
@@ -43,6 +47,7 @@ def motifs(model, weights, input_shape, kind, layer, data, explain, as_json, cat
       circuits motifs zoo:plain-cnn-s0 --kind union --data toyworld:512
       circuits motifs zoo:plain-cnn-s0 --layer conv2 --data toyworld:256 --catalog catalog.db
       circuits motifs planted:complex-union --explain complex:0,complex:1 --data toyworld:strokes:256
+      circuits motifs zoo:plain-cnn-s2 --kind union --data toyworld:512 --set threshold=0.7
     """
     from circuits.motifs import find, to_json
 
@@ -54,12 +59,13 @@ def motifs(model, weights, input_shape, kind, layer, data, explain, as_json, cat
 
         check_writable(catalog_path)  # before the model is loaded and searched
     loaded = load_model(model, weights, input_shape)
-    found = find(loaded, kind=kind, layer=layer, data=data, device=device, normalize=normalize)
+    options = _settings(settings)
+    found = find(loaded, kind=kind, layer=layer, data=data, device=device, normalize=normalize, **options)
     payload = to_json(loaded.spec, found)
     named = {n for m in payload["motifs"] for n in [m["target"], *m["members"]] if n}
     payload["labels"] = {n: loaded.labels[n] for n in sorted(named) if n in loaded.labels}
     arguments = {"model": model, "weights": weights, "input_shape": input_shape, "kind": kind, "layer": layer,
-                 "data": data, "normalize": normalize}  # fmt: skip
+                 "data": data, "normalize": normalize, "settings": options}  # fmt: skip
     if catalog_path:
         from circuits.catalog import Catalog
 
@@ -135,3 +141,20 @@ def _explain(model, weights, input_shape, pair, data, as_json, device, normalize
                            "data": data, "normalize": normalize}, loaded.weights_hash)  # fmt: skip
         return
     click.echo("\n".join(explain_lines(report)))
+
+
+def _settings(settings) -> dict:
+    """``NAME=VALUE`` pairs as detector options (numbers as numbers; find() checks names and values)."""
+    from circuits.errors import UsageError
+
+    options = {}
+    for item in settings:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip() or not value.strip():
+            raise UsageError(f"--set takes NAME=VALUE (e.g. threshold=0.7), got '{item}'")
+        value = value.strip()
+        try:
+            options[name.strip()] = int(value) if value.lstrip("-").isdigit() else float(value)
+        except ValueError:
+            options[name.strip()] = {"true": True, "false": False}.get(value.lower(), value)
+    return options
