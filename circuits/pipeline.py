@@ -51,14 +51,17 @@ class Compiled:
 
 def compile_circuit(circuit, model, data, *, data_spec: str | None = None, simplify: bool = False,
                     motifs: list | None = None, inline_limit: int = 25, activations: dict | None = None,
-                    device=None) -> Compiled:  # fmt: skip
+                    device=None, dropped: str = "mean") -> Compiled:  # fmt: skip
     """Emit ``circuit`` and measure it against ``model`` on ``data`` (images); the numbers go into the
     module's FAITHFULNESS block. ``simplify`` tries the collapsed forms that the circuit's motifs suggest
     (found on the model when ``motifs`` is None) and keeps those within tolerance. ``activations``
     ({layer: tensor} on ``data``) is filled and reused across calls, to verify many circuits in one pass.
     ``device`` is where the model runs on ``data``; the numbers and the code are the same on every device.
+    ``dropped="mean"`` replaces each neuron's pruned inputs by their mean contribution on ``data``, ``"zero"``
+    leaves them out (:mod:`circuits.compile.dropped`).
     """
     from circuits.compile import emit, verify
+    from circuits.compile.dropped import resolve
     from circuits.compile.faithfulness import recorded
     from circuits.graph import build_graph
 
@@ -72,10 +75,12 @@ def compile_circuit(circuit, model, data, *, data_spec: str | None = None, simpl
         from circuits.compile.collapse import simplify as run_simplify
 
         found = circuit_motifs(graph, circuit) if motifs is None else motifs
-        result = run_simplify(circuit, found, graph, data, activations=acts, inline_limit=inline_limit, device=device)
+        result = run_simplify(circuit, found, graph, data, activations=acts, inline_limit=inline_limit, device=device,
+                              dropped=dropped, data_spec=data_spec)  # fmt: skip
         module, report, tried = result.module, result.report, result.simplifications
     else:
-        module = emit(circuit, motifs=motifs, inline_limit=inline_limit)
+        means = resolve(dropped, circuit, graph, data, activations=acts, data_spec=data_spec, device=device)
+        module = emit(circuit, motifs=motifs, inline_limit=inline_limit, dropped=means)
         report = verify(module, graph, data, activations=acts, device=device)
     module = replace(module, code=recorded(module.code, report, data_spec))
     return Compiled(circuit=circuit, module=module, report=report, data=data_spec, simplifications=tried)
@@ -84,7 +89,8 @@ def compile_circuit(circuit, model, data, *, data_spec: str | None = None, simpl
 def compile_neuron(model, target: str, data, *, depth: int = 1, top_k: int = 8, method: str = "weights",
                    threshold: float | None = None, through: str | None = None, probe=None, progress=None,
                    data_spec: str | None = None, simplify: bool = False, motifs: list | None = None,
-                   inline_limit: int = 25, activations: dict | None = None, device=None) -> Compiled:  # fmt: skip
+                   inline_limit: int = 25, activations: dict | None = None, device=None,
+                   dropped: str = "mean") -> Compiled:  # fmt: skip
     """Extract ``target``'s circuit (see :func:`circuits.extraction.extract`; ``probe`` images rank edges for
     ``method="attribution"``), then :func:`compile_circuit` it on ``data``."""
     from circuits.extraction import extract
@@ -94,7 +100,8 @@ def compile_neuron(model, target: str, data, *, depth: int = 1, top_k: int = 8, 
     circuit = extract(model, target, depth=depth, top_k=top_k, method=method, data=probe, threshold=threshold,
                       through=through, progress=progress, device=device)  # fmt: skip
     return compile_circuit(circuit, model, data, data_spec=data_spec, simplify=simplify, motifs=motifs,
-                           inline_limit=inline_limit, activations=activations, device=device)  # fmt: skip
+                           inline_limit=inline_limit, activations=activations, device=device,
+                           dropped=dropped)  # fmt: skip
 
 
 def record(catalog, model, circuit, compiled: Compiled | None = None, parameters: dict | None = None,
@@ -140,16 +147,19 @@ def emit_stored(catalog, ref: str, inline_limit: int = 25):
     ``.npz`` (``"stored"``); the catalog keeps code, not the large constants of such a module.
     """
     from circuits.compile import emit
+    from circuits.compile.dropped import read_dropped
     from circuits.compile.faithfulness import unrecorded
     from circuits.compile.layout import EmittedModule
 
     item = catalog.circuit(ref)
-    module = emit(Circuit.from_json(item), motifs=_stored_motifs(catalog, item), inline_limit=inline_limit)
+    circuit, motifs = Circuit.from_json(item), _stored_motifs(catalog, item)
+    module = emit(circuit, motifs=motifs, inline_limit=inline_limit)
     named = catalog.show(ref)
     for module_id in [named["id"]] if named["kind"] == "module" else item["modules"]:
         code = catalog.show(module_id)["code"]
-        if unrecorded(code) == module.code:
-            return replace(module, code=code), "measured"
+        again = emit(circuit, motifs=motifs, inline_limit=inline_limit, dropped=read_dropped(code))  # its constants
+        if unrecorded(code) == again.code:
+            return replace(again, code=code), "measured"
     if named["kind"] == "module" and "_CONSTANTS = np.load(" not in named["code"]:
         return EmittedModule(code=named["code"]), "stored"
     return module, "rebuilt"

@@ -88,7 +88,8 @@ def test_a_stored_module_comes_back_with_its_measured_faithfulness(tmp_path):
 
     graph = circuits.layers(circuits.load("zoo:plain-cnn-sparse"))
     circuit = extract(graph, "conv3:5", depth=1, top_k=8)
-    compiled = compile_circuit(circuit, graph, load_data("toyworld:64:3", graph.input_shape), data_spec="toyworld:64:3")
+    compiled = compile_circuit(circuit, graph, load_data("toyworld:64:3", graph.input_shape), data_spec="toyworld:64:3",
+                               inline_limit=10**9)  # self-contained, as the zoo's catalog stores it (no .npz)
     with Catalog(tmp_path / "cat.db") as cat:
         ids = record(cat, graph, circuit, compiled)
         rebuilt, how = emit_stored(cat, ids["module"][:10])

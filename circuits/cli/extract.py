@@ -19,9 +19,13 @@ from circuits.cli._common import check_writable, device_option, echo_json, load_
 @click.option("--through", metavar="LAYER", help="First step jumps straight to LAYER with expanded weights.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (schema in the README).")
 @click.option("--emit", "emit_path", type=click.Path(dir_okay=False),
-              help="Reverse-compile the circuit into OUT.py and measure its faithfulness on --data.")  # fmt: skip
+              help="Reverse-compile the circuit into OUT.py and measure its faithfulness on --data (without it: "
+                   "held-out toy-world images, for zoo and planted models only).")  # fmt: skip
 @click.option("--simplify", "simplify", is_flag=True,
               help="With --emit: collapse equivariant families and unions where that keeps R² within 0.01.")  # fmt: skip
+@click.option("--dropped", type=click.Choice(["mean", "zero"]), default="mean", show_default=True,
+              help="With --emit: replace the inputs --top-k drops by their mean contribution on the probe data "
+                   "(a constant map per neuron, added to its bias), or leave them out (zero).")  # fmt: skip
 @click.option("--render", "render_path", type=click.Path(dir_okay=False), help="Write a diagram: OUT.svg or OUT.png.")
 @click.option("--pictures", "with_pictures", is_flag=True,
               help="With --render: draw each neuron's optimised picture (its receptive field) inside its node.")  # fmt: skip
@@ -29,7 +33,7 @@ from circuits.cli._common import check_writable, device_option, echo_json, load_
               help="Record the circuit in this catalog (also $CIRCUITS_CATALOG).")  # fmt: skip
 @device_option
 def extract(model, weights, input_shape, neuron, depth, top_k, method, data, threshold, through, as_json,
-            emit_path, simplify, render_path, with_pictures, catalog_path, device):  # fmt: skip
+            emit_path, simplify, dropped, render_path, with_pictures, catalog_path, device):  # fmt: skip
     """Extract the circuit that feeds one neuron of MODEL.
 
     Walks back from --neuron, keeping the --top-k strongest inputs of each neuron (by |strength|,
@@ -67,6 +71,10 @@ def extract(model, weights, input_shape, neuron, depth, top_k, method, data, thr
     from circuits.graph import build_graph
 
     loaded = load_model(model, weights, input_shape)
+    if emit_path:
+        from circuits.compile.faithfulness import probe_spec
+
+        measure_on = probe_spec(loaded, data)  # a model from outside the toy world must be given its own images
     graph = build_graph(loaded)  # traced once, shared by extract, emit, verify and record
     if catalog_path and os.path.isfile(catalog_path):  # a person's labels there win; a tool's fill the gaps
         from circuits.catalog import Catalog
@@ -87,7 +95,7 @@ def extract(model, weights, input_shape, neuron, depth, top_k, method, data, thr
     payload["model"] = loaded.spec
     arguments = {"model": model, "weights": weights, "input_shape": input_shape, "neuron": neuron, "depth": depth,
                  "top_k": top_k, "method": method, "data": data, "threshold": threshold, "through": through,
-                 **({"simplify": True} if simplify else {})}  # fmt: skip
+                 **({"simplify": True} if simplify else {}), **({"dropped": dropped} if emit_path else {})}  # fmt: skip
     if render_path:
         from circuits.render import render_circuit
 
@@ -99,7 +107,7 @@ def extract(model, weights, input_shape, neuron, depth, top_k, method, data, thr
         render_circuit(circuit, render_path, pictures)
     compiled = None
     if emit_path:
-        compiled = _compile(circuit, graph, data, probe, simplify, device)
+        compiled = _compile(circuit, graph, measure_on, probe, simplify, dropped, device)
         compiled.write(emit_path)
         payload["emitted"] = {"path": emit_path, "faithfulness": compiled.report}
         if simplify:
@@ -125,13 +133,11 @@ def extract(model, weights, input_shape, neuron, depth, top_k, method, data, thr
                 click.echo(f"kept: {s['kind']} {s['form']} of {', '.join(s['members'])}: {s['reason']}", err=True)
 
 
-def _compile(circuit, graph, data_spec, probe, simplify, device=None):
-    """Emit the circuit (with its collapsed forms, if asked) and measure it on --data, or on held-out
-    toy-world images without it."""
-    from circuits.cli.verify import DEFAULT_DATA
+def _compile(circuit, graph, spec, probe, simplify, dropped, device=None):
+    """Emit the circuit (with its collapsed forms, if asked) and measure it on ``spec``: --data, or the
+    held-out toy-world images for a toy-world model (``probe`` holds --data's images, already loaded)."""
     from circuits.data import load_data
     from circuits.pipeline import compile_circuit
 
-    spec = data_spec or DEFAULT_DATA
     data = probe if probe is not None else load_data(spec, graph.input_shape)
-    return compile_circuit(circuit, graph, data, data_spec=spec, simplify=simplify, device=device)
+    return compile_circuit(circuit, graph, data, data_spec=spec, simplify=simplify, dropped=dropped, device=device)

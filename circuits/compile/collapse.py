@@ -49,7 +49,8 @@ class _Proposal:
 
 
 def simplify(circuit: nx.DiGraph, motifs: list, graph, data, activations: dict | None = None,
-             tolerance: float = TOLERANCE, inline_limit: int = 25, device=None) -> Simplified:  # fmt: skip
+             tolerance: float = TOLERANCE, inline_limit: int = 25, device=None, dropped="mean",
+             data_spec: str | None = None) -> Simplified:  # fmt: skip
     """Emit ``circuit`` literally, then try each family and union collapse that ``motifs`` suggest.
 
     Parameters
@@ -62,11 +63,15 @@ def simplify(circuit: nx.DiGraph, motifs: list, graph, data, activations: dict |
     data : probe images; ``activations`` ({layer: tensor} on ``data``) may be passed to save a pass.
     tolerance : a form is kept when every neuron it changes has R² >= literal R² - tolerance.
     device : where the model runs on ``data`` (when ``activations`` do not cover the circuit's layers).
+    dropped : ``"mean"`` replaces each neuron's pruned inputs by their mean contribution on ``data`` (named
+        ``data_spec`` in the module), in every form tried; ``"zero"`` leaves them out
+        (:mod:`circuits.compile.dropped`).
 
     Forms are tried one at a time on top of those already kept (families first, then unions; a union's
     ``max`` form replaces its ``sum`` form when it also passes), so the final module as a whole is within
     the tolerance, neuron by neuron.
     """
+    from circuits.compile.dropped import resolve
     from circuits.graph import build_graph
 
     motifs = [m.to_dict() if hasattr(m, "to_dict") else dict(m) for m in motifs]
@@ -76,9 +81,10 @@ def simplify(circuit: nx.DiGraph, motifs: list, graph, data, activations: dict |
     missing = [layer for layer in layers if layer not in acts]
     if missing:
         acts.update(graph.run(data, missing, device=device))
+    means = resolve(dropped, circuit, graph, data, activations=acts, data_spec=data_spec, device=device)
 
     def measure(forms):
-        return _measure(circuit, motifs, forms, graph, data, acts, inline_limit)
+        return _measure(circuit, motifs, forms, graph, data, acts, inline_limit, means)
 
     literal = current = measure([])
     kept: list = []
@@ -115,13 +121,14 @@ def simplify(circuit: nx.DiGraph, motifs: list, graph, data, activations: dict |
             shown = "n/a" if after is None else f"{after:.6f}"
             record["reason"] = (f"R² {shown} vs literal {before:.6f} at {neuron}: costs more than the "
                                 f"tolerance {tolerance}")  # fmt: skip
-    module = emit(circuit, _shown(motifs), inline_limit=inline_limit, forms=kept, simplifications=records)
+    module = emit(circuit, _shown(motifs), inline_limit=inline_limit, forms=kept, simplifications=records,
+                  dropped=means)  # fmt: skip
     return Simplified(module=module, simplifications=records, report=current, literal=literal)
 
 
-def _measure(circuit, motifs, forms, graph, data, acts, inline_limit) -> dict:
+def _measure(circuit, motifs, forms, graph, data, acts, inline_limit, dropped=None) -> dict:
     """verify() of the module written with ``forms``, in memory."""
-    module = emit(circuit, _shown(motifs), inline_limit=inline_limit, forms=forms, simplifications=[])
+    module = emit(circuit, _shown(motifs), inline_limit=inline_limit, forms=forms, simplifications=[], dropped=dropped)
     return verify(module, graph, data, activations=acts)
 
 

@@ -19,7 +19,21 @@ from circuits.errors import BadSpecError, UsageError
 from circuits.pyfiles import import_file
 
 TOP_IMAGES = 10
+DEFAULT_DATA = "toyworld:256:12345"  # held out: the zoo trains on other seeds
 _BLOCK = re.compile(re.escape(FAITHFULNESS_BEGIN) + r".*?" + re.escape(FAITHFULNESS_END), flags=re.S)
+
+
+def probe_spec(model, data: str | None) -> str:
+    """The probe data to measure ``model`` on: ``data`` when given, else the held-out toy-world images
+    (:data:`DEFAULT_DATA`) for a model made for the toy world (a ``LoadedModel`` whose ``trained_on`` says
+    so: zoo and planted models). Any other model is refused rather than measured on images it never saw."""
+    if data is not None:
+        return data
+    if getattr(model, "trained_on", None) is not None:
+        return DEFAULT_DATA
+    name = getattr(model, "spec", None) or type(model).__name__
+    raise UsageError(f"{name} was not made for toy-world images; pass --data with its own images (a folder, .npy "
+                     "or .pt), or --data toyworld:256 to measure on toy images anyway")  # fmt: skip
 
 
 def load_module(path: str | Path):

@@ -139,7 +139,9 @@ def family_function(circuit, family, name, out) -> str:
         out.literals.append(f"# the inputs of each copy: {text(family.transform)} maps each input to its partner\n"
                             f"{const}_INPUTS = [\n" + "\n".join(rows) + "\n]")  # fmt: skip
     activation = circuit.nodes[first].get("activation")
-    applied, helper = nonlinearities.call(activation, with_bias("total", family.bias))
+    filled = any(out.dropped is not None and out.dropped.fill(m, family.sources[k]) is not None
+                 for k, m in enumerate(family.members))  # fmt: skip
+    applied, helper = nonlinearities.call(activation, with_bias("total", family.bias, "fill" if filled else None))
     if helper:
         out.helpers.add(helper)
     how = "turned `quarter_turns` times (np.rot90)" if param == "quarter_turns" else "mirrored when `mirrored`"
@@ -148,10 +150,13 @@ def family_function(circuit, family, name, out) -> str:
         f'    """A {text(family.transform)} family: ' + ", ".join(text(m) for m in family.members) + ".",
         "",
         wrap_doc(f"Each member is one canonical kernel set {how}{reads}. The kernels are the members' own, "
-                   "aligned by the inverse transform and averaged; the bias is their mean."),
+                   "aligned by the inverse transform and averaged; the bias is their mean."
+                   + (" `fill` is the member's own constant for the inputs it does not read (DROPPED)."
+                      if filled else "")),
         '    """',
     ]
-    return "\n".join([f"def {name}(acts, {param}):", *doc, *body, f"    return {applied}", ""])
+    signature = f"def {name}(acts, {param}{', fill=0.0' if filled else ''}):"
+    return "\n".join([signature, *doc, *body, f"    return {applied}", ""])
 
 
 def member_function(circuit, family, function, node, names, out) -> str:
@@ -164,9 +169,13 @@ def member_function(circuit, family, function, node, names, out) -> str:
         call, what = f"mirrored={bool(k)}", "mirrored" if k else "as is"
     for i, source in enumerate(family.sources[k]):
         out.wiring.setdefault(node, []).append((source, transformed_kernel(f"{function.upper()}_K{i}", family.transform, k)))
+    fill = out.fill(node, family.sources[k], f"{names[node].upper()}_DROPPED")
+    doc = [wrap_doc(f'"""{title}: {function}, {what}."""')]
+    if fill:
+        doc = [wrap_doc(f'"""{title}: {function}, {what}.'), "", out.fill_doc(node), '    """']
     return "\n".join([
         f"def {names[node]}(acts):",
-        wrap_doc(f'"""{title}: {function}, {what}."""'),
-        f"    return {function}(acts, {call})",
+        *doc,
+        wrap_call("    return ", f"{function}(acts, {call}{', fill=' + fill if fill else ''})"),
         "",
     ])  # fmt: skip

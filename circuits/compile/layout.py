@@ -88,7 +88,7 @@ class EmittedModule:
 
 
 def emit(circuit: nx.DiGraph, motifs: list[dict] | None = None, inline_limit: int = 25,
-         forms: list | tuple = (), simplifications: list[dict] | None = None) -> EmittedModule:  # fmt: skip
+         forms: list | tuple = (), simplifications: list[dict] | None = None, dropped=None) -> EmittedModule:  # fmt: skip
     """Reverse-compile ``circuit`` (from :func:`circuits.extraction.extract`) into Python source.
 
     motifs: motif dicts (``circuits motifs --json`` shape); a neuron's role in them goes in its docstring.
@@ -96,8 +96,12 @@ def emit(circuit: nx.DiGraph, motifs: list[dict] | None = None, inline_limit: in
     forms: :class:`FamilyForm` / :class:`UnionForm` collapses to write instead of the literal functions;
     simplifications: the record of what was tried (:func:`circuits.compile.collapse.simplify`), written as
     the module's ``SIMPLIFICATIONS``. Without them the module is the literal form.
+    dropped: the inputs pruning dropped are zero (None or ``"zero"``, the default: emit has no data), or
+    replaced by their mean contribution, a :class:`~circuits.compile.dropped.DroppedMeans` measured by
+    :func:`~circuits.compile.dropped.dropped_means` (``compile_circuit(..., dropped="mean")`` does both).
     """
     circuit = as_circuit(circuit)
+    dropped = _dropped(dropped)
     if circuit.graph.get("target") not in circuit:
         raise UsageError("the circuit's target is not one of its nodes (an empty or hand-made graph): emit a "
                          "circuit from circuits.extract or Circuit.from_json")  # fmt: skip
@@ -114,7 +118,7 @@ def emit(circuit: nx.DiGraph, motifs: list[dict] | None = None, inline_limit: in
     taken: set[str] = set()
     names = {n: identifier(circuit.nodes[n].get("label"), n.replace(":", "_"), taken) for n in order}
     roles = _roles(_motif_dicts(motifs), circuit)
-    out = Output()
+    out = Output(inline_limit=inline_limit, dropped=dropped)
     families = {m: f for f in forms if isinstance(f, FamilyForm) for m in f.members}
     unions = {f.target: f for f in forms if isinstance(f, UnionForm)}
     functions: list[str] = []
@@ -132,8 +136,22 @@ def emit(circuit: nx.DiGraph, motifs: list[dict] | None = None, inline_limit: in
             functions.append(_function(circuit, node, names, roles, out, inline_limit, unions.get(node)))
     constants, literals, helpers, wiring = out.constants, out.literals, out.helpers, out.wiring
     npz_name = _npz_name(constants) if constants else None
-    code = _module(circuit, order, leaves, names, functions, literals, helpers, npz_name, wiring, simplifications)
+    code = _module(circuit, order, leaves, names, functions, literals, helpers, npz_name, wiring, simplifications,
+                   out)  # fmt: skip
     return EmittedModule(code=code, constants=constants, npz_name=npz_name, functions={n: names[n] for n in order})
+
+
+def _dropped(dropped):
+    """emit's ``dropped`` argument checked: None for zero, else the measured means (anything with ``fill``)."""
+    if dropped is None or (isinstance(dropped, str) and dropped == "zero"):
+        return None
+    if isinstance(dropped, str) and dropped == "mean":
+        raise UsageError("emit has no probe data to take the mean of the dropped inputs on: pass dropped="
+                         "dropped_means(circuit, model, data), or use compile_circuit(..., dropped='mean')")  # fmt: skip
+    if not callable(getattr(dropped, "fill", None)):
+        raise UsageError(f"dropped must be 'zero' or the means from circuits.compile.dropped.dropped_means, got "
+                         f"{arguments.shown(dropped)}")  # fmt: skip
+    return dropped
 
 
 def _sort_key(circuit, node):
@@ -161,15 +179,18 @@ def _function(circuit, node, names, roles, out, inline_limit, union=None) -> str
         lines.append(f"      {edge['weight']:+.4f}  {text(source)}" + (" " + quoted_label(label) if label else ""))
     bias = attrs.get("bias")
     activation = attrs.get("activation")
-    applied, helper = nonlinearities.call(activation, with_bias("total", bias))
+    fill = out.fill(node, [source for source, _, _, _ in everything], f"{names[node].upper()}_DROPPED")
+    applied, helper = nonlinearities.call(activation, with_bias("total", bias, fill))
     if helper:
         out.helpers.add(helper)
     pruned = attrs.get("pruned_share") or 0.0
     title = text(node) + quoted_label(attrs.get("label"))
     kind = activation["name"] if activation else "linear"
     doc = [f'    """{title}: {kind} of {len(lines)} inputs.', ""]
-    if pruned:
-        doc += [f"    Pruned inputs carry {pruned:.0%} of the input strength.", ""]
+    notes = [f"    Pruned inputs carry {pruned:.0%} of the input strength."] if pruned else []
+    if fill:
+        notes.append(out.fill_doc(node))
+    doc += (notes + [""]) if notes else []
     doc += [wrap_doc(text(r)) for r in roles.get(node, [])]
     if union is not None:
         doc += cases_doc(union)
@@ -218,7 +239,8 @@ def _roles(motifs: list[dict], circuit) -> dict[str, list[str]]:
     return roles
 
 
-def _module(circuit, order, leaves, names, functions, literals, helpers, npz_name, wiring, simplifications) -> str:
+def _module(circuit, order, leaves, names, functions, literals, helpers, npz_name, wiring, simplifications,
+            out=None) -> str:  # fmt: skip
     g = circuit.graph
     header = [
         f'"""Reverse-compiled circuit of {text(g["target"])} in {text(g.get("model"))}.',
@@ -246,6 +268,16 @@ def _module(circuit, order, leaves, names, functions, literals, helpers, npz_nam
         "FAITHFULNESS = None",
         FAITHFULNESS_END,
     ]
+    fills = out.fills if out is not None else {}
+    if fills:
+        import textwrap
+
+        data = getattr(out.dropped, "data", None)
+        words = (f"Inputs that pruning dropped are replaced by their mean contribution on "
+                 f"{text(data) if data else 'the probe data'} (circuits.compile.dropped): each neuron's "
+                 "NAME_DROPPED below, added to its bias.")  # fmt: skip
+        meta += ["", *textwrap.wrap(words, width=86, initial_indent="# ", subsequent_indent="# ",
+                                    break_long_words=False), f"DROPPED_DATA = {data!r}"]  # fmt: skip
     if simplifications is not None:
         meta += ["", SIMPLIFICATIONS_COMMENT, "SIMPLIFICATIONS = " + records_literal(simplifications)]
     if npz_name:
@@ -270,4 +302,8 @@ def _module(circuit, order, leaves, names, functions, literals, helpers, npz_nam
     for n in (n for n in order if n in wiring):
         wires += [f"    {n!r}: ["] + [f"        ({s!r}, {c})," for s, c in wiring[n]] + ["    ],"]
     parts.append("# who feeds whom: target -> [(source, kernel)]\nWIRING = {\n" + "\n".join(wires) + "\n}")
+    if fills:
+        rows = [f"    {n!r}: {fills[n][0]}," for n in order if n in fills]
+        parts.append("# the dropped inputs' mean contribution, per neuron (circuits.compile.dropped)\n"
+                     "DROPPED = {\n" + "\n".join(rows) + "\n}")  # fmt: skip
     return "\n\n\n".join(parts) + "\n"

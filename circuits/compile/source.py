@@ -76,6 +76,43 @@ class Output:
     literals: list[str] = field(default_factory=list)
     helpers: set[str] = field(default_factory=set)
     wiring: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
+    dropped: object = None  # circuits.compile.dropped.DroppedMeans, or None: dropped inputs are zero
+    fills: dict[str, tuple[str, np.ndarray]] = field(default_factory=dict)  # neuron -> (constant, value)
+
+    def fill(self, node: str, read, const: str) -> str | None:
+        """The name of ``node``'s dropped-input constant ``const`` when its function reads the inputs ``read``
+        and leaves some out (the constant is written once), else None: nothing is dropped, or dropped
+        inputs are zero."""
+        value = self.dropped.fill(node, read) if self.dropped is not None else None
+        if value is None:
+            return None
+        value = np.asarray(value, dtype=np.float32).astype(np.float64)  # the model's precision, like kernels
+        if node not in self.fills:
+            comment = f"# {text(node)}: its dropped inputs' mean contribution"
+            inline = value.size <= self.inline_limit or getattr(self.dropped, "inline", False)  # read back: literals
+            if value.ndim == 0:
+                self.literals.append(f"{comment}\n{const} = {float_literal(value)}")
+            elif inline:
+                self.literals.append(f"{comment}, per position\n{const} = {array_literal(value)}")
+            else:
+                self.constants[const] = value
+                self.literals.append(f"{comment}, per position {value.shape}\n{const} = _CONSTANTS[{const!r}]")
+        self.fills[node] = (const, value)
+        return const
+
+    def fill_doc(self, node: str) -> str:
+        """The docstring sentence saying what ``node``'s dropped-input constant is."""
+        const, value = self.fills[node]
+        if value.ndim == 0:
+            what = f"{float(value):+.4g} ({const})"
+        else:
+            what = (f"{const}, a map per position: mean {value.mean():+.4g}, from {value.min():+.4g} "
+                    f"to {value.max():+.4g}")  # fmt: skip
+        return wrap_doc(f"Dropped inputs replaced by their mean contribution{self._on()}: {what}.")
+
+    def _on(self) -> str:
+        data = getattr(self.dropped, "data", None)
+        return f" on {text(data)}" if data else " on the probe data"
 
     def constant(self, const: str, kernel: np.ndarray, comment: str) -> None:
         """A kernel as an inline literal when small, else from the .npz beside the module."""
@@ -177,10 +214,11 @@ def pooled_length(size: int, kernel: int, stride: int, padding: int, ceil_mode: 
     return out
 
 
-def with_bias(expression: str, bias) -> str:
-    if bias is None or float(bias) == 0.0:
-        return expression
-    return f"{expression} {'-' if bias < 0 else '+'} {float_literal(abs(bias))}"
+def with_bias(expression: str, bias, fill: str | None = None) -> str:
+    """``expression`` plus the bias (a number) and the dropped inputs' constant (code), where there are any."""
+    if bias is not None and float(bias) != 0.0:
+        expression = f"{expression} {'-' if bias < 0 else '+'} {float_literal(abs(bias))}"
+    return f"{expression} + {fill}" if fill else expression
 
 
 def array_literal(kernel: np.ndarray) -> str:
