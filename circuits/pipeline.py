@@ -51,14 +51,15 @@ class Compiled:
 
 def compile_circuit(circuit, model, data, *, data_spec: str | None = None, simplify: bool = False,
                     motifs: list | None = None, inline_limit: int = 25, activations: dict | None = None,
-                    device=None, dropped: str = "mean") -> Compiled:  # fmt: skip
+                    device=None, dropped: str = "best") -> Compiled:  # fmt: skip
     """Emit ``circuit`` and measure it against ``model`` on ``data`` (images); the numbers go into the
     module's FAITHFULNESS block. ``simplify`` tries the collapsed forms that the circuit's motifs suggest
     (found on the model when ``motifs`` is None) and keeps those within tolerance. ``activations``
     ({layer: tensor} on ``data``) is filled and reused across calls, to verify many circuits in one pass.
     ``device`` is where the model runs on ``data``; the numbers and the code are the same on every device.
-    ``dropped="mean"`` replaces each neuron's pruned inputs by their mean contribution on ``data``, ``"zero"``
-    leaves them out (:mod:`circuits.compile.dropped`).
+    ``dropped="best"`` replaces each neuron's pruned inputs by their mean contribution on ``data`` where that
+    fits the neuron better than leaving them out, ``"mean"`` everywhere, ``"zero"`` nowhere
+    (:mod:`circuits.compile.dropped`).
     """
     from circuits.compile import emit, verify
     from circuits.compile.dropped import resolve
@@ -79,7 +80,8 @@ def compile_circuit(circuit, model, data, *, data_spec: str | None = None, simpl
                               dropped=dropped, data_spec=data_spec)  # fmt: skip
         module, report, tried = result.module, result.report, result.simplifications
     else:
-        means = resolve(dropped, circuit, graph, data, activations=acts, data_spec=data_spec, device=device)
+        means = resolve(dropped, circuit, graph, data, activations=acts, data_spec=data_spec, device=device,
+                        motifs=motifs, inline_limit=inline_limit)  # fmt: skip
         module = emit(circuit, motifs=motifs, inline_limit=inline_limit, dropped=means)
         report = verify(module, graph, data, activations=acts, device=device)
     module = replace(module, code=recorded(module.code, report, data_spec))
@@ -90,7 +92,7 @@ def compile_neuron(model, target: str, data, *, depth: int = 1, top_k: int = 8, 
                    threshold: float | None = None, through: str | None = None, probe=None, progress=None,
                    data_spec: str | None = None, simplify: bool = False, motifs: list | None = None,
                    inline_limit: int = 25, activations: dict | None = None, device=None,
-                   dropped: str = "mean") -> Compiled:  # fmt: skip
+                   dropped: str = "best") -> Compiled:  # fmt: skip
     """Extract ``target``'s circuit (see :func:`circuits.extraction.extract`; ``probe`` images rank edges for
     ``method="attribution"``), then :func:`compile_circuit` it on ``data``."""
     from circuits.extraction import extract

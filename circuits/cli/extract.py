@@ -23,7 +23,7 @@ from circuits.cli._common import check_writable, device_option, echo_json, load_
                    "held-out toy-world images, for zoo and planted models only).")  # fmt: skip
 @click.option("--simplify", "simplify", is_flag=True,
               help="With --emit: collapse equivariant families and unions where that keeps R² within 0.01.")  # fmt: skip
-@click.option("--dropped", type=click.Choice(["mean", "zero"]), default="mean", show_default=True,
+@click.option("--dropped", type=click.Choice(["best", "mean", "zero"]), default="best", show_default=True,
               help="With --emit: replace the inputs --top-k drops by their mean contribution on the probe data "
                    "(a constant map per neuron, added to its bias), or leave them out (zero).")  # fmt: skip
 @click.option("--render", "render_path", type=click.Path(dir_okay=False), help="Write a diagram: OUT.svg or OUT.png.")

@@ -49,7 +49,7 @@ class _Proposal:
 
 
 def simplify(circuit: nx.DiGraph, motifs: list, graph, data, activations: dict | None = None,
-             tolerance: float = TOLERANCE, inline_limit: int = 25, device=None, dropped="mean",
+             tolerance: float = TOLERANCE, inline_limit: int = 25, device=None, dropped="best",
              data_spec: str | None = None) -> Simplified:  # fmt: skip
     """Emit ``circuit`` literally, then try each family and union collapse that ``motifs`` suggest.
 
@@ -81,7 +81,8 @@ def simplify(circuit: nx.DiGraph, motifs: list, graph, data, activations: dict |
     missing = [layer for layer in layers if layer not in acts]
     if missing:
         acts.update(graph.run(data, missing, device=device))
-    means = resolve(dropped, circuit, graph, data, activations=acts, data_spec=data_spec, device=device)
+    means = resolve(dropped, circuit, graph, data, activations=acts, data_spec=data_spec, device=device,
+                    motifs=_shown(motifs), inline_limit=inline_limit)  # fmt: skip
 
     def measure(forms):
         return _measure(circuit, motifs, forms, graph, data, acts, inline_limit, means)

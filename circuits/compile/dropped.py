@@ -44,8 +44,13 @@ need not rise with every k either: top-k ranks by weight, and inputs that cancel
 For a neuron without a nonlinearity the mean is the least-squares constant on the probe data: never worse
 than zero there.
 
+Hence the default of ``compile_circuit`` (and ``extract --emit``), ``dropped="best"`` (:func:`best_fill`):
+each neuron gets the rule it fits better under, measured in the whole circuit on the probe data. On
+held-out images it beats both rules on average and in median (docs/compile.md: conv3 of
+``zoo:plain-cnn-s0`` at depth 2, top-8, 0.37 against 0.30 mean-filled and 0.27 zero-filled).
+
     means = dropped_means(circuit, model, data, data_spec="toyworld:256:12345")
-    emit(circuit, dropped=means)            # or compile_circuit(..., dropped="mean"), the default there
+    emit(circuit, dropped=means)            # or compile_circuit(..., dropped="mean" | "best" | "zero")
 """
 
 from __future__ import annotations
@@ -60,7 +65,7 @@ from circuits import arguments
 from circuits.circuit import as_circuit
 from circuits.errors import UsageError
 
-RULES = ("mean", "zero")
+RULES = ("best", "mean", "zero")
 
 
 @dataclass
@@ -90,11 +95,12 @@ class DroppedMeans:
     taps: dict[tuple, np.ndarray] = field(default_factory=dict, repr=False)  # [channels, taps, *positions]
     fixed: dict[str, np.ndarray | float] | None = None
     inline: bool = False  # written as literals whatever their size (they were literals in the code read back)
+    left_out: dict[str, tuple] = field(default_factory=dict)  # node -> (R² zero, R² mean): zero fit better
 
     def fill(self, node: str, read) -> np.ndarray | float | None:
         if self.fixed is not None:
             return self.fixed.get(node)
-        if node not in self.inputs:
+        if node not in self.inputs or node in self.left_out:
             return None
         read, total, dropped = set(read), 0.0, False
         for part in self.inputs[node]:
@@ -154,16 +160,49 @@ def dropped_means(circuit, model, data, *, activations: dict | None = None, data
     return means
 
 
-def resolve(dropped, circuit, model, data, *, activations=None, data_spec=None, device=None) -> DroppedMeans | None:
-    """What a ``dropped=`` argument means: ``"mean"`` measures :func:`dropped_means` on ``data``, ``"zero"``
-    (or None) leaves dropped inputs out, and a :class:`DroppedMeans` is used as it is."""
+def best_fill(circuit, model, data, *, activations=None, data_spec=None, device=None, motifs=None,
+              inline_limit: int = 25) -> DroppedMeans:  # fmt: skip
+    """:func:`dropped_means`, kept only for the neurons it fits better: the circuit is emitted and measured
+    on ``data`` both ways, and a neuron whose R² is higher with its dropped inputs left out keeps them out
+    (``left_out[node] = (R² zero, R² mean)``, which its docstring states). Each neuron is judged in the
+    whole circuit, so a deep neuron's choice sees its emitted inputs as they are; the final module is
+    measured again. Why: the mean is the least-squares constant for a linear neuron, but past a
+    nonlinearity ``f(x + mean)`` is not the mean of ``f(x + dropped)``, and in a deep circuit the two
+    errors (dropped inputs, emitted inputs that run low) can cancel.
+    """
+    from circuits.compile.faithfulness import verify
+    from circuits.compile.layout import emit
+
+    means = dropped_means(circuit, model, data, activations=activations, data_spec=data_spec, device=device)
+    circuit = as_circuit(circuit)
+    filled = [n for n in means.inputs if means.fill(n, [s for s in circuit.predecessors(n)]) is not None]
+    if not filled:
+        return means
+    options = {"activations": activations, "device": device}
+    with_mean = verify(emit(circuit, motifs=motifs, inline_limit=inline_limit, dropped=means), model, data, **options)
+    without = verify(emit(circuit, motifs=motifs, inline_limit=inline_limit), model, data, **options)
+    for node in filled:
+        zero, mean = (r["neurons"].get(node, {}).get("r2") for r in (without, with_mean))
+        if zero is not None and (mean is None or zero > mean):
+            means.left_out[node] = (zero, mean)
+    return means
+
+
+def resolve(dropped, circuit, model, data, *, activations=None, data_spec=None, device=None, motifs=None,
+            inline_limit: int = 25) -> DroppedMeans | None:  # fmt: skip
+    """What a ``dropped=`` argument means: ``"best"`` is :func:`best_fill`, ``"mean"`` measures
+    :func:`dropped_means` on ``data`` for every neuron, ``"zero"`` (or None) leaves dropped inputs out, and
+    a :class:`DroppedMeans` is used as it is."""
     if dropped is None or isinstance(dropped, DroppedMeans):
         return dropped
     if not isinstance(dropped, str) or dropped not in RULES:
-        raise UsageError(f"dropped must be 'mean' (replace pruned inputs by their mean contribution) or 'zero', "
-                         f"got {arguments.shown(dropped)}")  # fmt: skip
+        raise UsageError(f"dropped must be 'best' (each neuron the rule that fits it), 'mean' (replace pruned inputs "
+                         f"by their mean contribution) or 'zero', got {arguments.shown(dropped)}")  # fmt: skip
     if dropped == "zero":
         return None
+    if dropped == "best":
+        return best_fill(circuit, model, data, activations=activations, data_spec=data_spec, device=device,
+                         motifs=motifs, inline_limit=inline_limit)  # fmt: skip
     return dropped_means(circuit, model, data, activations=activations, data_spec=data_spec, device=device)
 
 

@@ -190,6 +190,8 @@ def _function(circuit, node, names, roles, out, inline_limit, union=None) -> str
     notes = [f"    Pruned inputs carry {pruned:.0%} of the input strength."] if pruned else []
     if fill:
         notes.append(out.fill_doc(node))
+    elif node in getattr(out.dropped, "left_out", {}):
+        notes.append(out.left_out_doc(node))
     doc += (notes + [""]) if notes else []
     doc += [wrap_doc(text(r)) for r in roles.get(node, [])]
     if union is not None:

@@ -110,6 +110,13 @@ class Output:
                     f"to {value.max():+.4g}")  # fmt: skip
         return wrap_doc(f"Dropped inputs replaced by their mean contribution{self._on()}: {what}.")
 
+    def left_out_doc(self, node: str) -> str:
+        """The docstring sentence saying why ``node``'s dropped inputs were left out (``dropped="best"``)."""
+        zero, mean = self.dropped.left_out[node]
+        shown = "undefined" if mean is None else f"{mean:.3f}"
+        return wrap_doc(f"Dropped inputs left out: without them the neuron fits better{self._on()} "
+                        f"(R² {zero:.3f}) than with their mean contribution (R² {shown}).")  # fmt: skip
+
     def _on(self) -> str:
         data = getattr(self.dropped, "data", None)
         return f" on {text(data)}" if data else " on the probe data"
