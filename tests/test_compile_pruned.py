@@ -331,3 +331,15 @@ def test_best_fill_keeps_each_neurons_better_rule_and_says_so():
     code = rules["best"].module.code
     assert "Dropped inputs left out: without them the neuron fits better" in code
     assert "Dropped inputs replaced by their mean contribution" in code
+
+
+def test_a_best_fill_module_read_back_emits_again_identically():
+    """A module whose neurons mix the two rules holds both tables (DROPPED, DROPPED_LEFT_OUT), so the
+    shared catalog can emit it again from its circuit alone."""
+    graph = build_graph(load("zoo:plain-cnn-s0"))
+    circuit = extract(graph, "conv3:7", depth=2, top_k=8)
+    code = compile_circuit(circuit, graph, load_data(PROBE, (1, 32, 32)), data_spec=PROBE,
+                           inline_limit=10**9).module.code  # fmt: skip
+    back = read_dropped(code)
+    assert back.left_out and back.fixed  # both rules are used in this circuit
+    assert emit(circuit, dropped=back, inline_limit=10**9).code == unrecorded(code)

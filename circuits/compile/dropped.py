@@ -215,17 +215,18 @@ def read_dropped(code: str) -> DroppedMeans | None:
         targets = statement.targets if isinstance(statement, ast.Assign) else []
         if len(targets) == 1 and isinstance(targets[0], ast.Name):
             assigned[targets[0].id] = statement.value
-    table = assigned.get("DROPPED")
-    if not isinstance(table, ast.Dict):
+    table, left = assigned.get("DROPPED"), assigned.get("DROPPED_LEFT_OUT")
+    if not isinstance(table, ast.Dict) and not isinstance(left, ast.Dict):
         return None
     fixed = {}
     try:
-        for key, value in zip(table.keys, table.values):
+        for key, value in zip(table.keys, table.values) if isinstance(table, ast.Dict) else ():
             fixed[ast.literal_eval(key)] = _literal(assigned[value.id])
         data = ast.literal_eval(assigned["DROPPED_DATA"]) if "DROPPED_DATA" in assigned else None
+        left_out = ast.literal_eval(left) if isinstance(left, ast.Dict) else {}
     except (AttributeError, KeyError, ValueError):
         return None
-    return DroppedMeans(data, fixed=fixed, inline=True)
+    return DroppedMeans(data, fixed=fixed, inline=True, left_out=left_out)
 
 
 def _literal(node: ast.expr) -> np.ndarray | float:

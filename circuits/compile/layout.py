@@ -271,13 +271,18 @@ def _module(circuit, order, leaves, names, functions, literals, helpers, npz_nam
         FAITHFULNESS_END,
     ]
     fills = out.fills if out is not None else {}
-    if fills:
+    left_out = getattr(out.dropped, "left_out", {}) if out is not None else {}
+    if fills or left_out:
         import textwrap
 
         data = getattr(out.dropped, "data", None)
-        words = (f"Inputs that pruning dropped are replaced by their mean contribution on "
-                 f"{text(data) if data else 'the probe data'} (circuits.compile.dropped): each neuron's "
-                 "NAME_DROPPED below, added to its bias.")  # fmt: skip
+        on = text(data) if data else "the probe data"
+        words = (f"Inputs that pruning dropped are replaced by their mean contribution on {on} "
+                 "(circuits.compile.dropped): each neuron's NAME_DROPPED below, added to its bias."
+                 if fills else "")  # fmt: skip
+        if left_out:
+            words += (" " if words else "") + (f"Neurons in DROPPED_LEFT_OUT fit the model better on {on} with "
+                                               "their dropped inputs left out, and leave them out.")  # fmt: skip
         meta += ["", *textwrap.wrap(words, width=86, initial_indent="# ", subsequent_indent="# ",
                                     break_long_words=False), f"DROPPED_DATA = {data!r}"]  # fmt: skip
     if simplifications is not None:
@@ -308,4 +313,8 @@ def _module(circuit, order, leaves, names, functions, literals, helpers, npz_nam
         rows = [f"    {n!r}: {fills[n][0]}," for n in order if n in fills]
         parts.append("# the dropped inputs' mean contribution, per neuron (circuits.compile.dropped)\n"
                      "DROPPED = {\n" + "\n".join(rows) + "\n}")  # fmt: skip
+    if left_out:
+        rows = [f"    {n!r}: {tuple(left_out[n])!r}," for n in order if n in left_out]
+        parts.append("# neurons whose dropped inputs are left out, as they fit better so: (R² zero, R² mean)\n"
+                     "DROPPED_LEFT_OUT = {\n" + "\n".join(rows) + "\n}")  # fmt: skip
     return "\n\n\n".join(parts) + "\n"
