@@ -2,6 +2,7 @@
 and a model from outside the toy world is not measured on toy-world images unless asked."""
 
 import copy
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -343,3 +344,14 @@ def test_a_best_fill_module_read_back_emits_again_identically():
     back = read_dropped(code)
     assert back.left_out and back.fixed  # both rules are used in this circuit
     assert emit(circuit, dropped=back, inline_limit=10**9).code == unrecorded(code)
+
+
+def test_extract_and_verify_feed_the_model_normalised_images(tmp_path):
+    out = str(tmp_path / "n.py")
+    base = ["extract", "zoo:plain-cnn-s0", "--neuron", "conv3:7", "--top-k", "4", "--emit", out, "--json"]
+    raw, scaled = (json.loads(_cli(*base, *extra).output) for extra in ([], ["--normalize", "0.5/0.5"]))
+    assert scaled["provenance"]["arguments"]["normalize"] == "0.5/0.5"
+    assert raw["emitted"]["faithfulness"]["r2"] != pytest.approx(scaled["emitted"]["faithfulness"]["r2"], abs=1e-3)
+    again = json.loads(_cli("verify", out, "--model", "zoo:plain-cnn-s0", "--normalize", "0.5/0.5", "--json").output)
+    assert again["r2"] == pytest.approx(scaled["emitted"]["faithfulness"]["r2"], abs=1e-9)  # same images, same numbers
+    assert _cli("verify", out, "--model", "zoo:plain-cnn-s0", "--normalize", "0.5").exit_code == 2

@@ -4,7 +4,14 @@ import os
 
 import click
 
-from circuits.cli._common import check_writable, device_option, echo_json, load_model, model_options
+from circuits.cli._common import (
+    check_writable,
+    device_option,
+    echo_json,
+    load_model,
+    model_options,
+    normalize_option,
+)
 
 
 @click.command()
@@ -31,9 +38,10 @@ from circuits.cli._common import check_writable, device_option, echo_json, load_
               help="With --render: draw each neuron's optimised picture (its receptive field) inside its node.")  # fmt: skip
 @click.option("--catalog", "catalog_path", type=click.Path(dir_okay=False), envvar="CIRCUITS_CATALOG",
               help="Record the circuit in this catalog (also $CIRCUITS_CATALOG).")  # fmt: skip
+@normalize_option
 @device_option
 def extract(model, weights, input_shape, neuron, depth, top_k, method, data, threshold, through, as_json,
-            emit_path, simplify, dropped, render_path, with_pictures, catalog_path, device):  # fmt: skip
+            emit_path, simplify, dropped, render_path, with_pictures, catalog_path, normalize, device):  # fmt: skip
     """Extract the circuit that feeds one neuron of MODEL.
 
     Walks back from --neuron, keeping the --top-k strongest inputs of each neuron (by |strength|,
@@ -85,9 +93,9 @@ def extract(model, weights, input_shape, neuron, depth, top_k, method, data, thr
                     graph.labels[node] = text
     probe = None
     if data is not None:
-        from circuits.data import load_data
+        from circuits.data import model_data
 
-        probe = load_data(data, loaded.input_shape)
+        probe = model_data(data, loaded, normalize)
     with progress_bar(desc="tracing", unit="neuron") as bar:
         circuit = run_extract(graph, neuron, depth=depth, top_k=top_k, method=method, data=probe,
                               threshold=threshold, through=through, progress=bar.update, device=device)  # fmt: skip
@@ -95,7 +103,8 @@ def extract(model, weights, input_shape, neuron, depth, top_k, method, data, thr
     payload["model"] = loaded.spec
     arguments = {"model": model, "weights": weights, "input_shape": input_shape, "neuron": neuron, "depth": depth,
                  "top_k": top_k, "method": method, "data": data, "threshold": threshold, "through": through,
-                 **({"simplify": True} if simplify else {}), **({"dropped": dropped} if emit_path else {})}  # fmt: skip
+                 **({"simplify": True} if simplify else {}), **({"dropped": dropped} if emit_path else {}),
+                 **({"normalize": normalize} if normalize else {})}  # fmt: skip
     if render_path:
         from circuits.render import render_circuit
 
@@ -107,7 +116,7 @@ def extract(model, weights, input_shape, neuron, depth, top_k, method, data, thr
         render_circuit(circuit, render_path, pictures)
     compiled = None
     if emit_path:
-        compiled = _compile(circuit, graph, measure_on, probe, simplify, dropped, device)
+        compiled = _compile(circuit, loaded, graph, measure_on, probe, simplify, dropped, normalize, device)
         compiled.write(emit_path)
         payload["emitted"] = {"path": emit_path, "faithfulness": compiled.report}
         if simplify:
@@ -133,11 +142,11 @@ def extract(model, weights, input_shape, neuron, depth, top_k, method, data, thr
                 click.echo(f"kept: {s['kind']} {s['form']} of {', '.join(s['members'])}: {s['reason']}", err=True)
 
 
-def _compile(circuit, graph, spec, probe, simplify, dropped, device=None):
+def _compile(circuit, loaded, graph, spec, probe, simplify, dropped, normalize, device=None):
     """Emit the circuit (with its collapsed forms, if asked) and measure it on ``spec``: --data, or the
     held-out toy-world images for a toy-world model (``probe`` holds --data's images, already loaded)."""
-    from circuits.data import load_data
+    from circuits.data import model_data
     from circuits.pipeline import compile_circuit
 
-    data = probe if probe is not None else load_data(spec, graph.input_shape)
+    data = probe if probe is not None else model_data(spec, loaded, normalize)
     return compile_circuit(circuit, graph, data, data_spec=spec, simplify=simplify, dropped=dropped, device=device)

@@ -2,7 +2,7 @@
 
 import click
 
-from circuits.cli._common import device_option, echo_json
+from circuits.cli._common import device_option, echo_json, normalize_option
 
 # circuits.compile.faithfulness.DEFAULT_DATA, spelled out so --help needs no torch (a test keeps them equal)
 DATA_OPTION_HELP = ("Held-out probe images [default: toyworld:256:12345 for zoo and planted models; any other "
@@ -18,8 +18,9 @@ DATA_OPTION_HELP = ("Held-out probe images [default: toyworld:256:12345 for zoo 
 @click.option("--record/--no-record", default=True, show_default=True,
               help="Write the numbers into the module's FAITHFULNESS block.")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@normalize_option
 @device_option
-def verify(module_path, model, weights, input_shape, data, record, as_json, device):
+def verify(module_path, model, weights, input_shape, data, record, as_json, normalize, device):
     """Run an emitted circuit module on MODEL's real leaf activations and compare every neuron.
 
     Reports R², Pearson r and top-image agreement (top 10 images by peak activation) per neuron;
@@ -34,14 +35,14 @@ def verify(module_path, model, weights, input_shape, data, record, as_json, devi
     from circuits.compile import record_faithfulness as record_numbers
     from circuits.compile import verify as run_verify
     from circuits.compile.faithfulness import probe_spec
-    from circuits.data import load_data
+    from circuits.data import model_data
 
     loaded = load_model(model, weights, input_shape)
     data = probe_spec(loaded, data)  # a model from outside the toy world must be given its own images
-    report = run_verify(module_path, loaded, load_data(data, loaded.input_shape), device=device)
+    report = run_verify(module_path, loaded, model_data(data, loaded, normalize), device=device)
     if record:
         record_numbers(module_path, report, data)
-    arguments = {"module": module_path, "model": model, "weights": weights, "data": data}
+    arguments = {"module": module_path, "model": model, "weights": weights, "data": data, "normalize": normalize}
     if as_json:
         echo_json({"model": loaded.spec, **report}, arguments, loaded.weights_hash)
         return
