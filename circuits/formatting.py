@@ -139,6 +139,30 @@ def explain_lines(report: dict) -> list[str]:
     return lines
 
 
+def diff_report(result: dict, top: int = 10) -> str:
+    """``circuits diff``: the neurons that changed most, the naive baseline beside them, edges and motifs."""
+    moved = sorted({m["layer"] for m in result["matches"] if m["a"] != m["b"]})
+    lines = [f"{result['model_b']} against {result['model_a']} on {result['data']}"]
+    lines.append("matched by assignment: " + (", ".join(moved) if moved else "none (every layer kept its indices)"))
+    rows = [("rank", "neuron", "match", "score", "why", "naive baseline")]
+    naive = result["baseline"]
+    for k, n in enumerate(result["neurons"][:top]):
+        why = "; ".join(n["reasons"]) or "within the layer's drift"
+        base = f"{naive[k]['neuron']} ({naive[k]['score']:.0%})" if k < len(naive) else ""
+        rows.append((str(k + 1), n["neuron"], n["match"], f"{n['score']:.1f}", why, base))
+    lines += ["", aligned(rows)]
+    if result["edges"]:
+        rows = [("edge", "strength A", "strength B", "score")]
+        rows += [(f"{e['source']} -> {e['target']}", f"{e['weight_a']:+.3f}", f"{e['weight_b']:+.3f}", f"{e['score']:.1f}")
+                 for e in result["edges"][:top]]  # fmt: skip
+        lines += ["", aligned(rows)]
+    for change in ("gained", "lost"):
+        for m in result["motifs"][change]:
+            lines.append(f"motif {change}: {m['kind']} {m['transform'] or ''} {m['target'] or ''} "
+                         f"{', '.join(m['members'])}".replace("  ", " "))  # fmt: skip
+    return "\n".join(lines)
+
+
 def faithfulness_summary(report: dict) -> str:
     """A :func:`circuits.compile.verify` report: the target's numbers, then each other neuron's R²."""
 

@@ -23,6 +23,7 @@ COMMANDS = {
     "motifs": "circuits.cli.motifs:motifs",
     "pictures": "circuits.cli.pictures:pictures",
     "universality": "circuits.cli.motifs:universality",
+    "diff": "circuits.cli.compare:diff",
     "label": "circuits.cli.label:label",
     "find": "circuits.cli.label:find",
     "planted": "circuits.cli.planted:planted",
