@@ -107,3 +107,20 @@ def test_cli_diff_json_keeps_the_contract_and_refuses_other_architectures(tmp_pa
     assert payload["provenance"]["weights_sha256"]["b"] != payload["provenance"]["weights_sha256"]["a"]
     result = runner.invoke(main, ["diff", "zoo:plain-cnn-s0", "zoo:resnet-cnn-s0", "--data", "toyworld:32"])
     assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1, result.output
+
+
+def test_a_graft_in_a_drifted_mobilenetv2_twin_tops_the_diff():
+    """Real architectures: an expand conv of an inverted residual (BatchNorm folded, ReLU6), 1% noise on
+    every weight, one neuron grafted; its depthwise reader, which sees only that channel, follows it."""
+    from tests.nets import MobileNetV2Twin
+
+    original = MobileNetV2Twin(0)
+    module = copy.deepcopy(original)
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.add_(torch.randn(p.shape, generator=g) * 0.01 * float(p.std()))
+        module.features[3].conv[0].weight[5] = module.features[3].conv[0].weight[12]
+    result = diff(original, module, "toyworld:128", motifs=False)
+    top = [n["neuron"] for n in result["neurons"][:3]]
+    assert top[0] == "features.3.conv.2:5" and "features.3.conv.5:5" in top
