@@ -8,7 +8,6 @@ neuron moved and the planted change is not the only difference.
 import copy
 import json
 
-import pytest
 import torch
 from click.testing import CliRunner
 

@@ -24,6 +24,7 @@ COMMANDS = {
     "pictures": "circuits.cli.pictures:pictures",
     "universality": "circuits.cli.motifs:universality",
     "diff": "circuits.cli.compare:diff",
+    "audit": "circuits.cli.audit:audit",
     "label": "circuits.cli.label:label",
     "find": "circuits.cli.label:find",
     "planted": "circuits.cli.planted:planted",
