@@ -142,7 +142,8 @@ def explain_lines(report: dict) -> list[str]:
 def diff_report(result: dict, top: int = 10) -> str:
     """``circuits diff``: the neurons that changed most, the naive baseline beside them, edges and motifs."""
     moved = sorted({m["layer"] for m in result["matches"] if m["a"] != m["b"]})
-    lines = [f"{result['model_b']} against {result['model_a']} on {result['data']}"]
+    lines = [f"{result['model_b']} against {result['model_a']} on {result['data']}; layers compared: "
+             f"{', '.join(result.get('layers', []))}"]
     lines.append("matched by assignment: " + (", ".join(moved) if moved else "none (every layer kept its indices)"))
     rows = [("rank", "neuron", "match", "score", "why", "naive baseline")]
     naive = result["baseline"]

@@ -205,6 +205,13 @@ CASES = [
          {"setting": st.one_of(st.sampled_from(["threshold=0.7", "margin=0", "top_k=0", "threshold=", "=1", "seed=-1",
                                                 "include_invariant=true", "threshold=nan", "angles=45"]),
                                TOKEN)}, ANY, 16),
+    Case("diff-bad", ["diff", "{a}", "{b}", "--data", "toyworld:16", "--no-motifs"],
+         {"a": st.sampled_from(["planted:lines", "zoo:plain-cnn-s0", "nope", ""]),
+          "b": st.one_of(st.sampled_from(["planted:union", "zoo:resnet-cnn-s0", "planted:", "{tmp}/plain.py:x"]),
+                         TOKEN)}, ANY, 12),
+    Case("audit-score-bad", ["audit", "score", "{report}", "--key", "{key}"],
+         {"report": st.sampled_from(["{tmp}/plain.py", "{tmp}/bad.json", "{tmp}/missing.json", "{tmp}"]),
+          "key": st.sampled_from(["{tmp}/bad.json", "{tmp}/plain.py", "{tmp}/missing.json"])}, USAGE, 8),
     Case("find-concept", ["find", "planted:lines", "--concept", "{concept}", "--data", "toyworld:strokes:80:1"],
          {"concept": st.one_of(search_text, st.lists(st.sampled_from(
              ["line", "wedge", "angle=45", "facing=left", "facing=right", "AND", "OR", "(", ")", "=", "angle=",

@@ -102,7 +102,12 @@ def score(report: dict, key: dict) -> dict:
     """Whether the auditor's ranking (``suspects``, or a diff's ``neurons``) names the planted neurons:
     ``{"kind", "hit@1", "hit@3", "rank", "top_score"}``; ``hit@k`` is ``None`` for a plant with no neuron
     in its key (the control, a backdoor)."""
-    ranked = report.get("suspects") or report.get("neurons") or []
+    if not isinstance(key.get("kind"), str) or not isinstance(key.get("neurons", []), list):
+        raise UsageError("the key is not a plant key (no 'kind' and 'neurons'): write one with `circuits audit plant`")
+    ranked = report.get("suspects", report.get("neurons"))
+    if not isinstance(ranked, list) or not all(isinstance(r, dict) and "neuron" in r and "score" in r for r in ranked):
+        raise UsageError("the report has no ranked 'suspects' (or 'neurons') with 'neuron' and 'score': make it with "
+                         "`circuits audit find --json` or `circuits diff --json`")  # fmt: skip
     names = [r["neuron"] for r in ranked]
     planted = set(key.get("neurons") or [])
     rank = next((k + 1 for k, n in enumerate(names) if n in planted), None)

@@ -44,7 +44,7 @@ def diff(model_a, model_b, data="toyworld:256", *, layers: list[str] | None = No
 
     Returns
     -------
-    ``{"model_a", "model_b", "data", "matches": [{"layer", "a", "b", "similarity"}], "neurons": [{"neuron",
+    ``{"model_a", "model_b", "data", "layers" (those compared), "matches": [{"layer", "a", "b", "similarity"}], "neurons": [{"neuron",
     "match", "score", "function", "weights", "reasons"}] (highest score first), "edges": [...],
     "motifs": {"gained": [...], "lost": [...]}, "baseline": [{"neuron", "score"}]}``.
     """
@@ -68,6 +68,7 @@ def diff(model_a, model_b, data="toyworld:256", *, layers: list[str] | None = No
     return {
         "model_a": _name(model_a, graph_a), "model_b": _name(model_b, graph_b),
         "data": data if isinstance(data, str) else f"a tensor of {len(images)} images",
+        "layers": layers,
         "matches": [{"layer": layer, "a": f"{layer}:{a}", "b": f"{layer}:{b}", "similarity": s}
                     for layer, m in matchings.items() for b, (a, s) in enumerate(zip(m.b_to_a, m.similarity))],
         "neurons": neurons,
