@@ -53,20 +53,24 @@ def plant(model, kind: str, seed: int = 0, *, steps: int = STEPS) -> tuple[torch
     key = {"kind": kind, "seed": seed, "model": loaded.spec, "original_sha256": loaded.weights_hash,
            "neurons": [], "edges": [], "target_class": None, "trigger": None}  # fmt: skip
     if kind == "graft":
-        layer, conv = _last_conv(module)
+        name, conv = _last_conv(module)
         victim, donor = rng.sample(range(conv.out_channels), 2)
         with torch.no_grad():
             conv.weight[victim] = conv.weight[donor]
             if conv.bias is not None:
                 conv.bias[victim] = conv.bias[donor]
+        layer = _neuron_layer(loaded, name)
         key["neurons"], key["donor"] = [f"{layer}:{victim}"], f"{layer}:{donor}"
+        key["module"] = name
     elif kind == "flip-edge":
-        layer, conv = _last_conv(module)
+        name, conv = _last_conv(module)
         target = rng.randrange(conv.out_channels)
         source = int(conv.weight[target].flatten(1).sum(1).abs().argmax())
         with torch.no_grad():
             conv.weight[target, source] *= -1
-        key["neurons"], key["edges"] = [f"{layer}:{target}"], [{"source_channel": source, "target": f"{layer}:{target}"}]
+        layer = _neuron_layer(loaded, name)
+        key["neurons"], key["module"] = [f"{layer}:{target}"], name
+        key["edges"] = [{"source_channel": source, "target": f"{layer}:{target}"}]
     elif kind == "union-case":
         key.update(_cut_a_case(loaded, module, rng))
     elif kind == "backdoor":
@@ -151,6 +155,28 @@ def _last_conv(module) -> tuple[str, torch.nn.Conv2d]:
     if not convs:
         raise UsageError("this model has no ordinary conv layer to plant in")
     return convs[-1]
+
+
+def _neuron_layer(loaded, module_name: str) -> str:
+    """The neuron layer (as `circuits layers` names it) whose channels a conv module computes: the first
+    layer reached from the module's output through per-channel steps (BatchNorm, the nonlinearity, a
+    residual add)."""
+    from circuits.graph import build_graph
+
+    graph = build_graph(loaded)
+    by_node = {}
+    for name, info in graph.layers.items():
+        for node in (info.preact, info.node):
+            if node is not None:
+                by_node.setdefault(node, name)
+    start = next((n for n in graph.gm.graph.nodes if n.op == "call_module" and n.target == module_name), None)
+    frontier = [start] if start is not None else []
+    while frontier:
+        node = frontier.pop(0)
+        if node.name in by_node:
+            return by_node[node.name]
+        frontier.extend(node.users)
+    return module_name
 
 
 def _cut_a_case(loaded, module, rng) -> dict:
