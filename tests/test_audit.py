@@ -4,6 +4,7 @@ The key each plant writes is the oracle; the auditor (circuits.compare.audit.fin
 models and clean probe images.
 """
 
+import copy
 import json
 
 import pytest
@@ -83,3 +84,24 @@ def test_cli_plays_a_round_and_refuses_bad_input_in_one_line(tmp_path):
                  ["score", report, "--key", out]):  # fmt: skip
         result = runner.invoke(main, ["audit", *args])
         assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1, (args, result.output)
+
+
+def test_a_permuted_and_fine_tuned_copy_is_matched_back(rounds):
+    """The issue's matching check: the control's fine-tuned weights, conv2 and conv3 channels permuted
+    (readers permuted alike: the same function); at least 90% of each live permutation is recovered."""
+    from circuits.compare import diff
+
+    module = copy.deepcopy(rounds["fine-tune"][0])
+    perms = {name: torch.randperm(32, generator=torch.Generator().manual_seed(k)) for k, name in enumerate(["conv2", "conv3"])}
+    with torch.no_grad():
+        for name, reader, index in (("conv2", module.conv3, 1), ("conv3", module.fc, 1)):
+            conv, perm = getattr(module, name), perms[name]
+            conv.weight.copy_(conv.weight[perm])
+            conv.bias.copy_(conv.bias[perm])
+            reader.weight.copy_(reader.weight.index_select(index, perm))
+    result = diff(load(MODEL), LoadedModel(module, spec="permuted", input_shape=(1, 32, 32)), DATA, motifs=False)
+    for layer, perm in perms.items():
+        pairs = [m for m in result["matches"] if m["layer"] == layer and m["similarity"] > 0.5]
+        right = sum(m["a"] == f"{layer}:{int(perm[int(m['b'].rpartition(':')[2])])}" for m in pairs)
+        assert right / len(pairs) >= 0.9, layer
+    assert result["neurons"][0]["score"] < 20  # nothing was planted
