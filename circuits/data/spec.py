@@ -107,6 +107,17 @@ def _ints(parts: list[str], spec: str, names: list[str]) -> list[int]:
     return values
 
 
+def _count_and_seed(parts: list[str], spec: str, default_n: int | None = None) -> tuple[int, int]:
+    """``(N, SEED)`` from a spec's ``[N][:SEED]`` parts: N defaults to ``default_n`` (callers without a
+    default have checked it is there), SEED to 0; N must be positive and SEED a valid seed."""
+    values = _ints(parts, spec, ["N", "SEED"])
+    n = values[0] if values else default_n
+    seed = check_seed(values[1] if len(values) > 1 else 0, f"the seed of '{spec}'")
+    if n <= 0:
+        raise BadSpecError(f"bad data spec '{spec}': N must be positive")
+    return n, seed
+
+
 @dataclass
 class Labelled:
     """Toy-world images with everything the generator knows about them: class labels, latents (with
@@ -156,11 +167,7 @@ def _toyworld(rest: str, spec: str, input_shape, default_n: int, keep: bool = Fa
         toyworld._check_task(task)
     if len(parts) > 2:
         raise BadSpecError(f"bad data spec '{spec}': use toyworld[:TASK][:N][:SEED]")
-    values = _ints(parts, spec, ["N", "SEED"])
-    n = values[0] if values else default_n
-    seed = check_seed(values[1] if len(values) > 1 else 0, f"the seed of '{spec}'")
-    if n <= 0:
-        raise BadSpecError(f"bad data spec '{spec}': N must be positive")
+    n, seed = _count_and_seed(parts, spec, default_n)
     channels, size = _image_geometry(input_shape, spec)
     if size < 8:
         raise DataError(f"'{spec}' renders images of at least 8x8 pixels, but the model expects {size}x{size}; "
@@ -174,10 +181,7 @@ def _noise(rest: str, spec: str, input_shape) -> torch.Tensor:
     parts = rest.split(":") if rest else []
     if not parts or len(parts) > 2:
         raise BadSpecError(f"bad data spec '{spec}': use noise:N or noise:N:SEED")
-    values = _ints(parts, spec, ["N", "SEED"])
-    n, seed = values[0], check_seed(values[1] if len(values) > 1 else 0, f"the seed of '{spec}'")
-    if n <= 0:
-        raise BadSpecError(f"bad data spec '{spec}': N must be positive")
+    n, seed = _count_and_seed(parts, spec)
     shape = tuple(input_shape) if input_shape is not None else DEFAULT_SHAPE
     _check_bytes(spec, n, shape)
     rng = np.random.default_rng(seed)
@@ -193,11 +197,7 @@ def _photos(rest: str, spec: str, input_shape, default_n: int) -> torch.Tensor:
     parts = rest.split(":") if rest else []
     if len(parts) > 2:
         raise BadSpecError(f"bad data spec '{spec}': use photos[:N][:SEED]")
-    values = _ints(parts, spec, ["N", "SEED"])
-    n = values[0] if values else default_n
-    seed = check_seed(values[1] if len(values) > 1 else 0, f"the seed of '{spec}'")
-    if n <= 0:
-        raise BadSpecError(f"bad data spec '{spec}': N must be positive")
+    n, seed = _count_and_seed(parts, spec, default_n)
     shape = _photo_geometry(input_shape, spec)
     _check_bytes(spec, n, shape)
     return photo_set(n, seed, shape)
@@ -213,11 +213,7 @@ def _augment(rest: str, spec: str, input_shape) -> torch.Tensor:
         raise BadSpecError(f"bad data spec '{spec}': use augment:N[:SEED]:PATH, e.g. augment:256:0:my_photos/")
     if len(parts) == 3 and not parts[1].strip().lstrip("-").isdigit():
         parts = [parts[0], f"{parts[1]}:{parts[2]}"]
-    values = _ints(parts[:-1], spec, ["N", "SEED"])
-    n = values[0]
-    seed = check_seed(values[1] if len(values) > 1 else 0, f"the seed of '{spec}'")
-    if n <= 0:
-        raise BadSpecError(f"bad data spec '{spec}': N must be positive")
+    n, seed = _count_and_seed(parts[:-1], spec)
     path = Path(parts[-1]).expanduser()  # the shell leaves a ~ inside a word alone
     if not path.exists():
         raise BadSpecError(f"data path {arguments.quoted(parts[-1])} in '{spec}' does not exist: augment:N[:SEED]:PATH "
