@@ -90,8 +90,9 @@ def naive_ranking(kernels_a: dict, kernels_b: dict) -> list[dict]:
 
 def _layers(graph_a, graph_b, layers) -> list[str]:
     if layers:
-        for name in layers:
-            graph_a.layer(name), graph_b.layer(name)
+        for name in layers:  # unknown names fail here, with suggestions
+            graph_a.layer(name)
+            graph_b.layer(name)
         return list(layers)
     found = [name for name, info in graph_a.layers.items()
              if info.preact is not None and info.sources and name in graph_b.layers
@@ -189,8 +190,10 @@ def _motifs(graph_a, graph_b, matchings) -> dict:
     found_b = [m for kind in ("union", "equivariance") for m in find(graph_b, kind=kind)]
     keys_a = {key(m, to_b): m for m in found_a}
     keys_b = {key(m, lambda n: n): m for m in found_b}
-    shown = [lambda m: {"kind": m.kind, "transform": m.transform, "target": m.target, "members": list(m.members),
-                        "score": m.score}][0]  # fmt: skip
+    def shown(m):
+        return {"kind": m.kind, "transform": m.transform, "target": m.target, "members": list(m.members),
+                "score": m.score}  # fmt: skip
+
     return {"gained": [shown(keys_b[k]) for k in keys_b if k not in keys_a],
             "lost": [shown(keys_a[k]) for k in keys_a if k not in keys_b]}
 

@@ -56,7 +56,8 @@ def match(acts_a: dict[str, torch.Tensor], acts_b: dict[str, torch.Tensor], laye
         if a.shape[1:] != b.shape[1:]:
             raise UsageError(f"layer '{layer}' has shape {tuple(a.shape[1:])} in model A and {tuple(b.shape[1:])} "
                              "in model B: diff compares models of one architecture")  # fmt: skip
-        corr = torch.nan_to_num(neuron_correlation(b, a), nan=0.0)  # [C_b, C_a]
+        acts = torch.nan_to_num(neuron_correlation(b, a), nan=0.0)  # [C_b, C_a]
+        corr = acts
         if kernels_a is not None and kernels_b is not None:
             wa = flat(kernels_a[layer])
             wb = aligned(kernels_b[layer], out)
@@ -71,7 +72,6 @@ def match(acts_a: dict[str, torch.Tensor], acts_b: dict[str, torch.Tensor], laye
             b_to_a = [0] * len(own)
             for r, c in zip(rows, cols):
                 b_to_a[r] = c
-        acts = torch.nan_to_num(neuron_correlation(b, a), nan=0.0)
         similarity = [float(acts[j, i]) for j, i in enumerate(b_to_a)]
         out[layer] = Matching(layer, b_to_a, similarity, identity, corr)
     return out
