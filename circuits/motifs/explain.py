@@ -20,7 +20,6 @@ from circuits.motifs.families import (
     LED_THRESHOLD,
     MARGIN,
     THRESHOLD,
-    carried,
     group_map,
 )
 
@@ -55,7 +54,7 @@ def explain(model, a: str, b: str, data=None, *, transforms=None, threshold: flo
 
 
 def _one(result, i: int, j: int, threshold: float, margin: float) -> dict:
-    ok, gates = carried(result, threshold, margin, DETAIL_THRESHOLD)
+    gates = result.gates  # each kind's verdict, as group_map's matching saw it
     involution = families._is_involution(result.transform)
     entry = {"transform": result.transform.name, "angle": getattr(result.transform, "angle", None)}
     weights = None
@@ -79,7 +78,7 @@ def _one(result, i: int, j: int, threshold: float, margin: float) -> dict:
     entry.update(weights=weights, activations=activations,
                  margin={"score": score, "self": selves, "untransformed": same, "needed": margin,
                          "passes": score - baseline >= margin})  # fmt: skip
-    entry["passes"] = bool(ok[i, j])
+    entry["passes"] = (i, j) in result.relation  # every pair that passed the gates
     entry["reported"] = result.image.get(i) == j
     entry["matched_instead"] = None
     if entry["passes"] and not entry["reported"]:

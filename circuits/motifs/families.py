@@ -107,15 +107,19 @@ class GroupMap:
             out.append((cycle, True))
         return out
 
-    def speaks(self) -> torch.Tensor:
-        """``[C, C]`` bool: the weights can speak about the pair (both neurons' fidelity >= FIDELITY). All
-        true without data (nothing measures them) and all false without weights."""
+    def speaking(self) -> torch.Tensor:
+        """``[C]`` bool: the weights can speak about the neuron (its fidelity >= FIDELITY). All true without
+        data (nothing measures them) and all false without weights."""
         c = len(self.neurons)
         if self.weights is None:
-            return torch.zeros(c, c, dtype=torch.bool)
+            return torch.zeros(c, dtype=torch.bool)
         if self.fidelity is None:
-            return torch.ones(c, c, dtype=torch.bool)
-        good = torch.nan_to_num(self.fidelity, nan=0.0) >= FIDELITY
+            return torch.ones(c, dtype=torch.bool)
+        return torch.nan_to_num(self.fidelity, nan=0.0) >= FIDELITY
+
+    def speaks(self) -> torch.Tensor:
+        """``[C, C]`` bool: the weights can speak about the pair (see :meth:`speaking`: both neurons)."""
+        good = self.speaking()
         return good[:, None] & good[None, :]
 
     def step(self, i: int, j: int) -> dict:
@@ -143,7 +147,7 @@ class GroupMap:
         """How much neuron ``i`` is its own copy under ``T`` (1: invariant, -1: sign-flipped), and whether
         its weights can speak (see :meth:`speaks`)."""
         return {"weights": _value(self.weights, i, i), "activations": _value(self.activations, i, i),
-                "combined": _value(self.combined, i, i), "weights_speak": bool(self.speaks()[i, i])}  # fmt: skip
+                "combined": _value(self.combined, i, i), "weights_speak": bool(self.speaking()[i])}  # fmt: skip
 
 
 def _entry(vector, i):
