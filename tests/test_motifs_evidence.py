@@ -229,3 +229,32 @@ def test_cli_set_tunes_a_gate_and_refuses_unknown_names():
     for bad in ("treshold=0.7", "threshold", "threshold=abc"):
         result = runner.invoke(main, ["motifs", "planted:lines", "--set", bad])
         assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1, result.output
+
+
+class _TwoLayers(nn.Module):
+    input_shape = (1, 16, 16)
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(3)
+        self.conv1, self.act1 = nn.Conv2d(1, 4, 3, padding=1), nn.ReLU()
+        self.conv2, self.act2 = nn.Conv2d(4, 3, 3, padding=1), nn.ReLU()
+
+    def forward(self, x):
+        return self.act2(self.conv2(self.act1(self.conv1(x))))
+
+
+def test_fidelity_is_the_correlation_of_the_linearised_and_real_pre_activation_by_hand():
+    """The linearised response computed with torch alone: conv2 applied to conv1 with the ReLU left out."""
+    model = _TwoLayers().eval()
+    images = torch.rand(32, 1, 16, 16, generator=torch.Generator().manual_seed(0))
+    ctx = Context(model, images)
+    layer = next(name for name in ctx.analysable() if ctx.graph.layers[name].channels == 3)
+    with torch.no_grad():
+        real = model.conv2(model.act1(model.conv1(images)))
+        linear = model.conv2(model.conv1(images))
+    by_hand = [float(torch.corrcoef(torch.stack([real[:, c].flatten(), linear[:, c].flatten()]))[0, 1])
+               for c in range(3)]
+    assert ctx.fidelity([layer]).tolist() == pytest.approx(by_hand, abs=1e-5)
+    first = next(name for name in ctx.analysable() if ctx.graph.layers[name].channels == 4)
+    assert ctx.fidelity([first]).tolist() == pytest.approx([1.0] * 4, abs=1e-6)  # nothing nonlinear before it
