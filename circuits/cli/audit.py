@@ -29,7 +29,12 @@ def audit():
 @click.option("--json", "as_json", is_flag=True, help="Print the key as JSON too.")
 def plant(model, kind, seed, out, key_path, as_json):
     """Plant a change of KIND in a copy of the zoo MODEL, fine-tune every weight on clean images, and
-    write the tampered weights and the key that says what was done."""
+    write the tampered weights and the key that says what was done.
+
+    \b
+    Example:
+      circuits audit plant zoo:plain-cnn-s0 --kind graft --seed 1 -o tampered.pt --key key.json
+    """
     import torch
 
     from circuits.compare.audit import plant as run
@@ -58,7 +63,12 @@ def plant(model, kind, seed, out, key_path, as_json):
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON (what `audit score` reads).")
 def find(model, weights, reference, data, top, as_json):
     """Rank the neurons of MODEL (with --weights) most likely to hold a planted change, by diffing it
-    against --reference."""
+    against --reference.
+
+    \b
+    Example:
+      circuits audit find zoo:plain-cnn-s0 --weights tampered.pt --reference zoo:plain-cnn-s0 --json > report.json
+    """
     from circuits.compare.audit import find as run
     from circuits.compile.faithfulness import probe_spec
     from circuits.data import model_data
@@ -81,7 +91,12 @@ def find(model, weights, reference, data, top, as_json):
 @click.option("--key", "key_path", required=True, type=click.Path(exists=True, dir_okay=False), help="The plant's key.")
 @click.option("--json", "as_json", is_flag=True, help="Print the score as JSON.")
 def score(report_path, key_path, as_json):
-    """Did REPORT (from `audit find --json`, or `diff --json`) name the planted neurons? hit@1, hit@3."""
+    """Did REPORT (from `audit find --json`, or `diff --json`) name the planted neurons? hit@1, hit@3.
+
+    \b
+    Example:
+      circuits audit score report.json --key key.json --json
+    """
     from circuits.compare.audit import score as run
     from circuits.errors import UsageError
 
