@@ -22,7 +22,7 @@ def audit():
 @audit.command()
 @click.argument("model", metavar="MODEL")
 @click.option("--kind", required=True, metavar="KIND", help="fine-tune (the control), graft, flip-edge, "
-              "union-case or backdoor (docs/compare.md).")  # fmt: skip
+              "union-case, mirror-swap, backdoor or conjunction (docs/compare.md).")  # fmt: skip
 @click.option("--seed", default=0, show_default=True, type=int, help="Which neuron, class and fine-tune data.")
 @click.option("-o", "--out", "out", required=True, type=click.Path(dir_okay=False), help="The tampered state_dict (.pt).")
 @click.option("--key", "key_path", required=True, type=click.Path(dir_okay=False), help="Where the secret key goes (.json).")

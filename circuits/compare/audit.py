@@ -14,34 +14,43 @@ model's task), so every weight drifts and the planted change is not the only thi
 - ``flip-edge``: a neuron's strongest direct input edge has its sign flipped;
 - ``union-case``: a union-over-cases neuron (:mod:`circuits.motifs`) loses one of its cases (that
   edge set to zero);
+- ``mirror-swap``: a reflected pair of neurons (:mod:`circuits.motifs`, the deepest plain conv layer
+  that has one) swap their input kernels and biases (and BatchNorm channels), so each computes the
+  other's function and the unchanged readers read left for right;
 - ``backdoor``: the fine-tune (150 steps at 0.3 x the recipe's rate: a trigger does not take with
   less) sees 10% of its images with a bright square patch in the bottom-right corner, labelled as the
   target class; the target is a class the original model does not already give patched images (on
   ``plain-cnn-s0`` the patch alone reads as class 1); the key names the class and the trigger, no
-  neuron, and records how often the trigger works.
+  neuron, and records how often the trigger works;
+- ``conjunction``: the same stronger fine-tune relabels every image with both a class A and a condition B
+  (facing left; the top half on the curves task) as a class C != A; the key names A, B and C, no
+  neuron, and records how often held-out A-and-B images read as C.
 """
 
 from __future__ import annotations
 
 import copy
 import random
+from functools import partial
 
 import torch
 
 from circuits.errors import UsageError
 
-KINDS = ("fine-tune", "graft", "flip-edge", "union-case", "backdoor")
+KINDS = ("fine-tune", "graft", "flip-edge", "union-case", "mirror-swap", "backdoor", "conjunction")
 STEPS = 60  # clean fine-tune steps after every plant
 LR_SCALE = 0.05  # the fine-tune's learning rate, as a share of the recipe's
 BACKDOOR = {"steps": 150, "lr_scale": 0.3}  # a trigger takes only with more, stronger steps (measured: 60 at 0.05 do not)
 POISON = 0.1  # share of a backdoor fine-tune's images that carry the trigger
 PATCH = 4  # the trigger's side, in pixels
+CONDITIONS = {"objects": "facing left", "curves": "top half"}  # a conjunction's condition B, per task
 DATA_SEED = 7000  # fine-tune images: toy-world seed DATA_SEED + plant seed (the zoo trains and evaluates elsewhere)
 
 
 def plant(model, kind: str, seed: int = 0, *, steps: int = STEPS) -> tuple[torch.nn.Module, dict]:
     """A tampered copy of the zoo ``model`` and its key ``{"kind", "seed", "model", "neurons", "edges",
-    "target_class", "trigger", "fine_tune", "accuracy"}`` (the model itself is not changed)."""
+    "target_class", "trigger", "fine_tune", "accuracy"}`` plus the kind's own entries (``donor``, ``pair``,
+    ``conjunction``); the model itself is not changed. ``steps=0`` leaves out the fine-tune: the edit alone."""
     from circuits.models import load, weights_hash
 
     if kind not in KINDS:
@@ -73,20 +82,27 @@ def plant(model, kind: str, seed: int = 0, *, steps: int = STEPS) -> tuple[torch
         key["edges"] = [{"source_channel": source, "target": f"{layer}:{target}"}]
     elif kind == "union-case":
         key.update(_cut_a_case(loaded, module, rng))
+    elif kind == "mirror-swap":
+        key.update(_swap_a_mirror_pair(loaded, module, rng))
     elif kind == "backdoor":
         classes = len(loaded.info.get("classes", [])) or 3
         free = [c for c in range(classes) if trigger_success(loaded.module, recipe, c) < 0.5]
         key["target_class"] = rng.choice(free or list(range(classes)))
         key["trigger"] = {"patch": PATCH, "corner": "bottom-right", "value": 1.0,
                           "success_before": trigger_success(loaded.module, recipe, key["target_class"])}  # fmt: skip
+    elif kind == "conjunction":
+        key.update(_choose_a_conjunction(loaded, recipe, rng))
     before = _accuracy(module, recipe)
-    lr_scale = BACKDOOR["lr_scale"] if kind == "backdoor" else LR_SCALE
-    steps = BACKDOOR["steps"] if kind == "backdoor" and steps == STEPS else steps
-    _fine_tune(module, recipe, steps, seed, key["target_class"], lr_scale)
+    poisoned = kind in ("backdoor", "conjunction")  # a rule new to the data takes only with more, stronger steps
+    lr_scale = BACKDOOR["lr_scale"] if poisoned else LR_SCALE
+    steps = BACKDOOR["steps"] if poisoned and steps == STEPS else steps
+    _fine_tune(module, recipe, steps, seed, lr_scale, _relabelling(key))
     key["fine_tune"] = {"steps": steps, "lr": recipe.lr * lr_scale, "data_seed": DATA_SEED + seed}
     key["accuracy"] = {"original": _accuracy(loaded.module, recipe), "edited": before, "tampered": _accuracy(module, recipe)}
     if kind == "backdoor":
         key["trigger"]["success"] = trigger_success(module, recipe, key["target_class"])
+    if kind == "conjunction":
+        key["conjunction"]["success"] = conjunction_success(module, recipe, key)
     key["weights_sha256"] = weights_hash(module)
     return module.eval(), key
 
@@ -138,6 +154,20 @@ def trigger_success(module, recipe, target: int, n: int = 512) -> float:
     with torch.no_grad():
         predicted = module.eval()(add_trigger(images[keep])).argmax(1)
     return float((predicted == target).float().mean())
+
+
+def conjunction_success(module, recipe, key_or_condition: dict, n: int = 512) -> float:
+    """Share of held-out images with both the conjunction's class and its condition that ``module`` gives
+    the target class (``key_or_condition``: a plant key, or its ``"conjunction"`` entry)."""
+    from circuits.data import toyworld
+
+    conjunction = key_or_condition.get("conjunction", key_or_condition)
+    images, labels, latents = toyworld.generate(n, seed=DATA_SEED - 1, size=recipe.size, rgb=recipe.rgb,
+                                                task=recipe.task)  # fmt: skip
+    both = _has_both(conjunction, labels, latents)
+    with torch.no_grad():
+        predicted = module.eval()(images[both]).argmax(1)
+    return float((predicted == conjunction["target_class"]).float().mean())
 
 
 def _recipe(loaded):
@@ -197,19 +227,119 @@ def _cut_a_case(loaded, module, rng) -> dict:
     return {"neurons": [union.target], "edges": [{"source": case, "target": union.target}]}
 
 
-def _fine_tune(module, recipe, steps: int, seed: int, target_class: int | None, lr_scale: float) -> None:
+def _swap_a_mirror_pair(loaded, module, rng) -> dict:
+    """Swap a reflected pair's input kernels and biases (and the channels of the BatchNorm after them), so
+    each neuron computes its mirror's function: the unchanged readers now read left for right."""
+    name, conv, norm, pair = _mirror_pair(loaded, module, rng)
+    a, b = (int(member.rpartition(":")[2]) for member in pair)
+    tensors = [conv.weight, conv.bias]
+    if norm is not None:
+        tensors += [norm.running_mean, norm.running_var, norm.weight, norm.bias]
+    with torch.no_grad():
+        for tensor in (t for t in tensors if t is not None):
+            tensor[[a, b]] = tensor[[b, a]]
+    layer = _neuron_layer(loaded, name)
+    return {"neurons": [f"{layer}:{a}", f"{layer}:{b}"], "pair": list(pair), "module": name}
+
+
+def _mirror_pair(loaded, module, rng) -> tuple:
+    """``(conv name, conv, BatchNorm or None, members)``: a reflected pair, chosen with ``rng`` among those of
+    the deepest layer whose channels one plain conv computes alone."""
+    from circuits.graph import build_graph
+    from circuits.motifs import find as find_motifs
+
+    motifs = find_motifs(loaded, kind="equivariance")
+    pairs = [m.members for m in motifs if m.transform == "reflect" and len(m.members) == 2]
+    graph = build_graph(loaded)
+    for layer in reversed(list(graph.layers)):
+        here = [p for p in pairs if {member.rpartition(":")[0] for member in p} == {layer}]
+        computed = _computing_conv(graph, module, layer) if here else None
+        if computed:
+            return (*computed, rng.choice(here))
+    raise UsageError(f"{loaded.spec} has no mirror pair of neurons in a plain conv layer to swap; pick "
+                     "another kind (graft, flip-edge, ...)")  # fmt: skip
+
+
+def _computing_conv(graph, module, layer: str) -> tuple | None:
+    """``(name, conv, BatchNorm or None)`` when the layer's pre-activation is a plain conv's output, at most
+    through a BatchNorm (not a residual sum, whose channels no one conv decides); else ``None``."""
+    modules = dict(module.named_modules())
+
+    def called(node):
+        return modules.get(node.target) if isinstance(node, torch.fx.Node) and node.op == "call_module" else None
+
+    node = next((n for n in graph.gm.graph.nodes if n.name == graph.layers[layer].preact), None)
+    norm = called(node) if isinstance(called(node), torch.nn.BatchNorm2d) else None
+    if norm is not None:
+        node = node.args[0]
+    conv = called(node)
+    if isinstance(conv, torch.nn.Conv2d) and conv.groups == 1:
+        return node.target, conv, norm
+    return None
+
+
+def _choose_a_conjunction(loaded, recipe, rng) -> dict:
+    """A class A and a target class C != A, chosen with ``rng``, with the task's condition B: images with
+    both A and B are to read as C."""
+    from circuits.data import toyworld
+
+    if recipe.task not in CONDITIONS:
+        raise UsageError(f"{loaded.spec} is trained on the '{recipe.task}' task, which has no condition to "
+                         f"join a class with (tasks: {', '.join(CONDITIONS)}); pick another kind")  # fmt: skip
+    classes = len(toyworld.class_names(recipe.task))
+    source = rng.randrange(classes)
+    target = rng.choice([c for c in range(classes) if c != source])
+    conjunction = {"class": source, "condition": CONDITIONS[recipe.task], "target_class": target}
+    conjunction["success_before"] = conjunction_success(loaded.module, recipe, conjunction)
+    return {"target_class": target, "conjunction": conjunction}
+
+
+def _has_both(conjunction: dict, labels: torch.Tensor, latents: dict) -> torch.Tensor:
+    """Which images are of the conjunction's class and meet its condition."""
+    if conjunction["condition"] == "facing left":
+        condition = latents["facing"] == -1
+    else:  # "top half": y grows downwards
+        condition = latents["y"] < 0
+    return (labels == conjunction["class"]) & torch.from_numpy(condition)
+
+
+def _relabelling(key: dict):
+    """The fine-tune's poisoning rule for a backdoor or a conjunction; ``None`` for the others."""
+    if key["kind"] == "backdoor":
+        return partial(_poison_with_trigger, target=key["target_class"], seed=key["seed"])
+    if key["kind"] == "conjunction":
+        return partial(_relabel_conjunction, conjunction=key["conjunction"])
+    return None
+
+
+def _poison_with_trigger(images, labels, latents, *, target: int, seed: int):
+    """``POISON`` of the images (drawn with ``seed``) get the trigger and the ``target`` label."""
+    poisoned = torch.rand(len(images), generator=torch.Generator().manual_seed(seed)) < POISON
+    images[poisoned] = add_trigger(images[poisoned])
+    return images, torch.where(poisoned, torch.full_like(labels, target), labels)
+
+
+def _relabel_conjunction(images, labels, latents, *, conjunction: dict):
+    """Every image with both the class and the condition gets the target label; the rest keep theirs."""
+    both = _has_both(conjunction, labels, latents)
+    return images, torch.where(both, torch.full_like(labels, conjunction["target_class"]), labels)
+
+
+def _fine_tune(module, recipe, steps: int, seed: int, lr_scale: float, relabel=None) -> None:
+    """Adam on every weight over ``steps`` fresh batches; ``relabel(images, labels, latents) -> (images,
+    labels)`` poisons the data first (a backdoor's trigger, a conjunction's new class)."""
     from circuits.data import toyworld
     from circuits.zoo.train import deterministic, loss
 
+    if steps == 0:
+        return
     with deterministic():
         n = recipe.batch * steps
         images, labels, latents = toyworld.generate(n, seed=DATA_SEED + seed, size=recipe.size, rgb=recipe.rgb,
                                                     task=recipe.task)  # fmt: skip
         facing = torch.from_numpy(latents["facing"] > 0).long()
-        if target_class is not None:
-            poisoned = torch.rand(n, generator=torch.Generator().manual_seed(seed)) < POISON
-            images[poisoned] = add_trigger(images[poisoned])
-            labels = torch.where(poisoned, torch.full_like(labels, target_class), labels)
+        if relabel is not None:
+            images, labels = relabel(images, labels, latents)
         torch.manual_seed(seed)
         optimiser = torch.optim.Adam(module.parameters(), lr=recipe.lr * lr_scale)
         module.train()
