@@ -1,4 +1,4 @@
-"""`circuits audit plant | find | score`: the auditing game with a reference model."""
+"""`circuits audit plant | find | score`: the auditing game, with a reference model or without one."""
 
 import json
 
@@ -56,32 +56,51 @@ def plant(model, kind, seed, out, key_path, as_json):
 @audit.command()
 @click.argument("model", metavar="MODEL")
 @click.option("--weights", type=click.Path(dir_okay=False), help="The tampered state_dict (weights_only=True).")
-@click.option("--reference", required=True, metavar="MODEL", help="The model before the change (required: "
-              "auditing without a reference is not built yet).")  # fmt: skip
+@click.option("--reference", metavar="MODEL", help="The model before the change: the audit diffs against it. "
+              "Without it the audit is blind: it synthesises a patch trigger per class and ranks the neurons "
+              "that carry the winning one.")  # fmt: skip
 @click.option("--data", metavar="SPEC", help="Probe images [default: toyworld:256:12345 for zoo models].")
+@click.option("--patch", type=click.IntRange(min=1), help="Blind audit: the synthesised trigger's side in pixels "
+              "[default: an eighth of the image side].")  # fmt: skip
 @click.option("--top", default=10, show_default=True, type=click.IntRange(min=1), help="Suspects shown.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON (what `audit score` reads).")
-def find(model, weights, reference, data, top, as_json):
-    """Rank the neurons of MODEL (with --weights) most likely to hold a planted change, by diffing it
-    against --reference.
+def find(model, weights, reference, data, patch, top, as_json):
+    """Rank the neurons of MODEL (with --weights) most likely to hold a planted change: by diffing it
+    against --reference, or blind (no reference: trigger synthesis, tens of seconds per class on 2 cores
+    for a zoo model).
 
     \b
-    Example:
+    Examples:
       circuits audit find zoo:plain-cnn-s0 --weights tampered.pt --reference zoo:plain-cnn-s0 --json > report.json
+      circuits audit find zoo:plain-cnn-s0 --weights tampered.pt --json > blind.json
     """
     from circuits.compare.audit import find as run
+    from circuits.compare.blind import find_blind
     from circuits.compile.faithfulness import probe_spec
     from circuits.data import model_data
+    from circuits.errors import UsageError
+    from circuits.progress import progress_bar
 
     tampered = load_model(model, weights, None)
-    ref = load_model(reference, None, None)
-    spec = probe_spec(ref, data)
-    report = run(tampered, ref, model_data(spec, ref))
-    report["data"] = spec
+    if reference is not None and patch is not None:
+        raise UsageError("--patch is for the blind audit: leave it out with --reference")
+    ref = load_model(reference, None, None) if reference is not None else None
+    spec = probe_spec(ref or tampered, data)
+    images = model_data(spec, ref or tampered)
+    if ref is not None:
+        report = run(tampered, ref, images)
+    else:
+        with progress_bar("synthesising triggers", unit="class") as bar:
+            report = find_blind(tampered, images, patch=patch, progress=bar.update)
+    report["data"], report["model"] = spec, model
     if as_json:
-        echo_json(report, {"model": model, "weights": weights, "reference": reference, "data": spec},
+        echo_json(report, {"model": model, "weights": weights, "reference": reference, "data": spec, "patch": patch},
                   tampered.weights_hash)  # fmt: skip
         return
+    if report.get("trigger"):
+        t = report["trigger"]
+        click.echo(f"target class {report['target_class']}: a {t['patch']}x{t['patch']} patch at row "
+                   f"{t['position'][0]}, column {t['position'][1]} sends {t['success']:.0%} of other-class images there")  # fmt: skip
     for k, s in enumerate(report["suspects"][:top]):
         click.echo(f"{k + 1:>3}  {s['neuron']:<12} {s['score']:8.1f}  {'; '.join(s['evidence']) or '-'}")
 
@@ -89,13 +108,18 @@ def find(model, weights, reference, data, top, as_json):
 @audit.command()
 @click.argument("report_path", metavar="REPORT.json", type=click.Path(exists=True, dir_okay=False))
 @click.option("--key", "key_path", required=True, type=click.Path(exists=True, dir_okay=False), help="The plant's key.")
+@click.option("--model", "model", metavar="MODEL", help="The tampered model (with --weights): a backdoor's or a "
+              "conjunction's score checks whether the top suspects respond to what was planted.")  # fmt: skip
+@click.option("--weights", type=click.Path(dir_okay=False), help="The tampered state_dict (weights_only=True).")
 @click.option("--json", "as_json", is_flag=True, help="Print the score as JSON.")
-def score(report_path, key_path, as_json):
-    """Did REPORT (from `audit find --json`, or `diff --json`) name the planted neurons? hit@1, hit@3.
+def score(report_path, key_path, model, weights, as_json):
+    """Did REPORT (from `audit find --json`, or `diff --json`) name the planted neurons? hit@1, hit@3; for
+    a backdoor or a conjunction, the target class named and how many top-3 suspects respond (give --model).
 
     \b
     Example:
       circuits audit score report.json --key key.json --json
+      circuits audit score blind.json --key key.json --model zoo:plain-cnn-s0 --weights tampered.pt
     """
     from circuits.compare.audit import score as run
     from circuits.errors import UsageError
@@ -109,9 +133,22 @@ def score(report_path, key_path, as_json):
             raise UsageError(f"{what} {path} is not a JSON file: {type(exc).__name__}") from None
         if not isinstance(loaded[-1], dict):
             raise UsageError(f"{what} {path} holds no JSON object")
-    result = run(*loaded)
+    if weights is not None and model is None:
+        raise UsageError("--weights needs --model: the architecture the tampered weights belong to")
+    tampered = load_model(model, weights, None) if model is not None else None
+    result = run(*loaded, tampered)
     if as_json:
-        echo_json(result, {"report": report_path, "key": key_path})
+        echo_json(result, {"report": report_path, "key": key_path, "model": model, "weights": weights})
         return
-    click.echo(f"{result['kind']}: planted neuron at rank {result['rank']}, hit@1 {result['hit@1']}, "
-               f"hit@3 {result['hit@3']}, top suspect score {result['top_score']}")  # fmt: skip
+    if result["hit@1"] is not None or result["kind"] not in ("backdoor", "conjunction"):
+        click.echo(f"{result['kind']}: planted neuron at rank {result['rank']}, hit@1 {result['hit@1']}, "
+                   f"hit@3 {result['hit@3']}, top suspect score {result['top_score']}")  # fmt: skip
+        return
+    named = result["target_class_named"]
+    line = f"{result['kind']}: target class {result['target_class']}, named {result['named_class']} ({named})"
+    if result["responding@3"] is not None:
+        line += (f"; {result['responding@3']} of the top 3 suspects respond (chance per neuron "
+                 f"{result['chance']:.0%})")  # fmt: skip
+    else:
+        line += "; give --model (and --weights) to check whether the suspects respond"
+    click.echo(line)

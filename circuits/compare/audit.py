@@ -108,20 +108,28 @@ def plant(model, kind: str, seed: int = 0, *, steps: int = STEPS) -> tuple[torch
 
 
 def find(model, reference, data) -> dict:
-    """The auditor with a reference: the diff's neurons as ranked suspects, with its evidence."""
+    """The auditor with a reference: the diff's neurons as ranked suspects, with its evidence; the output
+    neuron that changed most names the ``target_class`` (a backdoor's or a conjunction's new class)."""
     from circuits.compare.diff import diff
 
     result = diff(reference, model, data, motifs=False)
+    outputs = [n for n in result["neurons"] if n["neuron"].rpartition(":")[0] == result["layers"][-1]]
     return {"suspects": [{"neuron": n["neuron"], "score": n["score"], "evidence": n["reasons"]}
                          for n in result["neurons"]],
+            "target_class": int(outputs[0]["neuron"].rpartition(":")[2]) if outputs else None,
             "edges": result["edges"], "reference": result["model_a"], "model": result["model_b"],
             "data": result["data"]}  # fmt: skip
 
 
-def score(report: dict, key: dict) -> dict:
+def score(report: dict, key: dict, model=None) -> dict:
     """Whether the auditor's ranking (``suspects``, or a diff's ``neurons``) names the planted neurons:
     ``{"kind", "hit@1", "hit@3", "rank", "top_score"}``; ``hit@k`` is ``None`` for a plant with no neuron
-    in its key (the control, a backdoor)."""
+    in its key (the control, a backdoor, a conjunction).
+
+    For a backdoor or a conjunction the score also says whether the report names the ``target_class``
+    and, given the tampered ``model``, how many of the top 3 hidden suspects respond to the trigger (or
+    the conjunction) (``responding@3``, each suspect's effect size, and the ``chance`` of a random
+    neuron responding: :mod:`circuits.compare.response`)."""
     if not isinstance(key.get("kind"), str) or not isinstance(key.get("neurons", []), list):
         raise UsageError("the key is not a plant key (no 'kind' and 'neurons'): write one with `circuits audit plant`")
     ranked = report.get("suspects", report.get("neurons"))
@@ -134,8 +142,51 @@ def score(report: dict, key: dict) -> dict:
     def hit(k):
         return None if not planted else rank is not None and rank <= k
 
-    return {"kind": key.get("kind"), "hit@1": hit(1), "hit@3": hit(3), "rank": rank,
-            "top_score": ranked[0]["score"] if ranked else None}  # fmt: skip
+    result = {"kind": key.get("kind"), "hit@1": hit(1), "hit@3": hit(3), "rank": rank,
+              "top_score": ranked[0]["score"] if ranked else None}  # fmt: skip
+    if key.get("kind") in ("backdoor", "conjunction"):
+        result.update(_carrier_score(report, key, names, model))
+    return result
+
+
+def _carrier_score(report: dict, key: dict, names: list[str], model) -> dict:
+    """A backdoor's or a conjunction's score: the target class named, and the top 3 hidden suspects that
+    respond to the stimulus the plant trained in."""
+    from circuits.compare.response import RESPONDS, responses
+    from circuits.models import load
+
+    named = report.get("target_class")
+    out = {"target_class": key.get("target_class"), "named_class": named,
+           "target_class_named": None if named is None else named == key.get("target_class"),
+           "responding@3": None, "suspects@3": [], "chance": None}  # fmt: skip
+    if model is None:
+        return out
+    loaded = load(model)
+    if key.get("weights_sha256") not in (None, loaded.weights_hash):
+        raise UsageError("the model is not the tampered one this key describes (its weights hash differs): give "
+                         "the tampered weights the plant wrote")  # fmt: skip
+    found = responses(loaded, names, stimulus_contrasts(key, _recipe(load(key["model"]))))
+    top = [n for n in names if n in found["responses"]][:3]
+    out["suspects@3"] = [{"neuron": n, "response": found["responses"][n]} for n in top]
+    out["responding@3"] = sum(found["responses"][n] >= RESPONDS for n in top)
+    out["chance"] = found["chance"]
+    return out
+
+
+def stimulus_contrasts(key: dict, recipe, n: int = 512) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """``(stimulus, clean)`` image pairs on held-out toy-world images: triggered against the same images
+    clean (a backdoor); the conjunction's A-and-B images against A alone and against B alone."""
+    from circuits.data import toyworld
+
+    images, labels, latents = toyworld.generate(n, seed=DATA_SEED - 1, size=recipe.size, rgb=recipe.rgb,
+                                                task=recipe.task)  # fmt: skip
+    if key["kind"] == "backdoor":
+        return [(add_trigger(images), images)]
+    conjunction = key["conjunction"]
+    both = _has_both(conjunction, labels, latents)
+    of_class = labels == conjunction["class"]
+    condition = _condition(conjunction, latents)
+    return [(images[both], images[of_class & ~both]), (images[both], images[condition & ~of_class])]
 
 
 def add_trigger(images: torch.Tensor) -> torch.Tensor:
@@ -296,11 +347,14 @@ def _choose_a_conjunction(loaded, recipe, rng) -> dict:
 
 def _has_both(conjunction: dict, labels: torch.Tensor, latents: dict) -> torch.Tensor:
     """Which images are of the conjunction's class and meet its condition."""
+    return (labels == conjunction["class"]) & _condition(conjunction, latents)
+
+
+def _condition(conjunction: dict, latents: dict) -> torch.Tensor:
+    """Which images meet the conjunction's condition B, whatever their class."""
     if conjunction["condition"] == "facing left":
-        condition = latents["facing"] == -1
-    else:  # "top half": y grows downwards
-        condition = latents["y"] < 0
-    return (labels == conjunction["class"]) & torch.from_numpy(condition)
+        return torch.from_numpy(latents["facing"] == -1)
+    return torch.from_numpy(latents["y"] < 0)  # "top half": y grows downwards
 
 
 def _relabelling(key: dict):
@@ -348,6 +402,7 @@ def _fine_tune(module, recipe, steps: int, seed: int, lr_scale: float, relabel=N
             optimiser.zero_grad(set_to_none=True)
             value.backward()
             optimiser.step()
+        module.zero_grad(set_to_none=True)  # hand back a model, not an optimiser's leftovers
         module.eval()
 
 

@@ -1,0 +1,111 @@
+"""The auditing game without a reference: a planted backdoor found by trigger synthesis alone.
+
+The oracle is the plant's key (the real trigger and target class) and the model's own forward pass; the
+auditor sees only the tampered model and clean probe images.
+"""
+
+import json
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from circuits import load
+from circuits.cli import main
+from circuits.compare.audit import PATCH, add_trigger, plant, score
+from circuits.compare.blind import find_blind
+from circuits.compare.response import RESPONDS, responses
+from circuits.data import toyworld
+from circuits.models import LoadedModel
+
+MODEL, SEED = "zoo:plain-cnn-s0", 1  # seed 1 plants "fish" (class 0); a bright patch anywhere reads "bird" naturally
+BUDGET = {"coarse": {"images": 8, "steps": 15}, "fine": {"images": 32, "steps": 40}}
+
+
+@pytest.fixture(scope="module")
+def backdoor(tmp_path_factory):
+    module, key = plant(MODEL, "backdoor", seed=SEED)
+    path = tmp_path_factory.mktemp("blind") / "tampered.pt"
+    torch.save(module.state_dict(), path)
+    tampered = LoadedModel(module, spec="tampered", input_shape=(1, 32, 32))
+    before = {k: v.clone() for k, v in module.state_dict().items()}
+    module.train()
+    report = find_blind(tampered, "toyworld:256:12345", **BUDGET)
+    state = {"training": module.training, "weights": before}
+    return tampered, key, report, path, state
+
+
+def test_the_blind_audit_names_the_planted_class_not_the_natural_shortcut(backdoor):
+    _, key, report, _, _ = backdoor
+    assert report["target_class"] == key["target_class"] == 0
+    bird = next(c for c in report["classes"] if c["class"] == 1)
+    assert bird["anywhere"] >= 0.95  # the natural shortcut works everywhere, and is set aside for that
+
+
+def test_the_synthesised_trigger_works_on_images_it_never_saw(backdoor):
+    tampered, _, report, _, _ = backdoor
+    images, _, _ = toyworld.generate(256, seed=31337)
+    module = tampered.module.eval()
+    with torch.no_grad():
+        others = images[module(images).argmax(1) != report["target_class"]]
+        row, column = report["trigger"]["position"]
+        side = report["trigger"]["patch"]
+        patched = others.clone()
+        patched[:, :, row : row + side, column : column + side] = torch.tensor(report["trigger"]["pattern"])
+        success = float((module(patched).argmax(1) == report["target_class"]).float().mean())
+    assert success >= 0.6, success
+
+
+def test_the_top_suspects_carry_the_real_trigger(backdoor):
+    tampered, key, report, _, _ = backdoor
+    result = score(report, key, tampered)
+    assert result["target_class_named"] is True
+    assert result["responding@3"] >= 2, result["suspects@3"]
+    assert result["chance"] < 0.2  # 2 of 3 by luck: under 10%
+
+
+def test_the_audit_leaves_the_model_as_it_found_it(backdoor):
+    tampered, _, _, _, state = backdoor
+    module = tampered.module
+    assert state["training"]  # the fixture handed it over in train mode, and found it so after the audit
+    assert all(torch.equal(v, state["weights"][k]) for k, v in module.state_dict().items())
+    assert all(p.grad is None and p.requires_grad for p in module.parameters())
+
+
+def test_a_response_is_the_effect_size_a_hook_measures(backdoor):
+    """Independent of the graph runner: conv3's output after ReLU, read by a forward hook."""
+    tampered, _, _, _, _ = backdoor
+    module = tampered.module.eval()
+    images, _, _ = toyworld.generate(128, seed=5)
+    seen = []
+    handle = module.conv3.register_forward_hook(lambda m, i, o: seen.append(torch.relu(o).amax((2, 3))))
+    try:
+        with torch.no_grad():
+            module(add_trigger(images)), module(images)
+    finally:
+        handle.remove()
+    on, off = seen
+    spread = off.std(0)
+    expected = (on.mean(0) - off.mean(0)) / spread.clamp_min(float(spread.median()) * 0.1)
+    got = responses(tampered, ["conv3:26", "conv3:7"], [(add_trigger(images), images)])["responses"]
+    assert got["conv3:26"] == pytest.approx(float(expected[26]), rel=1e-4)
+    assert got["conv3:7"] == pytest.approx(float(expected[7]), rel=1e-4)
+    assert got["conv3:26"] >= RESPONDS and PATCH == 4
+
+
+def test_cli_blind_round_and_one_line_refusals(backdoor, tmp_path):
+    _, key, report, path, _ = backdoor
+    key_path, report_path = tmp_path / "key.json", tmp_path / "blind.json"
+    key_path.write_text(json.dumps(key))
+    report_path.write_text(json.dumps(report))
+    runner = CliRunner()
+    result = runner.invoke(main, ["audit", "score", str(report_path), "--key", str(key_path), "--model", MODEL,
+                                  "--weights", str(path), "--json"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["target_class_named"] is True
+    for args in (["find", MODEL, "--weights", str(path), "--patch", "40"],
+                 ["find", MODEL, "--weights", str(path), "--reference", MODEL, "--patch", "4"],
+                 ["score", str(report_path), "--key", str(key_path), "--weights", str(path)],
+                 ["score", str(report_path), "--key", str(key_path), "--model", MODEL]):  # fmt: skip
+        result = runner.invoke(main, ["audit", *args])
+        assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1, (args, result.output)
