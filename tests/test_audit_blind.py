@@ -10,7 +10,6 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from circuits import load
 from circuits.cli import main
 from circuits.compare.audit import PATCH, add_trigger, plant, score
 from circuits.compare.blind import find_blind
