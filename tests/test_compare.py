@@ -123,3 +123,33 @@ def test_a_graft_in_a_drifted_mobilenetv2_twin_tops_the_diff():
     result = diff(original, module, "toyworld:128", motifs=False)
     top = [n["neuron"] for n in result["neurons"][:3]]
     assert top[0] == "features.3.conv.2:5" and "features.3.conv.5:5" in top
+
+
+def test_a_swapped_pair_in_a_small_layer_is_not_mistaken_for_a_permutation():
+    """inc1.b5 has 6 channels: a swap of two leaves only 4 of 6 on their own index, under the identity
+    share, so the activations alone would call it a permutation. Its readers (inc2's convs, through the
+    concat inc1, channels 12-17) were not permuted, and they decide: the pair is flagged. Permuting the
+    channels and the readers alike (the same function) is still matched as a permutation."""
+
+
+    reference = load("zoo:inception-cnn-s0")
+    swapped = copy.deepcopy(reference.module)
+    permuted = copy.deepcopy(reference.module)
+    perm = torch.tensor([3, 5, 0, 1, 4, 2])
+    with torch.no_grad():
+        conv = swapped.inc1.b5.conv
+        for t in (conv.weight, conv.bias):
+            t[[0, 1]] = t[[1, 0]]
+        conv = permuted.inc1.b5.conv
+        conv.weight.copy_(conv.weight[perm])
+        conv.bias.copy_(conv.bias[perm])
+        for branch in (permuted.inc2.b1, permuted.inc2.b3, permuted.inc2.b5, permuted.inc2.bp):
+            w = branch.conv.weight
+            w[:, 12:18] = w[:, 12:18][:, perm]
+    shape = reference.input_shape
+    result = diff(reference, LoadedModel(swapped, spec="swapped", input_shape=shape), "toyworld:256:12345", motifs=False)
+    assert {n["neuron"] for n in result["neurons"][:2]} == {"inc1.b5:0", "inc1.b5:1"}
+    result = diff(reference, LoadedModel(permuted, spec="permuted", input_shape=shape), "toyworld:256:12345", motifs=False)
+    pairs = {m["b"]: m["a"] for m in result["matches"] if m["layer"] == "inc1.b5"}
+    assert pairs == {f"inc1.b5:{j}": f"inc1.b5:{int(perm[j])}" for j in range(6)}
+    assert result["neurons"][0]["score"] < 10

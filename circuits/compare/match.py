@@ -7,11 +7,17 @@ keeps its indices while every neuron drifts a little. So per layer:
 
 - the **identity** is kept where it holds: every neuron's activation correlates best with its own index
   in the other model (a fine-tune, a planted edit of a few neurons);
-- otherwise the **optimal one-to-one assignment** (:func:`circuits.motifs.matching.assign`) on the sum
+- otherwise the **optimal one-to-one assignment** (:func:`circuits.compare.assignment.assign`) on the sum
   of two similarities: the activation correlation on the same images (maps position by position), and
   the cosine of the neurons' direct input kernels, read through the matching already made for the
   layers they read. The weights decide for neurons silent on the data (a dead ReLU correlates with
-  nothing), the activations for the rest.
+  nothing), the activations for the rest;
+- unless the **readers** disagree: a permuted copy permutes the layers that read a layer too, so their
+  kernels line up with A's only through the permutation, while two neurons that traded functions (a
+  swapped pair, a graft, in a layer too small for the identity share) are still read in their old
+  places. The assignment is kept only where it lines the readers' kernels up with A's better than the
+  identity does (each reader row against its most similar row in A, so the readers' own order does not
+  matter).
 
 Layers are matched in the order given (inputs before the layers that read them). Kernels come from the
 neuron graph, not from parameter names, so two different specs of one architecture match too.
@@ -23,8 +29,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from circuits.compare.assignment import assign, neuron_correlation
 from circuits.errors import UsageError
-from circuits.motifs.matching import assign, neuron_correlation
 
 IDENTITY_SHARE = 0.9  # the identity holds when this share of neurons correlates best with its own index
 
@@ -47,9 +53,12 @@ class Matching:
 
 
 def match(acts_a: dict[str, torch.Tensor], acts_b: dict[str, torch.Tensor], layers: list[str],
-          kernels_a: dict | None = None, kernels_b: dict | None = None) -> dict[str, Matching]:  # fmt: skip
+          kernels_a: dict | None = None, kernels_b: dict | None = None, parts: dict | None = None,
+          ) -> dict[str, Matching]:  # fmt: skip
     """The matching of every layer in ``layers`` from the two models' activations on the same images and,
-    where given, their direct kernels (``{layer: [(source, kernels [C_target, C_source, ...])]}``)."""
+    where given, their direct kernels (``{layer: [(source, kernels [C_target, C_source, ...])]}``);
+    ``parts`` (``{concat: [(layer, start, stop)]}``) says which channels of a concat a layer is, so its
+    readers through the concat are found."""
     out = {}
     for layer in layers:
         a, b = acts_a[layer], acts_b[layer]
@@ -65,13 +74,17 @@ def match(acts_a: dict[str, torch.Tensor], acts_b: dict[str, torch.Tensor], laye
                 corr = corr + _unit(wb) @ _unit(wa).T
         own = torch.diagonal(corr)
         identity = float((corr.argmax(1) == torch.arange(len(own))).float().mean()) >= IDENTITY_SHARE
-        if identity:
-            b_to_a = list(range(len(own)))
-        else:
+        b_to_a = list(range(len(own)))
+        if not identity:
             rows, cols = assign(corr)
-            b_to_a = [0] * len(own)
+            candidate = [0] * len(own)
             for r, c in zip(rows, cols):
-                b_to_a[r] = c
+                candidate[r] = c
+            if kernels_a is None or kernels_b is None or _readers_agree(layer, candidate, kernels_a, kernels_b,
+                                                                        parts or {}):  # fmt: skip
+                b_to_a = candidate
+            else:
+                identity = True
         similarity = [float(acts[j, i]) for j, i in enumerate(b_to_a)]
         out[layer] = Matching(layer, b_to_a, similarity, identity, corr)
     return out
@@ -92,6 +105,37 @@ def aligned(kernels: list, matchings: dict[str, Matching]) -> torch.Tensor:
             k = k[:, torch.tensor([m.a_to_b[i] for i in range(len(m.b_to_a))])]
         parts.append(k.flatten(1))
     return torch.cat(parts, dim=1)
+
+
+def _readers_agree(layer: str, b_to_a: list[int], kernels_a: dict, kernels_b: dict, parts: dict) -> bool:
+    """Whether the layers reading ``layer`` (directly or through a concat) line up with A's better through
+    ``b_to_a`` than through the identity (True when nothing reads it: the activations alone decide)."""
+    pairs = [(ka, kb) for reader in kernels_b if reader in kernels_a
+             for ka, kb in zip(_read(kernels_a[reader], layer, parts), _read(kernels_b[reader], layer, parts))]  # fmt: skip
+    if not pairs:
+        return True
+    order = torch.tensor([b_to_a.index(i) for i in range(len(b_to_a))])  # A's channel i is B's order[i]
+
+    def fit(permuted: bool) -> float:
+        total = 0.0
+        for ka, kb in pairs:
+            kb = kb[:, order] if permuted else kb
+            total += float((_unit(kb.flatten(1)) @ _unit(ka.flatten(1)).T).amax(1).sum())
+        return total
+
+    return fit(True) > fit(False)
+
+
+def _read(kernels: list, layer: str, parts: dict) -> list[torch.Tensor]:
+    """The kernels of one reader over ``layer``'s channels: from ``layer`` itself or from a concat of it."""
+    out = []
+    for source, k in kernels:
+        if source == layer:
+            out.append(k)
+        for part, start, stop in parts.get(source, ()):
+            if part == layer:
+                out.append(k[:, start:stop])
+    return out
 
 
 def _unit(x: torch.Tensor) -> torch.Tensor:
