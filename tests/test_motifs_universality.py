@@ -8,8 +8,9 @@ import pytest
 import torch
 from nets import PlainCNN
 
+from circuits.compare.assignment import assign, hungarian
 from circuits.motifs import Context, universality
-from circuits.motifs.matching import assign, hungarian, match_layer
+from circuits.motifs.matching import match_layer
 
 
 def permuted(model, convs, perms, head=None):

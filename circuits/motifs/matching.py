@@ -8,7 +8,8 @@ one-to-one assignment. Both are done here:
 1. :func:`match_layer` correlates every neuron of a layer of model A with every neuron of a layer of model
    B on the same probe images (activation maps position by position when their sizes agree, per-image peaks
    otherwise) and solves the assignment that maximises the total correlation
-   (``scipy.optimize.linear_sum_assignment`` when scipy is installed, else :func:`hungarian`);
+   (``scipy.optimize.linear_sum_assignment`` when scipy is installed, else
+   :func:`circuits.compare.assignment.hungarian`, shared with the diff);
 2. :func:`universality` runs the motif detectors on every model and groups instances from different models
    into one **motif family** when they have the same kind and transform and their neurons correspond
    under the matching (the target maps to the target, and at least half the members to members).
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from circuits.compare.assignment import assign, neuron_correlation
 from circuits.errors import UsageError
 from circuits.motifs.context import Context, as_context
 from circuits.motifs.report import Motif
@@ -52,75 +54,6 @@ class LayerMatch:
             "pairs": [{"a": self.names[0][a], "b": self.names[1][b], "corr": c}
                       for a, b, c in self.pairs if c >= min_corr],
         }  # fmt: skip
-
-
-def hungarian(cost: torch.Tensor) -> tuple[list[int], list[int]]:
-    """Minimum-cost assignment (Kuhn-Munkres with potentials, O(n^2 m)) for an ``n x m`` cost, ``n <= m``
-    or transposed: returns ``(rows, cols)`` as ``scipy.optimize.linear_sum_assignment`` does."""
-    c = cost.double().tolist()
-    n, m = len(c), len(c[0]) if c else 0
-    if n > m:
-        cols, rows = hungarian(cost.T)
-        order = sorted(range(len(rows)), key=lambda k: rows[k])
-        return [rows[k] for k in order], [cols[k] for k in order]
-    inf = float("inf")
-    u, v = [0.0] * (n + 1), [0.0] * (m + 1)
-    p, way = [0] * (m + 1), [0] * (m + 1)  # p[j]: row matched to column j (1-based, 0 = none)
-    for i in range(1, n + 1):
-        p[0], j0 = i, 0
-        minv, used = [inf] * (m + 1), [False] * (m + 1)
-        while True:
-            used[j0] = True
-            i0, delta, j1 = p[j0], inf, 0
-            for j in range(1, m + 1):
-                if not used[j]:
-                    cur = c[i0 - 1][j - 1] - u[i0] - v[j]
-                    if cur < minv[j]:
-                        minv[j], way[j] = cur, j0
-                    if minv[j] < delta:
-                        delta, j1 = minv[j], j
-            for j in range(m + 1):
-                if used[j]:
-                    u[p[j]] += delta
-                    v[j] -= delta
-                else:
-                    minv[j] -= delta
-            j0 = j1
-            if p[j0] == 0:
-                break
-        while True:
-            j1 = way[j0]
-            p[j0] = p[j1]
-            j0 = j1
-            if j0 == 0:
-                break
-    pairs = sorted((p[j] - 1, j - 1) for j in range(1, m + 1) if p[j] != 0)
-    return [r for r, _ in pairs], [col for _, col in pairs]
-
-
-def assign(score: torch.Tensor) -> tuple[list[int], list[int]]:
-    """Rows and columns of the one-to-one assignment that maximises the total ``score``."""
-    try:
-        from scipy.optimize import linear_sum_assignment
-    except ImportError:  # scipy is optional
-        return hungarian(-score)
-    rows, cols = linear_sum_assignment((-score).double().numpy())
-    return [int(r) for r in rows], [int(c) for c in cols]
-
-
-def neuron_correlation(acts_a: torch.Tensor, acts_b: torch.Tensor) -> torch.Tensor:
-    """``[C_a, C_b]`` Pearson correlation over images (and positions when the maps have the same size)."""
-    if acts_a.dim() == 4 and acts_b.dim() == 4 and acts_a.shape[2:] == acts_b.shape[2:]:
-        x = acts_a.transpose(0, 1).reshape(acts_a.shape[1], -1)
-        y = acts_b.transpose(0, 1).reshape(acts_b.shape[1], -1)
-    else:
-        x = (acts_a.flatten(2).amax(-1) if acts_a.dim() > 2 else acts_a).T
-        y = (acts_b.flatten(2).amax(-1) if acts_b.dim() > 2 else acts_b).T
-    x = x.double() - x.double().mean(1, keepdim=True)
-    y = y.double() - y.double().mean(1, keepdim=True)
-    x = x / x.norm(dim=1, keepdim=True).clamp_min(1e-12)
-    y = y / y.norm(dim=1, keepdim=True).clamp_min(1e-12)
-    return (x @ y.T).float()
 
 
 def match_layer(ctx_a: Context, ctx_b: Context, layer_a: str, layer_b: str | None = None) -> LayerMatch:
