@@ -14,6 +14,10 @@ paths) do not import torch. One argument order everywhere: ``(model, source, tar
     compile_neuron(model, target, data)     -> Compiled         extract -> emit -> verify in one call
     record(catalog, model, circuit, compiled)                   store them in a catalog
     find_motifs(model, kind, layer, data)   -> list[Motif]      families, unions, opponents, ...
+    diff(model_a, model_b, data)            -> dict             what changed from A to B, neuron by neuron
+    plant(model, kind, seed)                -> (module, key)    the auditing game: a secret, planted change
+    audit(model, reference=None, data)      -> dict             the auditor's ranked suspects (blind without a reference)
+    score_audit(report, key, model)         -> dict             did the auditor find the plant?
     Catalog(path)                                               the SQLite catalog
     Circuit.from_json(payload)              -> Circuit          a stored circuit, back
 
@@ -45,6 +49,10 @@ _LAZY = {
     "compile_neuron": ("circuits.pipeline", "compile_neuron"),
     "record": ("circuits.pipeline", "record"),
     "find_motifs": ("circuits.motifs", "find"),
+    "diff": ("circuits.compare", "diff"),
+    "plant": ("circuits.compare.audit", "plant"),
+    "audit": ("circuits.compare.audit", "find"),
+    "score_audit": ("circuits.compare.audit", "score"),
     "Catalog": ("circuits.catalog", "Catalog"),
 }
 

@@ -107,11 +107,18 @@ def plant(model, kind: str, seed: int = 0, *, steps: int = STEPS) -> tuple[torch
     return module.eval(), key
 
 
-def find(model, reference, data) -> dict:
-    """The auditor with a reference: the diff's neurons as ranked suspects, with its evidence; the output
-    neuron that changed most names the ``target_class`` (a backdoor's or a conjunction's new class)."""
+def find(model, reference=None, data="toyworld:256:12345", **blind_options) -> dict:
+    """The auditor. With a ``reference``: the diff's neurons as ranked suspects, with its evidence, and the
+    output neuron that changed most names the ``target_class`` (a backdoor's or a conjunction's new
+    class). Without one: :func:`circuits.compare.blind.find_blind` (``blind_options`` go to it)."""
     from circuits.compare.diff import diff
 
+    if reference is None:
+        from circuits.compare.blind import find_blind
+
+        return find_blind(model, data, **blind_options)
+    if blind_options:
+        raise UsageError(f"{', '.join(sorted(blind_options))}: options of the blind audit, which a reference replaces")
     result = diff(reference, model, data, motifs=False)
     outputs = [n for n in result["neurons"] if n["neuron"].rpartition(":")[0] == result["layers"][-1]]
     return {"suspects": [{"neuron": n["neuron"], "score": n["score"], "evidence": n["reasons"]}
