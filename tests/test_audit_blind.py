@@ -108,3 +108,14 @@ def test_cli_blind_round_and_one_line_refusals(backdoor, tmp_path):
                  ["score", str(report_path), "--key", str(key_path), "--model", MODEL]):  # fmt: skip
         result = runner.invoke(main, ["audit", *args])
         assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1, (args, result.output)
+
+
+def test_the_auditor_is_blind_without_a_reference_and_refuses_blind_options_with_one(backdoor):
+    import circuits
+    from circuits.errors import UsageError
+
+    tampered, _, report, _, _ = backdoor
+    again = circuits.audit(tampered, None, "toyworld:256:12345", **BUDGET)
+    assert again["suspects"][:3] == report["suspects"][:3] and again["trigger"] == report["trigger"]  # deterministic
+    with pytest.raises(UsageError, match="blind audit"):
+        circuits.audit(tampered, reference="zoo:plain-cnn-s0", patch=4)
