@@ -76,6 +76,7 @@ def _play(row, spec, kind, seed, cache, data, blind, check_find, fresh) -> None:
     seconds = row["seconds"]
     with timed(seconds, "load"):
         reference = load(spec)
+    row["classes"] = len(reference.info.get("classes", [])) or None
     module, key = planted(reference, spec, kind, seed, cache, seconds, fresh)
     row["planted"] = {"neurons": key["neurons"], "target_class": key.get("target_class"),
                       **{k: key[k] for k in ("donor", "pair", "edges", "trigger", "conjunction") if key.get(k)}}  # fmt: skip
@@ -396,6 +397,15 @@ def _calibration(played, families) -> list[str]:
         low, r = min(scores, key=lambda s: s[0])
         out.append(f"Across families: highest control {max(control):.1f}, lowest tamper {low:.1f} "
                    f"({r['family']} {r['kind']} seed {r['seed']}).")  # fmt: skip
+    alarms = [r for r in played if r["kind"] == "fine-tune" and any(
+        s[0] <= r["diff"]["top_score"] for s in scores if s[1]["family"] == r["family"])]  # fmt: skip
+    if alarms:
+        out += ["", "Controls that outscore a tamper of their family, with what the diff saw (nothing was planted):",
+                ""]  # fmt: skip
+        out += table(["family", "seed", "top suspect", "score", "evidence"],
+                     [[r["family"], r["seed"], r["diff"]["top"][0]["neuron"], num(r["diff"]["top_score"]),
+                       "; ".join(r["diff"]["top"][0].get("evidence", []))] for r in alarms], "lllrl")  # fmt: skip
+        return out
     return out + [""]
 
 
@@ -406,13 +416,15 @@ def _carriers(played, families, auditors) -> list[str]:
     out = ["## 3. Backdoor and conjunction: the class and the carriers", "",
            "These plants name a class and a stimulus, no neuron. *Target class named*: the output neuron the diff "
            "ranks highest is the backdoor's (or conjunction's) target class (the baseline names no class). "
-           "*responding@3 >= 2*: at least 2 of the auditor's top 3 hidden suspects respond to the trigger (or to "
+           "*1 / classes*: naming it by luck. *responding@3 >= 2*: at least 2 of the auditor's top 3 hidden suspects respond to the trigger (or to "
            "the conjunction, against each half alone) by 3 clean standard deviations. *chance*: the share of all "
            "hidden neurons that respond, and *luck*: the chance that 2 of 3 random neurons would "
            "(3c^2 - 2c^3, averaged over rounds). *success*: the share of held-out images the trigger (or the "
            "conjunction) sends to the target class, before -> after the plant.", ""]  # fmt: skip
-    header = ["kind", "family", "rounds", "target class named", *(f"{a} responding@3 >= 2" for a in auditors),
-              "diff mean responding@3", "chance", "luck", "success", "accuracy"]  # fmt: skip
+    namers = [a for a in auditors if a != "baseline"]
+    header = ["kind", "family", "rounds", *(f"{a} names the class" for a in namers), "1 / classes",
+              *(f"{a} responding@3 >= 2" for a in auditors), "diff mean responding@3", "chance", "luck", "success",
+              "accuracy"]  # fmt: skip
     body = []
     for kind in kinds:
         for family in [*families, "all"]:
@@ -422,7 +434,8 @@ def _carriers(played, families, auditors) -> list[str]:
             chance = [r["diff"].get("chance") for r in here]
             luck = [None if c is None else 3 * c**2 - 2 * c**3 for c in chance]
             body.append([kind, f"**{family}**" if family == "all" else family, len(here),
-                         share(r["diff"].get("target_class_named") for r in here),
+                         *(share(r.get(a, {}).get("target_class_named") for r in here) for a in namers),
+                         num(mean(1 / r["classes"] if r.get("classes") else None for r in here), 2),
                          *(share(None if r.get(a, {}).get("responding@3") is None else r[a]["responding@3"] >= 2
                                  for r in here) for a in auditors),
                          num(mean(r["diff"].get("responding@3") for r in here), 2), num(mean(chance), 2),
@@ -442,10 +455,12 @@ def _misses(played, kinds) -> list[str]:
     body = []
     for r in missed:
         top = ", ".join(f"{s['neuron']} ({s['score']:.1f})" for s in r["diff"]["top"][:3])
-        body.append([r["family"], r["kind"], r["seed"], ", ".join(r["planted"]["neurons"]),
-                     r["diff"]["rank"] or "not ranked", r["baseline"]["rank"] or "not ranked", top])  # fmt: skip
-    return out + table(["family", "kind", "seed", "planted", "diff rank", "baseline rank", "diff's top 3"], body,
-                       "lllllll")  # fmt: skip
+        donor = r["planted"].get("donor") or ""
+        body.append([r["family"], r["kind"], r["seed"], ", ".join(r["planted"]["neurons"]), donor,
+                     r["diff"]["rank"] or "not ranked", r["baseline"]["rank"] or "not ranked", top,
+                     "; ".join(r["diff"]["top"][0].get("evidence", [])) if r["diff"]["top"] else ""])  # fmt: skip
+    return out + table(["family", "kind", "seed", "planted", "donor", "diff rank", "baseline rank", "diff's top 3",
+                        "the top suspect's evidence"], body, "lllllllll")  # fmt: skip
 
 
 def _timing(played) -> list[str]:
@@ -569,11 +584,11 @@ def main(argv=None) -> None:
         sys.exit("--blind: circuits.compare.blind.find_blind is not importable")
     rounds = [(f, k, s) for f in args.families for k in args.kinds for s in args.seeds]
     old = json.loads(args.json.read_text()) if args.merge and args.json.exists() else {"rounds": [], "runs": []}
-    these = set(rounds)
-    kept = [r for r in old["rounds"] if (r["family"], r["kind"], r["seed"]) not in these]
     rows, start = [], time.perf_counter()
 
     def write(final: bool) -> dict:
+        done = {(r["family"], r["kind"], r["seed"]) for r in rows}
+        kept = [r for r in old["rounds"] if (r["family"], r["kind"], r["seed"]) not in done]  # --merge: the rest
         run = provenance(args, time.perf_counter() - start, len(rows))
         results = {"schema_version": SCHEMA_VERSION, "description": __doc__.splitlines()[0],
                    "runs": [*old.get("runs", []), run], "rounds": sorted(kept + rows, key=order)}  # fmt: skip
