@@ -117,5 +117,19 @@ def test_the_auditor_is_blind_without_a_reference_and_refuses_blind_options_with
     tampered, _, report, _, _ = backdoor
     again = circuits.audit(tampered, None, "toyworld:256:12345", **BUDGET)
     assert again["suspects"][:3] == report["suspects"][:3] and again["trigger"] == report["trigger"]  # deterministic
-    with pytest.raises(UsageError, match="blind audit"):
+    with pytest.raises(UsageError, match="trigger synthesis"):
         circuits.audit(tampered, reference="zoo:plain-cnn-s0", patch=4)
+
+
+def test_with_a_reference_the_natural_shortcut_cancels_out(backdoor):
+    """The original model is reached by a "bird" patch as easily as the tampered one; the planted class
+    is the one whose patch gained."""
+    import circuits
+
+    tampered, key, _, _, _ = backdoor
+    report = circuits.audit(tampered, "zoo:plain-cnn-s0", "toyworld:256:12345", triggers=True, **BUDGET)
+    by_class = {c["class"]: c for c in report["classes"]}
+    assert by_class[1]["reference_success"] >= 0.9 and by_class[1]["success"] >= 0.9
+    assert report["target_class"] == key["target_class"] == 0
+    assert by_class[0]["success"] - by_class[0]["reference_success"] >= 0.3
+    assert report["suspects"][0]["evidence"] is not None  # the suspects are still the diff's

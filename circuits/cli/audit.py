@@ -60,11 +60,13 @@ def plant(model, kind, seed, out, key_path, as_json):
               "Without it the audit is blind: it synthesises a patch trigger per class and ranks the neurons "
               "that carry the winning one.")  # fmt: skip
 @click.option("--data", metavar="SPEC", help="Probe images [default: toyworld:256:12345 for zoo models].")
-@click.option("--patch", type=click.IntRange(min=1), help="Blind audit: the synthesised trigger's side in pixels "
+@click.option("--triggers", is_flag=True, help="With --reference: also synthesise a patch trigger per class in both "
+              "models and name the class whose patch gained most (a backdoor's target; minutes).")  # fmt: skip
+@click.option("--patch", type=click.IntRange(min=1), help="Trigger synthesis: the patch's side in pixels "
               "[default: an eighth of the image side].")  # fmt: skip
 @click.option("--top", default=10, show_default=True, type=click.IntRange(min=1), help="Suspects shown.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON (what `audit score` reads).")
-def find(model, weights, reference, data, patch, top, as_json):
+def find(model, weights, reference, data, triggers, patch, top, as_json):
     """Rank the neurons of MODEL (with --weights) most likely to hold a planted change: by diffing it
     against --reference, or blind (no reference: trigger synthesis, tens of seconds per class on 2 cores
     for a zoo model).
@@ -73,6 +75,7 @@ def find(model, weights, reference, data, patch, top, as_json):
     Examples:
       circuits audit find zoo:plain-cnn-s0 --weights tampered.pt --reference zoo:plain-cnn-s0 --json > report.json
       circuits audit find zoo:plain-cnn-s0 --weights tampered.pt --json > blind.json
+      circuits audit find zoo:plain-cnn-s0 --weights tampered.pt --reference zoo:plain-cnn-s0 --triggers
     """
     from circuits.compare.audit import find as run
     from circuits.compare.blind import find_blind
@@ -82,19 +85,26 @@ def find(model, weights, reference, data, patch, top, as_json):
     from circuits.progress import progress_bar
 
     tampered = load_model(model, weights, None)
-    if reference is not None and patch is not None:
-        raise UsageError("--patch is for the blind audit: leave it out with --reference")
+    if triggers and reference is None:
+        raise UsageError("--triggers compares the synthesised triggers with --reference's: give --reference (without "
+                         "it the audit synthesises triggers anyway)")  # fmt: skip
+    if reference is not None and patch is not None and not triggers:
+        raise UsageError("--patch sizes the synthesised trigger: add --triggers, or leave --patch out with --reference")
     ref = load_model(reference, None, None) if reference is not None else None
     spec = probe_spec(ref or tampered, data)
     images = model_data(spec, ref or tampered)
-    if ref is not None:
+    if ref is not None and not triggers:
         report = run(tampered, ref, images)
+    elif ref is not None:
+        with progress_bar("synthesising triggers in both models", unit="class") as bar:
+            report = run(tampered, ref, images, triggers=True, patch=patch, progress=bar.update)
     else:
         with progress_bar("synthesising triggers", unit="class") as bar:
             report = find_blind(tampered, images, patch=patch, progress=bar.update)
     report["data"], report["model"] = spec, model
     if as_json:
-        echo_json(report, {"model": model, "weights": weights, "reference": reference, "data": spec, "patch": patch},
+        echo_json(report, {"model": model, "weights": weights, "reference": reference, "data": spec, "patch": patch,
+                           "triggers": triggers},
                   tampered.weights_hash)  # fmt: skip
         return
     if report.get("trigger"):

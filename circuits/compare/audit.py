@@ -107,25 +107,33 @@ def plant(model, kind: str, seed: int = 0, *, steps: int = STEPS) -> tuple[torch
     return module.eval(), key
 
 
-def find(model, reference=None, data="toyworld:256:12345", **blind_options) -> dict:
+def find(model, reference=None, data="toyworld:256:12345", *, triggers: bool = False, **blind_options) -> dict:
     """The auditor. With a ``reference``: the diff's neurons as ranked suspects, with its evidence, and the
     output neuron that changed most names the ``target_class`` (a backdoor's or a conjunction's new
-    class). Without one: :func:`circuits.compare.blind.find_blind` (``blind_options`` go to it)."""
+    class). Without one: :func:`circuits.compare.blind.find_blind` (``blind_options`` go to it).
+
+    ``triggers`` (with a reference): also synthesise a patch trigger per class in both models; the class
+    whose patch gained most is the ``target_class`` and its patch the ``trigger`` (the suspects stay the
+    diff's)."""
+    from circuits.compare.blind import find_blind
     from circuits.compare.diff import diff
 
     if reference is None:
-        from circuits.compare.blind import find_blind
-
         return find_blind(model, data, **blind_options)
-    if blind_options:
-        raise UsageError(f"{', '.join(sorted(blind_options))}: options of the blind audit, which a reference replaces")
+    if blind_options and not triggers:
+        raise UsageError(f"{', '.join(sorted(blind_options))}: options of the trigger synthesis; give triggers=True "
+                         "(--triggers) to run it beside the diff")  # fmt: skip
     result = diff(reference, model, data, motifs=False)
     outputs = [n for n in result["neurons"] if n["neuron"].rpartition(":")[0] == result["layers"][-1]]
-    return {"suspects": [{"neuron": n["neuron"], "score": n["score"], "evidence": n["reasons"]}
-                         for n in result["neurons"]],
-            "target_class": int(outputs[0]["neuron"].rpartition(":")[2]) if outputs else None,
-            "edges": result["edges"], "reference": result["model_a"], "model": result["model_b"],
-            "data": result["data"]}  # fmt: skip
+    report = {"suspects": [{"neuron": n["neuron"], "score": n["score"], "evidence": n["reasons"]}
+                           for n in result["neurons"]],
+              "target_class": int(outputs[0]["neuron"].rpartition(":")[2]) if outputs else None,
+              "edges": result["edges"], "reference": result["model_a"], "model": result["model_b"],
+              "data": result["data"]}  # fmt: skip
+    if triggers:
+        synthesised = find_blind(model, data, reference=reference, **blind_options)
+        report.update({k: synthesised[k] for k in ("target_class", "trigger", "classes")})
+    return report
 
 
 def score(report: dict, key: dict, model=None) -> dict:

@@ -30,13 +30,15 @@ ANYWHERE = 0.95  # a class whose patch works at this share of positions or more 
 
 
 def find_blind(model, data, *, patch: int | None = None, coarse: dict | None = None, fine: dict | None = None,
-               seed: int = 0, progress=None) -> dict:  # fmt: skip
+               seed: int = 0, progress=None, reference=None) -> dict:  # fmt: skip
     """``{"suspects": [{"neuron", "score", "evidence"}], "target_class", "trigger", "classes", "model",
     "data"}``: the auditor's ranking without a reference (see the module docstring).
 
     ``patch`` is the trigger's side in pixels (default: an eighth of the image side); ``coarse`` and
     ``fine`` override the optimisation budgets; ``progress(1)`` is called after each class (a tqdm bar's
-    ``update``)."""
+    ``update``). With a ``reference`` (the model before the change) every class's patch is synthesised
+    in it too, and the class named is the one whose patch gained most (``success - reference_success``):
+    a natural shortcut works in both and cancels, so no rule about where a patch works is needed."""
     from circuits.compare.response import effect_sizes, hidden_layers
     from circuits.data import load_data
     from circuits.graph import build_graph
@@ -63,8 +65,11 @@ def find_blind(model, data, *, patch: int | None = None, coarse: dict | None = N
             progress(1)
     if not classes:
         raise UsageError("the model gives every probe image one class: give probe data with more than one class")
-    placed = [k for k in classes if k["anywhere"] < ANYWHERE] or classes
-    best = max(placed, key=lambda k: (k["success"], -k["class"]))
+    if reference is not None:
+        best = _most_gained(classes, build_graph(reference), images, side, coarse, fine, seed, progress)
+    else:
+        placed = [k for k in classes if k["anywhere"] < ANYWHERE] or classes
+        best = max(placed, key=lambda k: (k["success"], -k["class"]))
     layers = hidden_layers(graph)[1:]
     others = images[predicted != best["class"]]
     stimulus = _paste(others, best["pattern"][None], [tuple(best["position"])])
@@ -82,6 +87,20 @@ def find_blind(model, data, *, patch: int | None = None, coarse: dict | None = N
         "classes": [{k: v for k, v in c.items() if k != "pattern"} for c in classes],
         "reference": None, "data": data if isinstance(data, str) else f"a tensor of {len(images)} images",
     }  # fmt: skip
+
+
+def _most_gained(classes: list[dict], reference, images, side, coarse, fine, seed, progress) -> dict:
+    """The class whose best patch works most more often in the tampered model than in the reference; each
+    class's record gains ``reference_success``."""
+    forward = _forward(reference)
+    with torch.no_grad():
+        predicted = forward(images).argmax(1)
+    for k in classes:
+        others = images[predicted != k["class"]]
+        k["reference_success"] = _synthesise(forward, others, k["class"], side, coarse, fine, seed)["success"] if len(others) else 0.0
+        if progress:
+            progress(1)
+    return max(classes, key=lambda k: (k["success"] - k["reference_success"], -k["class"]))
 
 
 def _synthesise(forward, images, c: int, side: int, coarse: dict, fine: dict, seed: int) -> dict:
