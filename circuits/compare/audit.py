@@ -191,10 +191,7 @@ def _carrier_score(report: dict, key: dict, names: list[str], model) -> dict:
 def stimulus_contrasts(key: dict, recipe, n: int = 512) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """``(stimulus, clean)`` image pairs on held-out toy-world images: triggered against the same images
     clean (a backdoor); the conjunction's A-and-B images against A alone and against B alone."""
-    from circuits.data import toyworld
-
-    images, labels, latents = toyworld.generate(n, seed=DATA_SEED - 1, size=recipe.size, rgb=recipe.rgb,
-                                                task=recipe.task)  # fmt: skip
+    images, labels, latents = _held_out(recipe, n)
     if key["kind"] == "backdoor":
         return [(add_trigger(images), images)]
     conjunction = key["conjunction"]
@@ -213,27 +210,33 @@ def add_trigger(images: torch.Tensor) -> torch.Tensor:
 
 def trigger_success(module, recipe, target: int, n: int = 512) -> float:
     """Share of clean images of other classes that the trigger sends to ``target``."""
-    from circuits.data import toyworld
-
-    images, labels, _ = toyworld.generate(n, seed=DATA_SEED - 1, size=recipe.size, rgb=recipe.rgb, task=recipe.task)
+    images, labels, _ = _held_out(recipe, n)
     keep = labels != target
-    with torch.no_grad():
-        predicted = module.eval()(add_trigger(images[keep])).argmax(1)
-    return float((predicted == target).float().mean())
+    return float((_predict(module, add_trigger(images[keep])) == target).float().mean())
 
 
 def conjunction_success(module, recipe, key_or_condition: dict, n: int = 512) -> float:
     """Share of held-out images with both the conjunction's class and its condition that ``module`` gives
     the target class (``key_or_condition``: a plant key, or its ``"conjunction"`` entry)."""
+    conjunction = key_or_condition.get("conjunction", key_or_condition)
+    images, labels, latents = _held_out(recipe, n)
+    both = _has_both(conjunction, labels, latents)
+    return float((_predict(module, images[both]) == conjunction["target_class"]).float().mean())
+
+
+def _held_out(recipe, n: int):
+    """The toy-world images every success rate and response is measured on: a seed no fine-tune sees."""
     from circuits.data import toyworld
 
-    conjunction = key_or_condition.get("conjunction", key_or_condition)
-    images, labels, latents = toyworld.generate(n, seed=DATA_SEED - 1, size=recipe.size, rgb=recipe.rgb,
-                                                task=recipe.task)  # fmt: skip
-    both = _has_both(conjunction, labels, latents)
-    with torch.no_grad():
-        predicted = module.eval()(images[both]).argmax(1)
-    return float((predicted == conjunction["target_class"]).float().mean())
+    return toyworld.generate(n, seed=DATA_SEED - 1, size=recipe.size, rgb=recipe.rgb, task=recipe.task)
+
+
+def _predict(module, images: torch.Tensor) -> torch.Tensor:
+    """The classes ``module`` gives ``images``, in eval mode, the caller's mode restored."""
+    from circuits.graph.run import eval_mode
+
+    with torch.no_grad(), eval_mode(module):
+        return module(images).argmax(1)
 
 
 def _recipe(loaded):

@@ -53,9 +53,9 @@ def find_blind(model, data, *, patch: int | None = None, coarse: dict | None = N
     coarse, fine = {**COARSE, **(coarse or {})}, {**FINE, **(fine or {})}
     forward = _forward(graph)
     with torch.no_grad():
-        predicted = forward(images).argmax(1)
+        logits = forward(images)
+    predicted, n_classes = logits.argmax(1), int(logits.shape[1])
     classes = []
-    n_classes = int(forward(images[:1]).shape[1])
     for c in range(n_classes):
         others = images[predicted != c]
         if len(others) == 0:

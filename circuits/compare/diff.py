@@ -169,7 +169,7 @@ def _edges(layer, matchings, kernels_a, kernels_b, graph_b) -> list[dict]:
         strength_b = aligned([(source, kb)], matchings).reshape(kb.shape[0], kb.shape[1], -1).sum(-1)
         delta = strength_b - strength_a[torch.tensor(m.b_to_a)]
         floor = FLOOR["weights"] * float(strength_a.abs().median())  # 1% of a typical strength
-        scale = max(1.4826 * float((delta - delta.median()).abs().median()), floor, 1e-12)
+        scale = _robust_scale(delta, max(floor, 1e-12))
         src = matchings.get(source)
         for j, s in torch.nonzero(delta.abs() / scale >= NOTABLE).tolist():
             s_b = src.a_to_b[s] if src is not None else s
@@ -207,9 +207,12 @@ def _motifs(graph_a, graph_b, matchings) -> dict:
 
 def _robust_z(values: list[float], floor: float) -> list[float]:
     x = torch.tensor(values, dtype=torch.float64)
-    median = x.median()
-    scale = max(1.4826 * float((x - median).abs().median()), floor)
-    return ((x - median) / scale).tolist()
+    return ((x - x.median()) / _robust_scale(x, floor)).tolist()
+
+
+def _robust_scale(x: torch.Tensor, floor: float) -> float:
+    """1.4826 x the median absolute deviation (the standard deviation, for normal data), at least ``floor``."""
+    return max(1.4826 * float((x - x.median()).abs().median()), floor)
 
 
 def _median(values: list[float]) -> float:

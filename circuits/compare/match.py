@@ -114,7 +114,7 @@ def _readers_agree(layer: str, b_to_a: list[int], kernels_a: dict, kernels_b: di
              for ka, kb in zip(_read(kernels_a[reader], layer, parts), _read(kernels_b[reader], layer, parts))]  # fmt: skip
     if not pairs:
         return True
-    order = torch.tensor([b_to_a.index(i) for i in range(len(b_to_a))])  # A's channel i is B's order[i]
+    order = torch.argsort(torch.tensor(b_to_a))  # A's channel i is B's order[i]
 
     def fit(permuted: bool) -> float:
         total = 0.0
