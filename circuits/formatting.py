@@ -196,3 +196,33 @@ def zoo_catalog_table(rows: list[dict]) -> str:
         r2 = "-" if row["median_r2"] is None else f"{row['median_r2']:.3f}"
         lines.append(f"{row['model']:<{width}} unions {row['unions']:>3}  modules {row['modules']:>3}  median R² {r2}")
     return "\n".join(lines)
+
+
+def program_report(report: dict) -> str:
+    """A :func:`circuits.program.verify_program` report: the whole program's numbers, then each layer's."""
+
+    def number(value):
+        return "n/a (constant)" if value is None else f"{value:.4f}"
+
+    lines = [f"agreement {report['agreement']:.2%} with the model's class on {report['images']:,} images"
+             + (f" ({report['data']})" if report.get("data") else "")
+             + (f"; accuracy {report['accuracy']:.2%} (the model: {report['model_accuracy']:.2%})"
+                if report.get("accuracy") is not None else ""),
+             f"logits R² {number(report['logits_r2'])}, largest logit error {report['max_logit_error']:.3g}",
+             "layer R² (end to end / on the model's own inputs), largest error:"]  # fmt: skip
+    width = max(len(row["layer"]) for row in report["layers"]) if report["layers"] else 0
+    lines += [f"  {row['layer']:<{width}}  {number(row['r2'])} / {number(row['r2_local'])}  {row['max_error']:.3g}"
+              + ("" if row["exact"] else "  (not exact)") for row in report["layers"]]  # fmt: skip
+    return "\n".join(lines)
+
+
+def program_summary(folder, manifest: dict, report: dict | None) -> str:
+    """What `circuits compile` wrote, and (when it measured) how faithful it is."""
+    lines = [f"program written to {folder}: {len(manifest['layers'])} layers, {manifest['neurons']:,} neurons, "
+             f"{manifest['terms']:,} terms, {manifest['lines']:,} lines ({manifest['pruning']})"]  # fmt: skip
+    if report is None:
+        lines.append(f"not measured: run `circuits verify {folder} --model MODEL --data SPEC`")
+    else:
+        lines.append(program_report(report))
+    lines.append(f"read {folder}/PROGRAM.md first")
+    return "\n".join(lines)

@@ -20,6 +20,7 @@ COMMANDS = {
     "layers": "circuits.cli.layers:layers",
     "extract": "circuits.cli.extract:extract",
     "verify": "circuits.cli.verify:verify",
+    "compile": "circuits.cli.program:compile_command",
     "motifs": "circuits.cli.motifs:motifs",
     "pictures": "circuits.cli.pictures:pictures",
     "universality": "circuits.cli.motifs:universality",

@@ -21,7 +21,10 @@ from circuits.graph.ops import MAXPOOL, NONLINEAR, NotTranslationEquivariant, Ze
 from circuits.graph.ops.base import as_pair, positive_value
 from circuits.graph.ops.pooling import returns_pair
 
-__all__ = ["NotTranslationEquivariant", "as_pair", "make_path_function", "path_inputs", "path_nodes", "pooled_entry"]
+__all__ = [
+    "NotTranslationEquivariant", "as_pair", "entry_pool", "make_path_function", "path_inputs", "path_nodes",
+    "pooled_entry",
+]  # fmt: skip
 
 
 def path_nodes(graph, source_nodes: list[str], target_node: str, held=()) -> list[fx.Node]:
@@ -150,10 +153,45 @@ def pooled_entry(graph, source: str, target: str) -> tuple[str, dict] | None:
     Returns ``(node name of the pooled map, pool description)`` or None. Faithful code applies the real
     max pool to the source and then the linear part, whose kernels are taken at the pooled map.
     """
-    t_layer, s_layer = graph.layers[target], graph.layers[source]
+    on_path = _on_path(graph, target)
+    return _pool_after(graph, graph.layers[source].node, on_path)
+
+
+def entry_pool(graph, source: str, target: str) -> tuple[str, list[dict], int] | None:
+    """The max pools every path from ``source`` to ``target`` starts with, one after another (Inception's
+    pool branch pools a pooled map again), also where the path first joins ``source`` to other layers in a
+    channel concat (a per-channel pool commutes with the concat).
+
+    Returns ``(node name of the pooled map, the pools in the order applied, the source's first channel in
+    that map)``, or None.
+    """
+    on_path = _on_path(graph, target)
+    node, offset = graph.layers[source].node, 0
+    users = [u for u in graph.nodes[node].users if u.name in on_path]
+    if len(users) == 1 and ops.family(users[0], graph.modules).concat_dim(users[0]) == 1:
+        parts = [a.name for a in users[0].args[0] if isinstance(a, fx.Node)] if users[0].args else []
+        if parts.count(node) != 1:
+            return None
+        offset = sum(graph.nodes[a].meta["shape"][1] for a in parts[: parts.index(node)])
+        node = users[0].name
+    pools = []
+    while (found := _pool_after(graph, node, on_path)) is not None:
+        node, spec = found
+        pools.append(spec)
+    if not pools:
+        return None
+    return node, pools, offset
+
+
+def _on_path(graph, target: str) -> set[str]:
+    t_layer = graph.layers[target]
     bounds = [graph.layers[x].node for x in t_layer.sources]
-    on_path = {n.name for n in path_nodes(graph, bounds, t_layer.preact)}
-    users = [u for u in graph.nodes[s_layer.node].users if u.name in on_path]
+    return {n.name for n in path_nodes(graph, bounds, t_layer.preact)}
+
+
+def _pool_after(graph, node: str, on_path: set[str]) -> tuple[str, dict] | None:
+    """The max pool that is ``node``'s only user on the path: (node name of the pooled values, its description)."""
+    users = [u for u in graph.nodes[node].users if u.name in on_path]
     if len(users) != 1:
         return None
     pool = users[0]

@@ -35,11 +35,13 @@ class LinearMap:
 NO_PATH = object()
 
 
-def compose(graph, sources: list[str], source: str, target_node: str, linearise: bool):
+def compose(graph, sources: list[str], source: str, target_node: str, linearise: bool, uncut: bool = False):
     """The map from layer node ``source`` to ``target_node``, other ``sources`` held at zero.
 
     Returns a LinearMap, ``NO_PATH`` when the source does not feed the target, or None when the path has
-    an op this contraction does not know (the caller then uses the Jacobian engine).
+    an op this contraction does not know (the caller then uses the Jacobian engine). ``uncut`` composes
+    kernels wider than the source map too: code that applies them with zero padding (the whole-model
+    program) is exact with them, where a kernel cut at the centre's receptive field is not.
     """
     steps = path_nodes(graph, sources, target_node)
     start = graph.nodes[source]
@@ -52,7 +54,8 @@ def compose(graph, sources: list[str], source: str, target_node: str, linearise:
             maps[n.name] = _step(graph, n, maps, linearise)
             if n.name == target_node:
                 break
-            _check_fits(maps[n.name], start.meta["shape"][2:])
+            if not uncut:
+                _check_fits(maps[n.name], start.meta["shape"][2:])
             for a in n.all_input_nodes:  # a residual net's path holds hundreds of maps: keep the live ones
                 if last_use.get(a.name) == i:
                     maps.pop(a.name, None)

@@ -1,0 +1,64 @@
+"""A program package on disk: written in one step, imported by path, recognised before it is replaced."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from circuits.errors import UsageError
+
+MANIFEST = "manifest.json"
+
+
+def write_package(files: dict[str, bytes], folder) -> Path:
+    """Write the package to ``folder`` whole: into a scratch folder beside it, then renamed into place, so a
+    failure or a kill leaves the old package (or nothing), never half of one. An existing folder is
+    replaced only when it is empty or a program package itself."""
+    folder = Path(folder)
+    if folder.exists() and (not folder.is_dir() or (any(folder.iterdir()) and not (folder / MANIFEST).is_file())):
+        raise UsageError(f"-o {folder}: exists and is not a program package; give a new or empty folder")
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
+    try:
+        for name, data in files.items():
+            (scratch / name).write_bytes(data)
+        old = None
+        if folder.exists():
+            old = folder.with_name(f".{folder.name}.old-{scratch.name[-8:]}")
+            folder.rename(old)
+        scratch.rename(folder)
+    except BaseException:
+        shutil.rmtree(scratch, ignore_errors=True)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    return folder
+
+
+def read_manifest(folder) -> dict:
+    """The package's manifest, or a UsageError saying the folder is not a program package."""
+    path = Path(folder) / MANIFEST
+    if not path.is_file():
+        raise UsageError(f"{folder} is not a program package (no {MANIFEST}): write one with `circuits compile MODEL -o DIR`")
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise UsageError(f"{path} is not readable JSON ({e}); compile the program again") from None
+
+
+def import_package(folder):
+    """The package imported by path, under a private name (so two programs never collide in sys.modules)."""
+    folder = Path(folder).resolve()
+    read_manifest(folder)
+    name = f"_circuits_program_{abs(hash(str(folder)))}"
+    for key in [k for k in sys.modules if k == name or k.startswith(name + ".")]:
+        del sys.modules[key]
+    spec = importlib.util.spec_from_file_location(name, folder / "__init__.py", submodule_search_locations=[str(folder)])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module

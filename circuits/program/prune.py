@@ -1,0 +1,146 @@
+"""Which inputs each neuron of the program keeps, and what stands in for the ones it drops.
+
+A neuron keeps its ``top_k`` inputs whose contribution varies most on probe images (``rank="data"``: what
+is dropped is replaced by its mean, so what varies least costs least), or its ``top_k`` strongest (by
+|signed strength|, the sum of the kernel, ties to the larger kernel: how ``circuits extract`` ranks them),
+or the fewest strongest that carry ``keep_strength`` of its total |strength|, or all of them. An input whose kernel is zero (a depthwise conv's other channels) is
+no connection and never counts. A dropped input is zero (``dropped="zero"``) or replaced by its mean
+contribution on probe images (``"mean"``, the default where there are images): the term it would have
+added, averaged over the images, per position, computed on the model's own activations.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from circuits import arguments
+from circuits.errors import UsageError
+
+DROPPED = ("mean", "zero")
+RANKS = ("data", "weight")
+
+
+def kept_inputs(layer_terms, top_k: int | None = None, keep_strength: float | None = None,
+                spread: list[np.ndarray] | None = None) -> list[np.ndarray]:  # fmt: skip
+    """Per term of the layer, a boolean mask [C_target, C_source]: the inputs each neuron keeps.
+
+    spread: :func:`contribution_spread` of the layer; the inputs that vary most on the data are kept
+    first (ties to the stronger); without it, the strongest first, ties to the larger kernel."""
+    if not layer_terms.terms:
+        return []
+    strength = np.concatenate([t.strength for t in layer_terms.terms], axis=1)
+    magnitude = np.concatenate([t.magnitude for t in layer_terms.terms], axis=1)
+    live = magnitude > 0
+    if spread is not None:
+        order = np.lexsort((-np.abs(strength), -np.concatenate(spread, axis=1)), axis=1)
+    else:
+        order = np.lexsort((-magnitude, -np.abs(strength)), axis=1)  # strongest first, ties to the larger kernel
+    rank = np.empty_like(order)
+    np.put_along_axis(rank, order, np.arange(order.shape[1])[None].repeat(len(order), 0), axis=1)
+    keep = live.copy()
+    if top_k is not None:
+        live_rank = np.cumsum(np.take_along_axis(live, order, 1), axis=1) - 1  # rank among live inputs
+        keep &= np.take_along_axis(live_rank, rank, 1) < top_k
+    elif keep_strength is not None and keep_strength < 1:
+        size = np.abs(np.take_along_axis(strength * live, order, 1))
+        total = size.sum(1, keepdims=True)
+        before = np.cumsum(size, axis=1) - size  # strength carried by the stronger inputs
+        enough = before < keep_strength * total - 1e-12 * total  # keep until the share is reached
+        keep &= np.take_along_axis(enough, rank, 1)
+    splits = np.cumsum([t.kernels.shape[1] for t in layer_terms.terms])[:-1]
+    return np.split(keep, splits, axis=1)
+
+
+def check_pruning(top_k, keep_strength) -> tuple[int | None, float | None]:
+    """``--top-k`` and ``--keep-strength`` checked: at most one, a positive count or a share in (0, 1]."""
+    if top_k is not None and keep_strength is not None:
+        raise UsageError("give --top-k or --keep-strength, not both: each says on its own how much a neuron keeps")
+    if top_k is not None:
+        top_k = arguments.integer(top_k, "--top-k", minimum=1)
+    if keep_strength is not None:
+        keep_strength = arguments.number(keep_strength, "--keep-strength")
+        if not 0 < keep_strength <= 1:
+            raise UsageError(f"--keep-strength is a share of each neuron's input strength, in (0, 1]; got {keep_strength}")
+    return top_k, keep_strength
+
+
+def dropped_means(graph, network, kept, data: torch.Tensor, batch_size: int = 64) -> dict[str, np.ndarray]:
+    """Per layer with dropped inputs, [C, *map]: the mean over ``data`` of what its dropped inputs add."""
+    from circuits.graph.run import check_data, node_values
+
+    data = check_data(graph, data)
+    wanted = [(lt, masks) for lt, masks in zip(network, kept) if any((~m).any() for m in masks)]
+    sums = {lt.layer: np.zeros(lt.shape) for lt, _ in wanted}
+    starts = {t.start for lt, _ in wanted for t in lt.terms}
+    for first in range(0, len(data) if wanted else 0, batch_size):
+        values = node_values(graph, data[first : first + batch_size], starts)
+        for lt, masks in wanted:
+            for term, mask in zip(lt.terms, masks):
+                if not mask.all():
+                    x = values[term.start][:, term.offset : term.offset + term.kernels.shape[1]].to(torch.float64)
+                    sums[lt.layer] += apply_term(term, x, lt.shape, ~mask).sum(0).numpy()
+    return {name: total / len(data) for name, total in sums.items()}
+
+
+def apply_term(term, x: torch.Tensor, shape, mask=None) -> torch.Tensor:
+    """The term on source values ``x`` [N, C_source, ...] (already pooled), only the inputs in ``mask``
+    [C_target, C_source]: [N, *shape]. The torch twin of the emitted ``_conv`` / ``_linear``."""
+    kernels = torch.from_numpy(term.kernels)
+    if mask is not None:
+        kernels = kernels * torch.from_numpy(mask).reshape(*mask.shape, *[1] * (kernels.dim() - 2)).to(kernels.dtype)
+    if term.kind == "linear":
+        source_dims = x.dim() - 2
+        flat = kernels.reshape(kernels.shape[0], -1, *kernels.shape[2 + source_dims :])
+        out = torch.tensordot(x.reshape(len(x), -1), flat.transpose(0, 1), dims=1)
+        return out.reshape(len(x), *shape)
+    return _conv_term(term, x, shape, kernels)
+
+
+def contribution_spread(graph, network, data: torch.Tensor, batch_size: int = 32) -> list[list[np.ndarray]]:
+    """Per layer, per term, [C_target, C_source]: how much each input's contribution varies over ``data``
+    (its variance over the images, summed over positions). Replaced by its mean, a dropped input costs
+    about this much squared error: the inputs to keep are those it is largest for."""
+    from circuits.graph.run import check_data, node_values
+
+    data = check_data(graph, data)
+    starts = {t.start for lt in network for t in lt.terms}
+    first_moment = [[0.0 for _ in lt.terms] for lt in network]
+    second_moment = [[0.0 for _ in lt.terms] for lt in network]
+    for first in range(0, len(data), batch_size):
+        values = node_values(graph, data[first : first + batch_size], starts)
+        for i, lt in enumerate(network):
+            for j, term in enumerate(lt.terms):
+                x = values[term.start][:, term.offset : term.offset + term.kernels.shape[1]].to(torch.float64)
+                each = _each_input(term, x, lt.shape)  # [N, C_target, C_source, positions]
+                first_moment[i][j] = first_moment[i][j] + each.sum(0)
+                second_moment[i][j] = second_moment[i][j] + (each**2).sum(0)
+    n = len(data)
+    return [[((s2 / n - (s1 / n) ** 2).clamp(min=0).sum(-1)).numpy() for s1, s2 in zip(f, s)]
+            for f, s in zip(first_moment, second_moment)]  # fmt: skip
+
+
+def _each_input(term, x: torch.Tensor, shape) -> torch.Tensor:
+    """Every input's own contribution, [N, C_target, C_source, positions]."""
+    kernels = torch.from_numpy(term.kernels)
+    c_t, c_s = kernels.shape[:2]
+    if term.kind == "linear":
+        source_dims = x.dim() - 2
+        flat = kernels.reshape(c_t, c_s, -1, int(np.prod(kernels.shape[2 + source_dims :], dtype=int)))
+        return torch.einsum("nsq,tsqr->ntsr", x.reshape(len(x), c_s, -1), flat)
+    per_source = kernels.transpose(0, 1).reshape(c_s * c_t, 1, *kernels.shape[2:])
+    grouped = _conv_term(term, x, shape, per_source, groups=c_s)  # [N, C_s * C_t, H, W]
+    return grouped.reshape(len(x), c_s, c_t, -1).transpose(1, 2)
+
+
+def _conv_term(term, x, shape, kernels, groups=1):
+    (top, left), (sy, sx) = term.pad, term.stride
+    (kh, kw), (oh, ow) = kernels.shape[2:], shape[1:]
+    x = x[:, :, max(-top, 0) :, max(-left, 0) :]
+    top, left = max(top, 0), max(left, 0)
+    h, w = x.shape[2:]
+    bottom = max(0, (oh - 1) * sy + kh - top - h)
+    right = max(0, (ow - 1) * sx + kw - left - w)
+    out = F.conv2d(F.pad(x, (left, right, top, bottom)), kernels, stride=(sy, sx), groups=groups)
+    return out[:, :, :oh, :ow]

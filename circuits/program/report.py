@@ -1,0 +1,57 @@
+"""PROGRAM.md: the program as a reader meets it, every neuron with its inputs, label and measured R²."""
+
+from __future__ import annotations
+
+LISTED = 4  # inputs shown per neuron in the table (manifest.json has every one)
+
+
+def program_md(manifest: dict, faithfulness: dict | None = None) -> str:
+    """The package's PROGRAM.md, from its manifest and (after ``circuits verify``) what was measured."""
+    lines = [f"# {_cell(manifest.get('model'))} as a program", "",
+             f"Compiled by circuits {manifest['tool_version']} from the weights with sha256 `{manifest['weights_sha256']}`; "
+             f"{_cell(manifest['pruning'])}.", "",
+             f"- **Size:** {len(manifest['layers'])} layers, {manifest['neurons']:,} neurons, {manifest['terms']:,} terms "
+             f"(kept inputs), {manifest['lines']:,} lines of Python.",
+             f"- **Entry points:** `predict(images)`, `logits(images)`, `run(images)` in `__init__.py`; images are numpy "
+             f"arrays N x {' x '.join(map(str, manifest['input_shape']))}, as the model takes them.",
+             "- **Reading a neuron:** its function in the layer's module adds one term per source layer (a convolution "
+             "of the kept channels, or a weighted sum for 1x1), then the bias, then the nonlinearity."]  # fmt: skip
+    lines += ["", *_faithfulness(faithfulness)]
+    per_layer = {row["layer"]: row for row in (faithfulness or {}).get("layers", [])}
+    neurons = (faithfulness or {}).get("neurons", {})
+    for layer in manifest["layers"]:
+        measured = per_layer.get(layer["layer"], {})
+        lines += ["", f"## {_cell(layer['layer'])} (`{layer['module']}.py`, {layer['kind']}, shape "
+                      f"{' x '.join(map(str, layer['shape']))})", ""]  # fmt: skip
+        if measured:
+            lines.append(f"R² {_num(measured.get('r2'))} end to end, {_num(measured.get('r2_local'))} on the model's own "
+                         f"inputs; largest error {measured.get('max_error', 0):.3g}.")  # fmt: skip
+        if not layer["exact"]:
+            lines.append("Not exact: " + "; ".join(_cell(n) for n in layer["notes"]) + ".")
+        lines += ["", "| neuron | function | label | inputs kept | strongest inputs | R² |", "|---|---|---|---:|---|---:|"]
+        for n in layer["neurons"]:
+            shown = ", ".join(f"{_cell(s)} ({w:+.2f})" if w is not None else _cell(s) for s, w in n["inputs"][:LISTED])
+            more = f" +{n['kept'] - LISTED}" if n["kept"] > LISTED else ""
+            lines.append(f"| {_cell(n['neuron'])} | `{n['function']}` | {_cell(n.get('label') or '')} | "
+                         f"{n['kept']} of {n['live']} | {shown}{more} | {_num(neurons.get(n['neuron']))} |")  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def _faithfulness(report: dict | None) -> list[str]:
+    if not report:
+        return ["Not measured yet: run `circuits verify DIR --model MODEL` to fill in the R² below."]
+    out = [f"## Faithfulness, measured on {_cell(report.get('data') or 'the probe data')} ({report['images']:,} images)", "",
+           f"- agreement with the model's class: {report['agreement']:.2%}",
+           f"- R² of the logits: {_num(report['logits_r2'])}; largest logit error {report['max_logit_error']:.3g}"]  # fmt: skip
+    if report.get("accuracy") is not None:
+        out.append(f"- task accuracy: {report['accuracy']:.2%} (the model: {report['model_accuracy']:.2%})")
+    return out
+
+
+def _num(value) -> str:
+    return "—" if value is None else f"{value:.4f}"
+
+
+def _cell(value) -> str:
+    """Text for a Markdown table cell: one line, no pipes or backticks that would break the table."""
+    return str(value).replace("\n", " ").replace("|", "\\|").replace("`", "'")
