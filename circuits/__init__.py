@@ -12,6 +12,8 @@ paths) do not import torch. One argument order everywhere: ``(model, source, tar
     emit(circuit)                           -> EmittedModule    the circuit as annotated numpy code
     verify(module, model, data)             -> dict             its measured faithfulness
     compile_neuron(model, target, data)     -> Compiled         extract -> emit -> verify in one call
+    compile_program(model, top_k, data)     -> Program          the whole network as a numpy package; .write(dir)
+    verify_program(dir, model, data)        -> dict             its accuracy, agreement, logits and layer R²
     record(catalog, model, circuit, compiled)                   store them in a catalog
     find_motifs(model, kind, layer, data)   -> list[Motif]      families, unions, opponents, ...
     diff(model_a, model_b, data)            -> dict             what changed from A to B, neuron by neuron
@@ -47,6 +49,8 @@ _LAZY = {
     "verify": ("circuits.compile", "verify"),
     "compile_circuit": ("circuits.pipeline", "compile_circuit"),
     "compile_neuron": ("circuits.pipeline", "compile_neuron"),
+    "compile_program": ("circuits.program", "compile_program"),
+    "verify_program": ("circuits.program", "verify_program"),
     "record": ("circuits.pipeline", "record"),
     "find_motifs": ("circuits.motifs", "find"),
     "diff": ("circuits.compare", "diff"),

@@ -221,7 +221,7 @@ def program_summary(folder, manifest: dict, report: dict | None) -> str:
     lines = [f"program written to {folder}: {len(manifest['layers'])} layers, {manifest['neurons']:,} neurons, "
              f"{manifest['terms']:,} terms, {manifest['lines']:,} lines ({manifest['pruning']})"]  # fmt: skip
     if report is None:
-        lines.append(f"not measured: run `circuits verify {folder} --model MODEL --data SPEC`")
+        lines.append(f"not measured: run `circuits verify {folder} --model {manifest.get('model') or 'MODEL'} --data SPEC`")
     else:
         lines.append(program_report(report))
     lines.append(f"read {folder}/PROGRAM.md first")

@@ -15,6 +15,7 @@ COMMANDS = [  # every command that runs a model on probe data
     ["motifs", "planted:union", "--kind", "union"],
     ["universality", "planted:union", "planted:union"],
     ["zoo", "catalog", "-o", "unused.db"],
+    ["compile", "planted:union", "-o", "unused_program"],
 ]
 
 

@@ -49,3 +49,4 @@ def test_the_readme_python_example_runs(tmp_path, monkeypatch):
     assert namespace["compiled"].report["r2"] > 0.5 and (tmp_path / "conv3_7.py").is_file()
     assert namespace["same"].to_json() == namespace["circuit"].to_json()
     assert namespace["ids"]["module"] is not None
+    assert (tmp_path / "plain_cnn" / "PROGRAM.md").is_file()

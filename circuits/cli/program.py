@@ -24,14 +24,17 @@ PROBE_HELP = ("Probe images the dropped inputs' mean is taken on [default: toywo
 @click.option("--dropped", type=click.Choice(["mean", "zero"]),
               help="What stands in for a dropped input: its mean contribution on --data [default], or zero.")  # fmt: skip
 @click.option("--data", metavar="SPEC", help=PROBE_HELP)
+@click.option("--motifs", "motifs", metavar="FILE.json|find",
+              help="Motif roles for the docstrings and PROGRAM.md: a `circuits motifs --json` file, or 'find' to "
+                   "find them on MODEL from its weights.")  # fmt: skip
 @click.option("--verify-data", metavar="SPEC", help=VERIFY_HELP)
 @click.option("--verify/--no-verify", "measure", default=True, show_default=True,
               help="Measure the program against the model and write the numbers into it.")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @normalize_option
 @device_option
-def compile_command(model, weights, input_shape, out, top_k, keep_strength, rank, dropped, data, verify_data,
-                    measure, as_json, normalize, device):  # fmt: skip
+def compile_command(model, weights, input_shape, out, top_k, keep_strength, rank, dropped, data, motifs,
+                    verify_data, measure, as_json, normalize, device):  # fmt: skip
     """Reverse-compile MODEL into an importable package in DIR: one module per layer, one function per
     neuron (named by its label where it has one), kernels in content-hashed .npz files, predict(images)
     and logits(images) from raw images, and PROGRAM.md listing every neuron with its inputs, label and R².
@@ -54,6 +57,7 @@ def compile_command(model, weights, input_shape, out, top_k, keep_strength, rank
     from circuits.progress import progress_bar
 
     check_pruning(top_k, keep_strength)
+    found = _motifs(motifs)
     loaded = load_model(model, weights, input_shape)
     pruned = top_k is not None or keep_strength is not None
     needs_data = pruned and (dropped != "zero" or (top_k is not None and rank != "weight"))
@@ -64,12 +68,12 @@ def compile_command(model, weights, input_shape, out, top_k, keep_strength, rank
     with progress_bar(desc="compiling", total=sum(layer.kind not in ("input", "concat") for layer in graph.layers.values()),
                       unit="layer") as bar:  # fmt: skip
         program = compile_program(graph, top_k=top_k, keep_strength=keep_strength, data=images, data_spec=probe_name,
-                                  dropped=dropped, rank=rank, progress=bar.update)  # fmt: skip
+                                  dropped=dropped, rank=rank, motifs=found, progress=bar.update)  # fmt: skip
     program.write(out)
     report = _measure(out, loaded, graph, verify_name, normalize, device) if verify_name else None
     arguments = {"model": model, "weights": weights, "input_shape": input_shape, "out": out, "top_k": top_k,
                  "keep_strength": keep_strength, "rank": program.manifest["rank"], "dropped": program.manifest["dropped"], "data": probe_name,
-                 "verify_data": verify_name, **({"normalize": normalize} if normalize else {})}  # fmt: skip
+                 "verify_data": verify_name, "motifs": motifs, **({"normalize": normalize} if normalize else {})}  # fmt: skip
     summary = {key: program.manifest[key] for key in ("model", "top_k", "keep_strength", "rank", "dropped", "lines",
                                                       "terms", "neurons")}  # fmt: skip
     summary["layers"] = len(program.manifest["layers"])
@@ -79,6 +83,23 @@ def compile_command(model, weights, input_shape, out, top_k, keep_strength, rank
     from circuits.formatting import program_summary
 
     click.echo(program_summary(out, program.manifest, report))
+
+
+def _motifs(value):
+    """--motifs: None, 'find', or the motifs of a `circuits motifs --json` file (read as data)."""
+    if value is None or value == "find":
+        return value
+    import json
+
+    from circuits.errors import UsageError
+
+    try:
+        payload = json.loads(open(value, encoding="utf-8").read())
+    except OSError as e:
+        raise UsageError(f"--motifs {value}: cannot read it ({e.strerror}); give a `circuits motifs --json` file or 'find'") from None
+    except ValueError:
+        raise UsageError(f"--motifs {value}: not JSON; give the output of `circuits motifs MODEL --json`") from None
+    return payload.get("motifs") if isinstance(payload, dict) else payload
 
 
 def _measure(out, loaded, graph, data_spec, normalize, device):

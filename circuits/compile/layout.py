@@ -117,7 +117,7 @@ def emit(circuit: nx.DiGraph, motifs: list[dict] | None = None, inline_limit: in
     leaves = [n for n in order if circuit.in_degree(n) == 0]
     taken: set[str] = set()
     names = {n: identifier(circuit.nodes[n].get("label"), n.replace(":", "_"), taken) for n in order}
-    roles = _roles(_motif_dicts(motifs), circuit)
+    roles = motif_roles(motif_dicts(motifs), {n: circuit.nodes[n].get("label") for n in circuit})
     out = Output(inline_limit=inline_limit, dropped=dropped)
     families = {m: f for f in forms if isinstance(f, FamilyForm) for m in f.members}
     unions = {f.target: f for f in forms if isinstance(f, UnionForm)}
@@ -211,7 +211,7 @@ def _npz_name(constants: dict[str, np.ndarray]) -> str:
     return f"circuit-{digest.hexdigest()[:16]}.npz"
 
 
-def _motif_dicts(motifs) -> list[dict]:
+def motif_dicts(motifs) -> list[dict]:
     """Motif dicts (``circuits motifs --json``) or ``Motif`` records, checked: anything else is a UsageError."""
     if motifs is None:
         return []
@@ -225,11 +225,11 @@ def _motif_dicts(motifs) -> list[dict]:
     return dicts
 
 
-def _roles(motifs: list[dict], circuit) -> dict[str, list[str]]:
+def motif_roles(motifs: list[dict], labels: dict) -> dict[str, list[str]]:
+    """Each neuron's roles in ``motifs``, as docstring sentences (``labels``: neuron -> label, or None)."""
     roles: dict[str, list[str]] = {}
     for m in motifs:
-        members = [f"{x} \"{short_label(circuit.nodes[x].get('label'))}\"" if x in circuit and circuit.nodes[x].get("label")
-                   else x for x in m.get("members", [])]  # fmt: skip
+        members = [f"{x} \"{short_label(labels[x])}\"" if labels.get(x) else x for x in m.get("members", [])]
         transform = m.get("transform") or ""
         if m.get("target") and m["kind"] == "union":
             roles.setdefault(m["target"], []).append(f"Union over {transform}: OR of {' and '.join(members)}.")

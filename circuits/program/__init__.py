@@ -63,7 +63,7 @@ class Program:
 
 def compile_program(model, top_k: int | None = None, keep_strength: float | None = None, data=None,
                     data_spec: str | None = None, dropped: str | None = None, rank: str | None = None,
-                    inline_limit: int = 25, progress=None) -> Program:  # fmt: skip
+                    motifs=None, inline_limit: int = 25, progress=None) -> Program:  # fmt: skip
     """``model`` written as a program package.
 
     top_k / keep_strength: how many inputs each neuron keeps (:func:`circuits.program.prune.kept_inputs`);
@@ -73,6 +73,8 @@ def compile_program(model, top_k: int | None = None, keep_strength: float | None
     rank: which inputs ``top_k`` keeps: ``"data"`` (the default with data) those whose contribution varies
     most on the images, ``"weight"`` the strongest by weight (as ``circuits extract`` ranks them).
     ``keep_strength`` always counts weight strength, strongest first.
+    motifs: motif records or dicts (``circuits motifs --json``), or ``"find"`` to find them on the model
+    from its weights; each neuron's role in them goes in its docstring and in PROGRAM.md.
     """
     import circuits
     from circuits import arguments
@@ -120,8 +122,22 @@ def compile_program(model, top_k: int | None = None, keep_strength: float | None
         "dropped": dropped if (top_k or keep_strength) else None, "dropped_data": data_spec if means else None,
         "pruning": pruning, "labels": dict(graph.labels),
     }  # fmt: skip
+    meta["roles"] = _roles(graph, motifs)
     files, manifest = package_files(network, kept, means, meta, inline_limit)
     return Program(files, manifest)
+
+
+def _roles(graph, motifs) -> dict[str, list[str]]:
+    """Each neuron's motif roles, as sentences (none without motifs)."""
+    from circuits.compile.layout import motif_dicts, motif_roles
+
+    if motifs is None:
+        return {}
+    if isinstance(motifs, str) and motifs == "find":
+        from circuits.motifs import find
+
+        motifs = find(graph)
+    return motif_roles(motif_dicts(motifs), dict(graph.labels))
 
 
 def _logits_layer(graph) -> str:

@@ -20,6 +20,7 @@ from circuits.errors import UsageError
 
 DROPPED = ("mean", "zero")
 RANKS = ("data", "weight")
+NEGLIGIBLE = 1e-4  # ranked by data, an input whose contribution carries less of the neuron's variance is dropped
 
 
 def kept_inputs(layer_terms, top_k: int | None = None, keep_strength: float | None = None,
@@ -34,7 +35,9 @@ def kept_inputs(layer_terms, top_k: int | None = None, keep_strength: float | No
     magnitude = np.concatenate([t.magnitude for t in layer_terms.terms], axis=1)
     live = magnitude > 0
     if spread is not None:
-        order = np.lexsort((-np.abs(strength), -np.concatenate(spread, axis=1)), axis=1)
+        varies = np.concatenate(spread, axis=1)
+        order = np.lexsort((-np.abs(strength), -varies), axis=1)
+        live &= varies > NEGLIGIBLE * varies.sum(1, keepdims=True)  # what barely varies, its mean stands in for
     else:
         order = np.lexsort((-magnitude, -np.abs(strength)), axis=1)  # strongest first, ties to the larger kernel
     rank = np.empty_like(order)

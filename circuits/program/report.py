@@ -16,7 +16,7 @@ def program_md(manifest: dict, faithfulness: dict | None = None) -> str:
              f"arrays N x {' x '.join(map(str, manifest['input_shape']))}, as the model takes them.",
              "- **Reading a neuron:** its function in the layer's module adds one term per source layer (a convolution "
              "of the kept channels, or a weighted sum for 1x1), then the bias, then the nonlinearity."]  # fmt: skip
-    lines += ["", *_faithfulness(faithfulness)]
+    lines += ["", *_faithfulness(faithfulness, manifest.get("model"))]
     per_layer = {row["layer"]: row for row in (faithfulness or {}).get("layers", [])}
     neurons = (faithfulness or {}).get("neurons", {})
     for layer in manifest["layers"]:
@@ -28,18 +28,21 @@ def program_md(manifest: dict, faithfulness: dict | None = None) -> str:
                          f"inputs; largest error {measured.get('max_error', 0):.3g}.")  # fmt: skip
         if not layer["exact"]:
             lines.append("Not exact: " + "; ".join(_cell(n) for n in layer["notes"]) + ".")
-        lines += ["", "| neuron | function | label | inputs kept | strongest inputs | R² |", "|---|---|---|---:|---|---:|"]
+        lines += ["", "| neuron | function | label | motif role | inputs kept | strongest inputs | R² |",
+                  "|---|---|---|---|---:|---|---:|"]  # fmt: skip
         for n in layer["neurons"]:
             shown = ", ".join(f"{_cell(s)} ({w:+.2f})" if w is not None else _cell(s) for s, w in n["inputs"][:LISTED])
             more = f" +{n['kept'] - LISTED}" if n["kept"] > LISTED else ""
-            lines.append(f"| {_cell(n['neuron'])} | `{n['function']}` | {_cell(n.get('label') or '')} | "
+            role = " ".join(_cell(r) for r in n.get("motifs", []))
+            lines.append(f"| {_cell(n['neuron'])} | `{n['function']}` | {_cell(n.get('label') or '')} | {role} | "
                          f"{n['kept']} of {n['live']} | {shown}{more} | {_num(neurons.get(n['neuron']))} |")  # fmt: skip
     return "\n".join(lines) + "\n"
 
 
-def _faithfulness(report: dict | None) -> list[str]:
+def _faithfulness(report: dict | None, model) -> list[str]:
     if not report:
-        return ["Not measured yet: run `circuits verify DIR --model MODEL` to fill in the R² below."]
+        return [f"Not measured yet: run `circuits verify THIS_FOLDER --model {_cell(model or 'MODEL')}` to fill in "
+                "the R² below."]  # fmt: skip
     out = [f"## Faithfulness, measured on {_cell(report.get('data') or 'the probe data')} ({report['images']:,} images)", "",
            f"- agreement with the model's class: {report['agreement']:.2%}",
            f"- R² of the logits: {_num(report['logits_r2'])}; largest logit error {report['max_logit_error']:.3g}"]  # fmt: skip

@@ -44,17 +44,19 @@ HELPERS = {
     x = x[:, channels][:, :, max(-top, 0):, max(-left, 0):]
     top, left = max(top, 0), max(left, 0)
     n, c, h, w = x.shape
+    # each tap's weighted sum of the channels, on the whole map, in one product;
+    # zero padding commutes with it, so the taps are padded and shifted after
+    taps = np.tensordot(kernel.reshape(k, kh * kw), x, axes=([0], [1]))
     height = max((oh - 1) * sy + kh, top + h)
     width = max((ow - 1) * sx + kw, left + w)
-    canvas = np.zeros((n, c, height, width))
-    canvas[:, :, top:top + h, left:left + w] = x
+    canvas = np.zeros((kh * kw, n, height, width))
+    canvas[:, :, top:top + h, left:left + w] = taps
     result = np.zeros((n, oh, ow))
     for dy in range(kh):
         for dx in range(kw):
             rows = slice(dy, dy + (oh - 1) * sy + 1, sy)
             cols = slice(dx, dx + (ow - 1) * sx + 1, sx)
-            window = canvas[:, :, rows, cols]
-            result += np.tensordot(kernel[:, dy, dx], window, axes=([0], [1]))
+            result += canvas[dy * kw + dx, :, rows, cols]
     return result
 ''',
     "_linear": '''def _linear(x, channels, kernel):

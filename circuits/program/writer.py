@@ -45,7 +45,7 @@ def package_files(network, kept, dropped: dict, meta: dict, inline_limit: int = 
     files["__init__.py"] = _init_module(network, modules, meta).encode()
     lines = sum(len(v.decode().splitlines()) for k, v in files.items() if k.endswith(".py"))
     terms = sum(n["kept"] for layer in layers for n in layer["neurons"])
-    manifest = {**meta, "layers": layers, "lines": lines, "terms": terms,
+    manifest = {**{k: v for k, v in meta.items() if k != "roles"}, "layers": layers, "lines": lines, "terms": terms,
                 "neurons": sum(len(layer["neurons"]) for layer in layers)}  # fmt: skip
     files["manifest.json"] = json.dumps(manifest, indent=1).encode()
     return files, manifest
@@ -68,7 +68,8 @@ def _layer_module(lt, masks, dropped, meta, module, inline_limit):
         title = f"{text(neuron)}{quoted_label(labels.get(neuron))}"
         source = [f"def {name}(x):", f'    """{title}: {doc[0]}', *doc[1:], '    """', *body]
         literals.append("\n".join(source))
-        rows.append({"neuron": neuron, "function": name, "label": labels.get(neuron), **inputs})
+        roles = (meta.get("roles") or {}).get(neuron, [])
+        rows.append({"neuron": neuron, "function": name, "label": labels.get(neuron), **inputs, "motifs": roles})
     npz = (_npz_name(module, constants), _npz_bytes(constants)) if constants else None
     parts = [_inputs_function(lt), *literals, "NEURONS = {\n" + "".join(f"    {n!r}: {f},\n" for n, f in functions.items())
              + "}", _run_function(lt)]  # fmt: skip
@@ -136,7 +137,8 @@ def _neuron_body(lt, c, masks, dropped, name, constants, literals, labels, inlin
                  else "the last number added")  # fmt: skip
         what = (f"replaced by their mean contribution on {text(meta.get('dropped_data'))} ({where})"
                 if fill is not None else "left out (zero)")  # fmt: skip
-        doc += ["", wrap_doc(f"The {live - kept} dropped inputs carry {share:.0%} of the input strength; "
+        carried = "under 1%" if 0 < share < 0.005 else f"{share:.0%}"
+        doc += ["", wrap_doc(f"The {live - kept} dropped inputs carry {carried} of the input strength; "
                              f"they are {what}.")]  # fmt: skip
     if f"{name}_bias" in constants:
         doc += ["", wrap_doc(f'Its bias is a map per position, _K["{name}_bias"]: zero padding after a shift (a '
@@ -146,6 +148,8 @@ def _neuron_body(lt, c, masks, dropped, name, constants, literals, labels, inlin
         doc += [f"      {s:+.4f}  {text(n)}{quoted_label(labels.get(n))}" for n, s in inputs[:LISTED]]
         if kept > LISTED:
             doc.append(f"      ... and {kept - LISTED} more")
+    roles = (meta.get("roles") or {}).get(f"{lt.layer}:{c}", [])
+    doc += ([""] + [wrap_doc(text(r)) for r in roles]) if roles else []
     notes = sorted({t.note for t in lt.terms if t.note})
     doc += [wrap_doc(f"Note: {text(n)}.") for n in notes]
     row = {"inputs": [[n, round(s, 6)] for n, s in inputs[:LISTED_IN_MANIFEST]], "kept": kept, "live": live,

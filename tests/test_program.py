@@ -1,0 +1,268 @@
+"""Whole-model programs: complete ones reproduce the model's own forward, pruned ones are measured honestly,
+and the package is plain, safe numpy."""
+
+import ast
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from nets import ALL_NETS, MobileNetV2Twin, UpsamplingNet
+from torch import nn
+
+import circuits
+from circuits.cli import main
+from circuits.errors import UsageError
+from circuits.graph import build_graph
+from circuits.models import LoadedModel
+from circuits.program import compile_program, verify_program
+from circuits.program.package import import_package
+from circuits.program.verify import load_verify_data
+
+ZOO = ["plain-cnn", "plain-cnn-sparse", "facing-cnn", "curve-cnn", "inception-cnn", "resnet-cnn", "mlp"]
+TWINS = [*ALL_NETS, UpsamplingNet, MobileNetV2Twin]
+
+
+def model_logits(module, x):
+    """The model's own forward, untouched by the tool: the reference a program must reproduce."""
+    with torch.no_grad():
+        out = module.eval()(x)
+    return (out[0] if isinstance(out, tuple) else out).double().numpy()
+
+
+def compiled(model, folder, **options):
+    compile_program(model, **options).write(folder)
+    return import_package(folder)
+
+
+@pytest.mark.parametrize("net", TWINS, ids=lambda n: n.__name__)
+def test_complete_program_reproduces_each_architecture_twin(net, tmp_path):
+    module = net()
+    program = compiled(module, tmp_path / "p")
+    x = torch.rand(8, *module.input_shape, generator=torch.Generator().manual_seed(0)) * 2
+    expected = model_logits(module, x)  # logits, or ONet's softmax of them
+    emitted = program.run(x.numpy())[program.LOGITS]
+    assert np.abs(emitted - expected).max() < 1e-4
+    assert (program.predict(x.numpy()) == expected.argmax(1)).all()
+
+
+@pytest.mark.parametrize("family", ZOO)
+def test_complete_program_reproduces_each_zoo_model(family, tmp_path):
+    loaded = circuits.load(f"zoo:{family}")
+    program = compiled(loaded, tmp_path / "p")
+    x = circuits.load_data("toyworld:64:3", loaded.input_shape)
+    expected = model_logits(loaded.module, x)
+    emitted = program.logits(x.numpy())
+    assert np.abs(emitted - expected).max() < 1e-4
+    assert (program.predict(x.numpy()) == expected.argmax(1)).all()
+
+
+def test_every_layer_of_a_complete_program_matches_the_model(tmp_path):
+    loaded = circuits.load("zoo:inception-cnn")  # concat, a pool after the concat, a pool of a pooled map
+    program = compiled(loaded, tmp_path / "p")
+    x = circuits.load_data("toyworld:16:4", loaded.input_shape)
+    graph = build_graph(loaded)
+    real = graph.run(x)
+    acts = program.run(x.numpy())
+    for name in program.LAYERS:
+        assert np.abs(acts[name] - real[name].double().numpy()).max() < 1e-4, name
+
+
+def test_sparse_zoo_program_at_top8_keeps_95_percent_agreement(tmp_path):
+    result = CliRunner().invoke(main, ["compile", "zoo:plain-cnn-sparse", "-o", str(tmp_path / "p"), "--top-k", "8",
+                                       "--json"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.output)
+    assert payload["schema_version"] and payload["provenance"]["weights_sha256"]
+    faithfulness = payload["faithfulness"]
+    assert faithfulness["images"] == 2000 and faithfulness["data"] == "toyworld:objects:2000:10000"
+    assert faithfulness["agreement"] >= 0.95
+    manifest = json.loads((tmp_path / "p" / "manifest.json").read_text())
+    assert max(n["kept"] for layer in manifest["layers"] for n in layer["neurons"]) == 8
+    stored = json.loads((tmp_path / "p" / "FAITHFULNESS.json").read_text())
+    assert stored["agreement"] == faithfulness["agreement"]
+    assert "R²" in (tmp_path / "p" / "PROGRAM.md").read_text()
+
+
+def test_ranking_by_data_beats_ranking_by_weight_at_the_same_size(tmp_path):
+    loaded = circuits.load("zoo:plain-cnn-sparse")
+    probe = circuits.load_data("toyworld:256:12345", loaded.input_shape)
+    test = load_verify_data("toyworld:objects:600:10000", loaded)
+    scores = {}
+    for rank in ("data", "weight"):
+        compile_program(loaded, top_k=4, data=probe, rank=rank).write(tmp_path / rank)
+        scores[rank] = verify_program(tmp_path / rank, loaded, test)["agreement"]
+    assert scores["data"] > scores["weight"] + 0.1
+
+
+def test_a_linear_layers_dropped_inputs_are_replaced_by_their_exact_mean(tmp_path):
+    """fc has no nonlinearity: on the probe images themselves, kept inputs plus the dropped ones' mean must
+    give the model's mean logit exactly (run on the model's own inputs to fc)."""
+    loaded = circuits.load("zoo:plain-cnn")
+    probe = circuits.load_data("toyworld:64:12345", loaded.input_shape)
+    program = compiled(loaded, tmp_path / "p", top_k=2, data=probe, rank="weight")
+    real = {k: v.double().numpy() for k, v in build_graph(loaded).run(probe).items()}
+    emitted = program.LAYERS["fc"].run(real)
+    assert np.abs(emitted.mean(0) - real["fc"].mean(0)).max() < 1e-5
+    assert np.abs(emitted - real["fc"]).max() > 0.01  # and it is a pruned layer, not the exact one
+    zero = compiled(loaded, tmp_path / "z", top_k=2, dropped="zero", rank="weight")
+    assert np.abs(zero.LAYERS["fc"].run(real).mean(0) - real["fc"].mean(0)).max() > 0.01
+
+
+def test_keep_strength_one_is_the_complete_program(tmp_path):
+    loaded = circuits.load("zoo:curve-cnn")
+    probe = circuits.load_data("toyworld:curves:32:1", loaded.input_shape)
+    complete, whole = compile_program(loaded), compile_program(loaded, keep_strength=1.0, data=probe)
+    assert whole.terms == complete.terms
+    half = compile_program(loaded, keep_strength=0.5, data=probe)
+    assert 0 < half.terms < complete.terms
+
+
+def test_package_imports_only_numpy_and_runs_without_circuits(tmp_path):
+    compile_program(circuits.load("zoo:resnet-cnn")).write(tmp_path / "resnet_program")
+    imported = set()
+    for path in (tmp_path / "resnet_program").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                imported |= {a.name for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                imported.add(node.module)
+    assert imported <= {"numpy", "json", "pathlib"}
+    code = ("import sys, numpy as np, resnet_program as p\n"
+            "print(p.predict(np.zeros((2, 1, 32, 32))).shape, 'torch' in sys.modules, 'circuits' in sys.modules)")  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["(2,)", "False", "False"]
+
+
+@pytest.mark.skipif(shutil.which("ruff") is None, reason="ruff is a test extra")
+def test_packages_pass_ruff(tmp_path):
+    from nets import EfficientNetLike, ONetLike
+
+    folders = []
+    for i, model in enumerate([circuits.load("zoo:inception-cnn"), EfficientNetLike(), ONetLike(), UpsamplingNet()]):
+        compile_program(model).write(tmp_path / f"p{i}")
+        folders.append(str(tmp_path / f"p{i}"))
+    probe = circuits.load_data("toyworld:32:1", (1, 32, 32))
+    compile_program(circuits.load("zoo:plain-cnn"), top_k=3, data=probe).write(tmp_path / "pruned")
+    result = subprocess.run(["ruff", "check", "--isolated", "--select", "E,W,F,I", *folders, str(tmp_path / "pruned")],
+                            capture_output=True, text=True)  # fmt: skip
+    assert result.returncode == 0, result.stdout
+
+
+HOSTILE = ['quote " and \' and """ triple """', "__import__('pathlib').Path('MARKER').touch()",
+           '"""\nimport pathlib; pathlib.Path("MARKER").touch()\n"""', "new\nline | `md` \\ back", "run", "np"]  # fmt: skip
+
+
+def test_labels_cannot_become_code(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    loaded = circuits.load("zoo:plain-cnn")
+    labels = {f"conv2:{c}": HOSTILE[c % len(HOSTILE)] for c in range(12)} | {"fc:0": HOSTILE[2]}
+    hostile = LoadedModel(loaded.module, spec="zoo:plain-cnn", input_shape=loaded.input_shape, labels=labels)
+    program = compiled(hostile, tmp_path / "p")
+    assert not (tmp_path / "MARKER").exists()
+    names = list(program.LAYERS["conv2"].NEURONS.values())
+    assert all(f.__name__.isidentifier() and f.__name__.isascii() for f in names)
+    assert program.LAYERS["conv2"].NEURONS["conv2:4"].__name__ != "run"
+    x = circuits.load_data("toyworld:8:2", loaded.input_shape)
+    assert np.abs(program.logits(x.numpy()) - model_logits(loaded.module, x)).max() < 1e-4
+    assert not (tmp_path / "MARKER").exists()
+
+
+def test_a_max_pool_inside_a_path_is_flagged_not_exact(tmp_path):
+    class PoolBeforeReLU(nn.Module):
+        input_shape = (1, 8, 8)
+
+        def __init__(self):
+            super().__init__()
+            torch.manual_seed(0)
+            self.conv = nn.Conv2d(1, 3, 3, padding=1)
+            self.fc = nn.Linear(3 * 4 * 4, 2)
+
+        def forward(self, x):
+            return self.fc(torch.relu(nn.functional.max_pool2d(self.conv(x), 2)).flatten(1))
+
+    program = compile_program(PoolBeforeReLU())
+    layer = next(entry for entry in program.manifest["layers"] if entry["layer"] != "fc")
+    assert not layer["exact"] and "average" in layer["notes"][0]
+    program.write(tmp_path / "p")
+    assert "Not exact" in (tmp_path / "p" / f"{layer['module']}.py").read_text()
+    report = verify_program(tmp_path / "p", PoolBeforeReLU(), torch.rand(32, 1, 8, 8))
+    assert next(r for r in report["layers"] if r["layer"] == layer["layer"])["r2"] < 0.9999
+
+
+def test_verify_refuses_another_models_program(tmp_path):
+    runner = CliRunner()
+    assert runner.invoke(main, ["compile", "zoo:plain-cnn", "-o", str(tmp_path / "p"), "--no-verify"]).exit_code == 0
+    result = runner.invoke(main, ["verify", str(tmp_path / "p"), "--model", "zoo:plain-cnn-s1"])
+    assert result.exit_code == 2 and "compiled from weights" in result.output
+    result = runner.invoke(main, ["verify", str(tmp_path / "p"), "--model", "zoo:plain-cnn", "--data", "toyworld:200:3",
+                                  "--json"])  # fmt: skip
+    assert result.exit_code == 0 and json.loads(result.output)["agreement"] == 1.0
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--top-k", "4", "--keep-strength", "0.5"], "not both"),
+    (["--keep-strength", "1.5"], "(0, 1]"),
+    (["--top-k", "0"], "--top-k"),
+])  # fmt: skip
+def test_bad_pruning_is_one_line_and_exit_2(args, message, tmp_path):
+    result = CliRunner().invoke(main, ["compile", "zoo:plain-cnn", "-o", str(tmp_path / "p"), *args])
+    assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "p").exists()
+
+
+def test_output_folder_is_replaced_only_when_it_is_a_program(tmp_path):
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "mine.txt").write_text("keep me")
+    result = CliRunner().invoke(main, ["compile", "zoo:plain-cnn", "-o", str(tmp_path / "notes"), "--no-verify"])
+    assert result.exit_code == 2 and "not a program package" in result.output
+    assert (tmp_path / "notes" / "mine.txt").read_text() == "keep me"
+    runner = CliRunner()
+    for k in ("2", "3"):
+        probe = ["--data", "toyworld:16:1"]
+        assert runner.invoke(main, ["compile", "zoo:plain-cnn", "-o", str(tmp_path / "p"), "--top-k", k, *probe,
+                                    "--no-verify"]).exit_code == 0  # fmt: skip
+    assert json.loads((tmp_path / "p" / "manifest.json").read_text())["top_k"] == 3
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes", "p"]  # no scratch folder left behind
+
+
+def test_a_failed_write_leaves_the_earlier_program_whole(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    program = compile_program(circuits.load("zoo:plain-cnn"))
+    program.write(tmp_path / "p")
+    before = {p.name: p.read_bytes() for p in (tmp_path / "p").iterdir()}
+    real = Path.write_bytes
+
+    def failing(self, data):
+        if self.name.startswith("conv3"):
+            raise OSError(28, "No space left on device", str(self))
+        return real(self, data)
+
+    monkeypatch.setattr(Path, "write_bytes", failing)
+    with pytest.raises(OSError):
+        compile_program(circuits.load("zoo:plain-cnn"), top_k=2, dropped="zero", rank="weight").write(tmp_path / "p")
+    assert {p.name: p.read_bytes() for p in (tmp_path / "p").iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p"]
+
+
+def test_compile_needs_data_for_a_model_outside_the_toy_world(tmp_path):
+    result = CliRunner().invoke(main, ["compile", "tests/nets.py:ResNet", "-o", str(tmp_path / "p"), "--top-k", "2"])
+    assert result.exit_code == 2 and "--data" in result.output
+    result = CliRunner().invoke(main, ["compile", "tests/nets.py:ResNet", "-o", str(tmp_path / "p")])
+    assert result.exit_code == 0 and "not measured" in result.output
+
+
+def test_compile_program_checks_its_arguments():
+    with pytest.raises(UsageError, match="rank"):
+        compile_program(circuits.load("zoo:plain-cnn"), top_k=2, rank="votes", data=torch.rand(4, 1, 32, 32))
+    for missing in ({"dropped": "mean"}, {"rank": "data", "dropped": "zero"}):
+        with pytest.raises(UsageError, match="--data"):
+            compile_program(circuits.load("zoo:plain-cnn"), top_k=2, **missing)
+    # without images a pruned program is the weights' own reading: strongest inputs, the rest zero
+    program = compile_program(circuits.load("zoo:plain-cnn"), top_k=2)
+    assert (program.manifest["rank"], program.manifest["dropped"]) == ("weight", "zero")
