@@ -15,6 +15,8 @@ paths) do not import torch. One argument order everywhere: ``(model, source, tar
     compile_program(model, top_k, data)     -> Program          the whole network as a numpy package; .write(dir)
     verify_program(dir, model, data)        -> dict             its accuracy, agreement, logits and layer R²
     record(catalog, model, circuit, compiled)                   store them in a catalog
+    visualise(model, layer, channels)       -> Pictures         feature visualisation: images that drive each neuron
+    dataset_examples(model, layer, data)    -> Examples         each neuron's top images, cropped to what it sees
     find_motifs(model, kind, layer, data)   -> list[Motif]      families, unions, opponents, ...
     diff(model_a, model_b, data)            -> dict             what changed from A to B, neuron by neuron
     plant(model, kind, seed)                -> (module, key)    the auditing game: a secret, planted change
@@ -52,6 +54,8 @@ _LAZY = {
     "compile_program": ("circuits.program", "compile_program"),
     "verify_program": ("circuits.program", "verify_program"),
     "record": ("circuits.pipeline", "record"),
+    "visualise": ("circuits.featvis", "visualise"),
+    "dataset_examples": ("circuits.featvis", "dataset_examples"),
     "find_motifs": ("circuits.motifs", "find"),
     "diff": ("circuits.compare", "diff"),
     "plant": ("circuits.compare.audit", "plant"),
