@@ -211,8 +211,13 @@ def program_report(report: dict) -> str:
              f"logits R² {number(report['logits_r2'])}, largest logit error {report['max_logit_error']:.3g}",
              "layer R² (end to end / on the model's own inputs), largest error:"]  # fmt: skip
     width = max(len(row["layer"]) for row in report["layers"]) if report["layers"] else 0
+    def flag(row):
+        if not row["exact"]:
+            return "  (not exact)"
+        return "" if row.get("exact_measured") is not False else "  (written as exact, measured off: please report it)"
+
     lines += [f"  {row['layer']:<{width}}  {number(row['r2'])} / {number(row['r2_local'])}  {row['max_error']:.3g}"
-              + ("" if row["exact"] else "  (not exact)") for row in report["layers"]]  # fmt: skip
+              + flag(row) for row in report["layers"]]  # fmt: skip
     return "\n".join(lines)
 
 

@@ -266,3 +266,144 @@ def test_compile_program_checks_its_arguments():
     # without images a pruned program is the weights' own reading: strongest inputs, the rest zero
     program = compile_program(circuits.load("zoo:plain-cnn"), top_k=2)
     assert (program.manifest["rank"], program.manifest["dropped"]) == ("weight", "zero")
+
+
+class TwoPadded(nn.Module):
+    """Two padded convolutions with no nonlinearity between, then a padded average pool that does not
+    count the padding: each op's zero padding is of its own input, not of the source."""
+
+    input_shape = (1, 10, 10)
+
+    def __init__(self, pool):
+        super().__init__()
+        torch.manual_seed(1)
+        self.c1, self.c2, self.c3 = nn.Conv2d(1, 3, 3, padding=1), nn.Conv2d(3, 3, 3, padding=1), nn.Conv2d(3, 4, 3, padding=1)
+        self.pool = pool
+        self.fc = nn.Linear(4 * 25, 2)
+
+    def forward(self, x):
+        x = self.pool(self.c3(self.c2(torch.relu(self.c1(x)))))
+        return self.fc(torch.relu(x).flatten(1))
+
+
+@pytest.mark.parametrize("pool", [nn.AvgPool2d(2), nn.AvgPool2d(3, 2, 1, count_include_pad=False),
+                                  nn.AvgPool2d(3, 2, 0, ceil_mode=True)], ids=["plain", "no-pad-count", "ceil"])  # fmt: skip
+def test_padding_inside_a_path_is_exact_at_the_border(pool, tmp_path):
+    module = TwoPadded(pool)
+    program = compiled(module, tmp_path / "p")
+    x = torch.rand(6, 1, 10, 10, generator=torch.Generator().manual_seed(2)) * 2 - 1
+    assert np.abs(program.run(x.numpy())[program.LOGITS] - model_logits(module, x)).max() < 1e-5
+
+
+class PooledConcat(nn.Module):
+    """maxpool(cat[A, B]) feeds the target, and B feeds it directly too: the pool is not the start of
+    every path, so it cannot be applied first."""
+
+    input_shape = (1, 8, 8)
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(3)
+        self.a, self.b = nn.Conv2d(1, 2, 3, padding=1), nn.Conv2d(1, 2, 3, padding=1)
+        self.t, self.direct = nn.Conv2d(4, 3, 1), nn.Conv2d(2, 3, 2, stride=2)
+        self.fc = nn.Linear(3 * 16, 2)
+
+    def forward(self, x):
+        a, b = torch.relu(self.a(x)), torch.relu(self.b(x))
+        t = torch.relu(self.t(nn.functional.max_pool2d(torch.cat([a, b], 1), 2)) + self.direct(b))
+        return self.fc(t.flatten(1))
+
+
+def test_a_pool_after_a_concat_that_is_not_every_path_is_flagged_not_exact():
+    program = compile_program(PooledConcat())
+    target = next(layer for layer in program.manifest["layers"] if layer["layer"] not in ("a", "b", "fc"))
+    assert not target["exact"]
+
+
+def test_softmax_modules_and_a_layer_named_json(tmp_path):
+    class Net(nn.Module):
+        input_shape = (1, 6, 6)
+
+        def __init__(self):
+            super().__init__()
+            torch.manual_seed(4)
+            self.conv, self.json, self.fc, self.out = nn.Conv2d(1, 3, 3), nn.ReLU(), nn.Linear(48, 4), nn.Softmax(dim=1)
+
+        def forward(self, x):
+            return self.out(self.fc(self.json(self.conv(x)).flatten(1)))
+
+    program = compiled(Net(), tmp_path / "p")
+    x = torch.rand(5, 1, 6, 6)
+    probabilities = program.run(x.numpy())[program.LOGITS]
+    assert np.abs(probabilities - model_logits(Net(), x)).max() < 1e-6
+    assert program.faithfulness() is None  # the package's own json, not the layer named json
+
+
+def test_zero_fill_keeps_a_large_constant_input(tmp_path):
+    class Net(nn.Module):
+        input_shape = (1, 6, 6)
+
+        def __init__(self):
+            super().__init__()
+            torch.manual_seed(5)
+            self.c1, self.c2, self.fc = nn.Conv2d(1, 4, 3, padding=1), nn.Conv2d(4, 2, 1), nn.Linear(72, 2)
+            with torch.no_grad():
+                self.c1.weight[0] = 0
+                self.c1.bias[0] = 5.0  # channel 0 is a constant 5: it barely varies, but it is large
+
+        def forward(self, x):
+            return self.fc(torch.relu(self.c2(torch.relu(self.c1(x)))).flatten(1))
+
+    probe = torch.rand(32, 1, 6, 6)
+    program = compiled(Net(), tmp_path / "p", top_k=4, data=probe, dropped="zero")  # 4: every input of c2
+    real = build_graph(Net()).run(probe, ["c2"])["c2"].double().numpy()
+    assert np.abs(program.run(probe.numpy())["c2"] - real).max() < 1e-5
+
+
+def test_ops_a_program_cannot_write_are_refused_up_front():
+    class Divides(nn.Module):
+        input_shape = (1, 4, 4)
+
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(1, 2, 3)
+
+        def forward(self, x):
+            return (2.0 / (torch.relu(self.conv(x)) + 1.0)).flatten(1)
+
+    class GatedConcat(nn.Module):
+        input_shape = (1, 4, 4)
+
+        def __init__(self):
+            super().__init__()
+            self.a, self.b, self.se = nn.Conv2d(1, 2, 3, padding=1), nn.Conv2d(1, 2, 3, padding=1), nn.Conv2d(4, 4, 1)
+
+        def forward(self, x):
+            cat = torch.cat([torch.relu(self.a(x)), torch.relu(self.b(x))], 1)
+            return (cat * torch.sigmoid(self.se(cat.mean((2, 3), keepdim=True)))).sum((2, 3))
+
+    from circuits.errors import UnsupportedOpError
+
+    for net, words in ((Divides, "divides by a value computed from the input"), (GatedConcat, "concat")):
+        with pytest.raises(UnsupportedOpError, match=words):
+            compile_program(net())
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--rank", "data"], "pass --top-k"),
+    (["--dropped", "zero"], "pass --top-k or --keep-strength"),
+    (["--verify-data", "toyworld:8", "--no-verify"], "contradict"),
+    (["--verify-data", "nowhere:spec"], "nowhere"),
+])  # fmt: skip
+def test_contradictory_or_bad_options_fail_before_anything_is_written(args, message, tmp_path):
+    result = CliRunner().invoke(main, ["compile", "zoo:plain-cnn", "-o", str(tmp_path / "p"), *args])
+    assert result.exit_code == 2 and message in result.output, result.output
+    assert not (tmp_path / "p").exists()
+
+
+def test_compile_into_the_current_folder(tmp_path, monkeypatch):
+    (tmp_path / "here").mkdir()
+    monkeypatch.chdir(tmp_path / "here")
+    result = CliRunner().invoke(main, ["compile", "zoo:plain-cnn", "-o", ".", "--no-verify"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "here" / "manifest.json").is_file()

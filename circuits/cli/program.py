@@ -51,18 +51,29 @@ def compile_command(model, weights, input_shape, out, top_k, keep_strength, rank
     """
     from circuits.cli._common import load_model
     from circuits.data import model_data
+    from circuits.errors import UsageError
     from circuits.graph import build_graph
     from circuits.program import compile_program, held_out, probe
+    from circuits.program.package import check_folder
     from circuits.program.prune import check_pruning
+    from circuits.program.verify import load_verify_data
     from circuits.progress import progress_bar
 
     check_pruning(top_k, keep_strength)
+    pruned = top_k is not None or keep_strength is not None
+    if rank is not None and top_k is None:
+        raise UsageError("--rank says which inputs --top-k keeps: pass --top-k K too (--keep-strength ranks by weight)")
+    if dropped is not None and not pruned:
+        raise UsageError("--dropped says what stands in for dropped inputs: pass --top-k or --keep-strength too")
+    if verify_data is not None and not measure:
+        raise UsageError("--verify-data and --no-verify contradict each other: drop one")
+    check_folder(out)  # before any work: a folder of other files is never replaced
     found = _motifs(motifs)
     loaded = load_model(model, weights, input_shape)
-    pruned = top_k is not None or keep_strength is not None
     needs_data = pruned and (dropped != "zero" or (top_k is not None and rank != "weight"))
     probe_name = probe(loaded, data) if needs_data else None
     verify_name = held_out(loaded, verify_data) if measure else None
+    held = load_verify_data(verify_name, loaded, normalize) if verify_name else None  # a bad spec fails here, early
     graph = build_graph(loaded)
     images = model_data(probe_name, loaded, normalize) if probe_name else None
     with progress_bar(desc="compiling", total=sum(layer.kind not in ("input", "concat") for layer in graph.layers.values()),
@@ -70,7 +81,7 @@ def compile_command(model, weights, input_shape, out, top_k, keep_strength, rank
         program = compile_program(graph, top_k=top_k, keep_strength=keep_strength, data=images, data_spec=probe_name,
                                   dropped=dropped, rank=rank, motifs=found, progress=bar.update)  # fmt: skip
     program.write(out)
-    report = _measure(out, loaded, graph, verify_name, normalize, device) if verify_name else None
+    report = _measure(out, graph, held, verify_name, device) if verify_name else None
     arguments = {"model": model, "weights": weights, "input_shape": input_shape, "out": out, "top_k": top_k,
                  "keep_strength": keep_strength, "rank": program.manifest["rank"], "dropped": program.manifest["dropped"], "data": probe_name,
                  "verify_data": verify_name, "motifs": motifs, **({"normalize": normalize} if normalize else {})}  # fmt: skip
@@ -99,13 +110,15 @@ def _motifs(value):
         raise UsageError(f"--motifs {value}: cannot read it ({e.strerror}); give a `circuits motifs --json` file or 'find'") from None
     except ValueError:
         raise UsageError(f"--motifs {value}: not JSON; give the output of `circuits motifs MODEL --json`") from None
-    return payload.get("motifs") if isinstance(payload, dict) else payload
+    found = payload.get("motifs") if isinstance(payload, dict) else payload
+    if not isinstance(found, list):
+        raise UsageError(f"--motifs {value}: holds no list of motifs; give the output of `circuits motifs MODEL --json`")
+    return found
 
 
-def _measure(out, loaded, graph, data_spec, normalize, device):
-    from circuits.program.verify import load_verify_data, record_faithfulness, verify_program
+def _measure(out, graph, data, data_spec, device):
+    from circuits.program.verify import record_faithfulness, verify_program
 
-    data = load_verify_data(data_spec, loaded, normalize)
     report = verify_program(out, graph, data, device=device)
     record_faithfulness(out, report, data_spec)
     return {**report, "data": data_spec}

@@ -266,6 +266,11 @@ def _find_layers(captured: Captured) -> list[NeuronLayer]:
         if n.name not in dependent or n.op in ("placeholder", "output", "get_attr"):
             continue
         family = ops.family(n, modules)
+        if _divides_by_live(n, dependent, modules):
+            raise UnsupportedOpError(
+                f"unsupported op '{ops.op_name(n, modules)}' at node '{n.name}': it divides by a value computed from "
+                "the input (1/x is a nonlinearity the neuron graph does not model) (CONTRIBUTING.md: adding an op)"
+            )
         if family.kind == ops.NONLINEAR:
             kinds[n.name] = "activation"
         elif family.gates(n, dependent):
@@ -319,6 +324,14 @@ def _find_layers(captured: Captured) -> list[NeuronLayer]:
             layer.sources, layer.path_ops = _walk_sources(_tensor_args(n)[:1], kinds, names, modules)
         layers[n.name] = layer
     return list(layers.values())
+
+
+def _divides_by_live(n: fx.Node, dependent: set[str], modules) -> bool:
+    """``a / x`` (or ``torch.div(a, x)``) with ``x`` computed from the input: not a scale but a reciprocal."""
+    if ops.op_name(n, modules) not in ("truediv", "div", "div_", "itruediv", "floordiv", "rtruediv"):
+        return False
+    divisor = n.args[1] if len(n.args) > 1 else n.kwargs.get("other")
+    return isinstance(divisor, fx.Node) and divisor.name in dependent
 
 
 def _input_dependent(nodes, placeholders) -> set[str]:

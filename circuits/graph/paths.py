@@ -170,8 +170,8 @@ def entry_pool(graph, source: str, target: str) -> tuple[str, list[dict], int] |
     users = [u for u in graph.nodes[node].users if u.name in on_path]
     if len(users) == 1 and ops.family(users[0], graph.modules).concat_dim(users[0]) == 1:
         parts = [a.name for a in users[0].args[0] if isinstance(a, fx.Node)] if users[0].args else []
-        if parts.count(node) != 1:
-            return None
+        if not _plain_concat(graph, users[0], parts, on_path):
+            return None  # the pool then lies inside some path: it is read as average pooling, as anywhere
         offset = sum(graph.nodes[a].meta["shape"][1] for a in parts[: parts.index(node)])
         node = users[0].name
     pools = []
@@ -181,6 +181,14 @@ def entry_pool(graph, source: str, target: str) -> tuple[str, list[dict], int] |
     if not pools:
         return None
     return node, pools, offset
+
+
+def _plain_concat(graph, cat, parts: list[str], on_path: set[str]) -> bool:
+    """A concat whose every part is a different neuron layer that reaches the target through it alone: a
+    pool after it then starts every path through it, and reads each part's channels and nothing else."""
+    layer_nodes = {layer.node for layer in graph.layers.values()}
+    return (len(set(parts)) == len(parts) == len(cat.args[0]) and all(p in layer_nodes for p in parts)
+            and all([u.name for u in graph.nodes[p].users if u.name in on_path] == [cat.name] for p in parts))  # fmt: skip
 
 
 def _on_path(graph, target: str) -> set[str]:

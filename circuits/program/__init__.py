@@ -105,8 +105,9 @@ def compile_program(model, top_k: int | None = None, keep_strength: float | None
         raise UsageError("--rank data needs probe images: pass --data, or --rank weight")
     graph = build_graph(model)
     network = network_terms(graph, progress)
-    spread = contribution_spread(graph, network, data) if rank == "data" and top_k else [None] * len(network)
-    kept = [kept_inputs(lt, top_k, keep_strength, s) for lt, s in zip(network, spread)]
+    spread = (contribution_spread(graph, network, data, dropped) if rank == "data" and top_k
+              else [None] * len(network))  # fmt: skip
+    kept = [kept_inputs(lt, top_k, keep_strength, s, dropped == "mean") for lt, s in zip(network, spread)]
     means = dropped_means(graph, network, kept, data) if dropped == "mean" and data is not None else {}
     pruning = ("complete: every input kept" if top_k is None and keep_strength is None else
                f"top {top_k} inputs per neuron by {'spread on the data' if rank == 'data' else 'weight'}" if top_k else f"each neuron keeps {keep_strength:g} of its input strength")

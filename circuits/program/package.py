@@ -14,24 +14,33 @@ from circuits.errors import UsageError
 MANIFEST = "manifest.json"
 
 
+def check_folder(folder) -> Path:
+    """``folder`` resolved, after checking a package may be written there: new, empty, or an earlier program
+    (which is replaced whole), in a folder that exists or can be made."""
+    folder = Path(folder).resolve()
+    if folder.exists() and (not folder.is_dir() or (any(folder.iterdir()) and not (folder / MANIFEST).is_file())):
+        raise UsageError(f"-o {folder}: exists and is not a program package; give a new or empty folder")
+    return folder
+
+
 def write_package(files: dict[str, bytes], folder) -> Path:
     """Write the package to ``folder`` whole: into a scratch folder beside it, then renamed into place, so a
     failure or a kill leaves the old package (or nothing), never half of one. An existing folder is
     replaced only when it is empty or a program package itself."""
-    folder = Path(folder)
-    if folder.exists() and (not folder.is_dir() or (any(folder.iterdir()) and not (folder / MANIFEST).is_file())):
-        raise UsageError(f"-o {folder}: exists and is not a program package; give a new or empty folder")
+    folder = check_folder(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
+    old = None
     try:
         for name, data in files.items():
             (scratch / name).write_bytes(data)
-        old = None
         if folder.exists():
             old = folder.with_name(f".{folder.name}.old-{scratch.name[-8:]}")
             folder.rename(old)
         scratch.rename(folder)
     except BaseException:
+        if old is not None and old.exists() and not folder.exists():
+            old.rename(folder)  # the earlier package back in place
         shutil.rmtree(scratch, ignore_errors=True)
         raise
     if old is not None:

@@ -1,7 +1,8 @@
 """Which inputs each neuron of the program keeps, and what stands in for the ones it drops.
 
-A neuron keeps its ``top_k`` inputs whose contribution varies most on probe images (``rank="data"``: what
-is dropped is replaced by its mean, so what varies least costs least), or its ``top_k`` strongest (by
+A neuron keeps its ``top_k`` inputs whose dropping would cost most on probe images (``rank="data"``: what
+is dropped is replaced by its mean, so what varies least costs least; left out as zero, what is smallest
+on average costs least), or its ``top_k`` strongest (by
 |signed strength|, the sum of the kernel, ties to the larger kernel: how ``circuits extract`` ranks them),
 or the fewest strongest that carry ``keep_strength`` of its total |strength|, or all of them. An input whose kernel is zero (a depthwise conv's other channels) is
 no connection and never counts. A dropped input is zero (``dropped="zero"``) or replaced by its mean
@@ -24,11 +25,13 @@ NEGLIGIBLE = 1e-4  # ranked by data, an input whose contribution carries less of
 
 
 def kept_inputs(layer_terms, top_k: int | None = None, keep_strength: float | None = None,
-                spread: list[np.ndarray] | None = None) -> list[np.ndarray]:  # fmt: skip
+                spread: list[np.ndarray] | None = None, mean_filled: bool = True) -> list[np.ndarray]:  # fmt: skip
     """Per term of the layer, a boolean mask [C_target, C_source]: the inputs each neuron keeps.
 
-    spread: :func:`contribution_spread` of the layer; the inputs that vary most on the data are kept
-    first (ties to the stronger); without it, the strongest first, ties to the larger kernel."""
+    spread: :func:`contribution_spread` of the layer; the inputs whose dropping costs most on the data
+    are kept first (ties to the stronger); without it, the strongest first, ties to the larger kernel.
+    mean_filled: dropped inputs get their mean, so one that barely varies is not kept even within top_k
+    (left out as zero instead, every input within top_k is kept)."""
     if not layer_terms.terms:
         return []
     strength = np.concatenate([t.strength for t in layer_terms.terms], axis=1)
@@ -37,7 +40,8 @@ def kept_inputs(layer_terms, top_k: int | None = None, keep_strength: float | No
     if spread is not None:
         varies = np.concatenate(spread, axis=1)
         order = np.lexsort((-np.abs(strength), -varies), axis=1)
-        live &= varies > NEGLIGIBLE * varies.sum(1, keepdims=True)  # what barely varies, its mean stands in for
+        if mean_filled:  # what barely varies, its mean stands in for
+            live &= varies > NEGLIGIBLE * varies.sum(1, keepdims=True)
     else:
         order = np.lexsort((-magnitude, -np.abs(strength)), axis=1)  # strongest first, ties to the larger kernel
     rank = np.empty_like(order)
@@ -101,10 +105,12 @@ def apply_term(term, x: torch.Tensor, shape, mask=None) -> torch.Tensor:
     return _conv_term(term, x, shape, kernels)
 
 
-def contribution_spread(graph, network, data: torch.Tensor, batch_size: int = 32) -> list[list[np.ndarray]]:
-    """Per layer, per term, [C_target, C_source]: how much each input's contribution varies over ``data``
-    (its variance over the images, summed over positions). Replaced by its mean, a dropped input costs
-    about this much squared error: the inputs to keep are those it is largest for."""
+def contribution_spread(graph, network, data: torch.Tensor, dropped: str = "mean",
+                        batch_size: int = 32) -> list[list[np.ndarray]]:  # fmt: skip
+    """Per layer, per term, [C_target, C_source]: what dropping each input costs in squared error on
+    ``data``, summed over positions: its contribution's variance over the images when a dropped input is
+    replaced by its mean (``dropped="mean"``), its mean square when it is left out (``"zero"``). The
+    inputs to keep are those it is largest for."""
     from circuits.graph.run import check_data, node_values
 
     data = check_data(graph, data)
@@ -120,7 +126,8 @@ def contribution_spread(graph, network, data: torch.Tensor, batch_size: int = 32
                 first_moment[i][j] = first_moment[i][j] + each.sum(0)
                 second_moment[i][j] = second_moment[i][j] + (each**2).sum(0)
     n = len(data)
-    return [[((s2 / n - (s1 / n) ** 2).clamp(min=0).sum(-1)).numpy() for s1, s2 in zip(f, s)]
+    centred = 1.0 if dropped == "mean" else 0.0
+    return [[((s2 / n - centred * (s1 / n) ** 2).clamp(min=0).sum(-1)).numpy() for s1, s2 in zip(f, s)]
             for f, s in zip(first_moment, second_moment)]  # fmt: skip
 
 

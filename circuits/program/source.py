@@ -88,6 +88,10 @@ HELPERS = {
             result = np.maximum(result, canvas[:, :, rows, cols])
     return result
 ''',
+    "_zeros": '''def _zeros(x, shape):
+    """A map of zeros for each image: a neuron none of whose inputs is kept."""
+    return np.zeros((len(next(iter(x.values()))), *shape))
+''',
     "_amax": '''def _amax(x, keepdim):
     """The largest value of each channel's map (a global max pool)."""
     return x.max(axis=(2, 3), keepdims=keepdim)

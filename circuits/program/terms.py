@@ -23,6 +23,7 @@ from functools import cached_property
 import numpy as np
 import torch
 
+from circuits.compile.nonlinearities import SOURCE
 from circuits.errors import UnsupportedOpError
 from circuits.graph import ops
 from circuits.graph.nonlinearity import describe
@@ -105,27 +106,35 @@ def layer_terms(graph, name: str) -> LayerTerms:
     with torch.no_grad():
         zero = fn(*[torch.zeros(1, *graph.nodes[s].meta["shape"][1:], dtype=graph.dtype) for s in starts])
     terms = [_term(graph, layer, s, entries[s], starts, fn) for s in layer.sources]
-    channel_wide = layer.nonlinearity if layer.nonlinearity in _CHANNEL_WIDE else None
+    first = describe(graph, name, 0)
+    channel_wide = first["name"] if first and first["name"] in _CHANNEL_WIDE else None
     if channel_wide and _softmax_dim(graph, layer) != 1:
         raise UnsupportedOpError(f"layer '{name}' applies {channel_wide} over a dimension other than the channels; "
                                  "a program writes it only across channels")  # fmt: skip
+    activations = [None if channel_wide else describe(graph, name, c) for c in range(layer.channels)]
+    unknown = next((a["name"] for a in activations if a and a["name"] not in SOURCE), None)
+    if unknown:
+        raise UnsupportedOpError(f"layer '{name}' applies {unknown}, which a program cannot write in numpy yet "
+                                 "(circuits/graph/ops/nonlinear.py: give its row a numpy source)")  # fmt: skip
     return LayerTerms(
         layer=name, kind=layer.kind, shape=tuple(layer.shape), terms=[t for t in terms if t is not None],
-        bias=zero[0].detach().double().numpy(), channel_wide=channel_wide,
-        activations=[None if channel_wide else describe(graph, name, c) for c in range(layer.channels)],
+        bias=zero[0].detach().double().numpy(), channel_wide=channel_wide, activations=activations,
     )  # fmt: skip
 
 
 _CHANNEL_WIDE = ("softmax", "log_softmax")
 
 
-def _softmax_dim(graph, layer) -> int | None:
+def _softmax_dim(graph, layer) -> int:
     node = graph.nodes[layer.node]
     if node.op == "call_module":
         dim = getattr(graph.modules[node.target], "dim", None)
     else:
         dim = node.kwargs.get("dim", node.args[1] if len(node.args) > 1 else None)
-    return None if dim is None else dim % (len(layer.shape) + 1)
+    rank = len(layer.shape) + 1
+    if dim is None:  # torch's implicit choice (nn.Softmax() without dim)
+        return 0 if rank in (0, 1, 3) else 1
+    return dim % rank
 
 
 def _term(graph, layer, source: str, entry, starts: list[str], fn) -> Term | None:
@@ -182,10 +191,12 @@ def _gate(graph, layer) -> LayerTerms:
     args = [a for a in node.args if hasattr(a, "name")]
     factors = [by_node.get(a.name) for a in args]
     shapes = [graph.layers[f].shape if f else None for f in factors]
-    if len(args) != 2 or None in factors or any(s[0] != layer.shape[0] or len(s) != len(layer.shape) for s in shapes):
+    concat = [f for f in factors if f and graph.layers[f].kind == "concat"]
+    if len(args) != 2 or None in factors or concat or any(s[0] != layer.shape[0] or len(s) != len(layer.shape)
+                                                          for s in shapes):  # fmt: skip
         raise UnsupportedOpError(
             f"the gate '{layer.name}' multiplies something other than two neuron layers of its channels (a reshape "
-            "between them?); a program writes only a plain product of two layers"
+            "or a concat between them?); a program writes only a plain product of two layers"
         )
     return LayerTerms(layer=layer.name, kind="gate", shape=tuple(layer.shape), factors=factors,
                       activations=[None] * layer.channels)  # fmt: skip

@@ -14,6 +14,7 @@ import torch
 from circuits.errors import UsageError
 
 FAITHFULNESS = "FAITHFULNESS.json"
+EXACT = 1e-4  # a layer run on the model's own inputs is exact when off by at most this, relative to its scale
 
 
 class _Fit:
@@ -25,6 +26,7 @@ class _Fit:
         self.square = np.zeros(channels)
         self.residual = np.zeros(channels)
         self.max_error = 0.0
+        self.scale = 0.0  # the largest |value| of the model's
 
     def add(self, real: np.ndarray, emitted: np.ndarray) -> None:
         real = real.reshape(*real.shape[:2], -1).astype(np.float64)
@@ -33,6 +35,7 @@ class _Fit:
         self.sum += real.sum((0, 2))
         self.square += (real**2).sum((0, 2))
         self.residual += ((real - emitted) ** 2).sum((0, 2))
+        self.scale = max(self.scale, float(np.abs(real).max()))
         finite = np.isfinite(emitted).all()
         self.max_error = max(self.max_error, float(np.abs(real - emitted).max()) if finite else float("inf"))
 
@@ -97,7 +100,10 @@ def verify_program(folder, model, data, batch_size: int = 128, check_weights: bo
         "model_accuracy": model_correct / n if labels is not None else None,
         "logits_r2": _round(logit_fit.r2()), "max_logit_error": logit_fit.max_error,
         "layers": [{"layer": name, "r2": _round(fits[name][0].r2()), "r2_local": _round(fits[name][1].r2()),
-                    "max_error": fits[name][0].max_error, "exact": by_layer[name]["exact"]} for name in layers],
+                    "max_error": fits[name][0].max_error, "exact": by_layer[name]["exact"],
+                    "exact_measured": (fits[name][1].max_error <= EXACT * max(1.0, fits[name][1].scale)
+                                       if by_layer[name].get("complete") else None)}
+                   for name in layers],
         "neurons": {f"{name}:{c}": r2 for name in layers for c, r2 in enumerate(fits[name][0].per_channel())},
     }  # fmt: skip
 

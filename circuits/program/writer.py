@@ -40,6 +40,7 @@ def package_files(network, kept, dropped: dict, meta: dict, inline_limit: int = 
         files[f"{modules[lt.layer]}.py"] = code.encode()
         layers.append({"layer": lt.layer, "module": modules[lt.layer], "kind": lt.kind, "shape": list(lt.shape),
                        "exact": all(t.exact for t in lt.terms),
+                       "complete": all(n["kept"] == n["live"] for n in neurons),
                        "notes": sorted({t.note for t in lt.terms if t.note}), "neurons": neurons})  # fmt: skip
     files["_ops.py"] = _ops_module(helpers).encode()
     files["__init__.py"] = _init_module(network, modules, meta).encode()
@@ -58,7 +59,8 @@ def _layer_module(lt, masks, dropped, meta, module, inline_limit):
     constants, literals, functions, rows = {}, [], {}, []
     for c in range(lt.shape[0]):
         neuron = f"{lt.layer}:{c}"
-        name = identifier(labels.get(neuron) and f"{labels[neuron]} {c}", f"{lt.layer}_{c}", taken)
+        label = labels.get(neuron) and f"{str(labels[neuron])[:48]} {c}"  # the channel survives the cut to 60
+        name = identifier(label, f"{lt.layer}_{c}", taken)
         functions[neuron] = name
         if lt.kind == "gate":
             body, doc, inputs = _gate_body(lt, c)
@@ -110,7 +112,9 @@ def _neuron_body(lt, c, masks, dropped, name, constants, literals, labels, inlin
     total_strength = sum(float(np.abs(t.strength[c]).sum()) for t in lt.terms)
     kept_strength = float(np.abs(strength).sum())
     bias = lt.bias[c]
-    expression = "total" if body else "0.0"
+    if not body:  # no input left (a dead neuron, or every input dropped): its bias, at every position
+        body.append(f"    total = _zeros(x, {tuple(lt.shape[1:])})")
+    expression = "total"
     if bias.size and (np.ptp(bias) if bias.ndim else 0) <= 1e-12 * max(1.0, float(np.abs(bias).max())):
         value = float(bias.reshape(-1)[0]) if bias.size else 0.0
         if value:
@@ -273,7 +277,7 @@ def _init_module(network, modules, meta) -> str:
         *[f"    {lt.layer!r}: {modules[lt.layer]}," for lt in network],
         "}",
     ]
-    return ('"""' + "\n".join(doc) + '\n"""\n\nimport json\nfrom pathlib import Path\n\nimport numpy as np\n\n'
+    return ('"""' + "\n".join(doc) + '\n"""\n\nimport json as _json\nfrom pathlib import Path as _Path\n\nimport numpy as np\n\n'
             + local + "\n\n" + "\n".join(body) + "\n\n\n" + "\n\n\n".join(_ENTRY_POINTS) + "\n")  # fmt: skip
 
 
@@ -301,8 +305,8 @@ _ENTRY_POINTS = [
     return logits(images).argmax(axis=1)''',
     '''def faithfulness():
     """What `circuits verify` measured (FAITHFULNESS.json beside this file), or None."""
-    path = Path(__file__).with_name("FAITHFULNESS.json")
-    return json.loads(path.read_text()) if path.exists() else None''',
+    path = _Path(__file__).with_name("FAITHFULNESS.json")
+    return _json.loads(path.read_text()) if path.exists() else None''',
 ]
 
 

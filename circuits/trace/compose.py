@@ -51,7 +51,7 @@ def compose(graph, sources: list[str], source: str, target_node: str, linearise:
     last_use = {a.name: i for i, n in enumerate(steps) for a in n.all_input_nodes}
     try:
         for i, n in enumerate(steps):
-            maps[n.name] = _step(graph, n, maps, linearise)
+            maps[n.name] = _step(graph, n, maps, linearise, uncut)
             if n.name == target_node:
                 break
             if not uncut:
@@ -73,7 +73,7 @@ def _check_fits(m: LinearMap | None, spatial) -> None:
         raise Uncomposable("the receptive field is wider than the source map")
 
 
-def _step(graph, n: fx.Node, maps, linearise) -> LinearMap | None:
+def _step(graph, n: fx.Node, maps, linearise, uncut: bool = False) -> LinearMap | None:
     """The map to ``n``: its family says which linear map the op is (``ops.base``'s steps), this applies it."""
     inputs = [a for a in n.all_input_nodes if a.op != "get_attr"]
     first = maps.get(inputs[0].name) if inputs else None
@@ -84,6 +84,10 @@ def _step(graph, n: fx.Node, maps, linearise) -> LinearMap | None:
         return first
     if isinstance(step, NoPath) or first is None and isinstance(step, Conv | Box | Scale):
         return None
+    if isinstance(step, Conv | Box) and uncut and any(step.padding) and not _pointwise(first):
+        # zero padding of a map part-way along the path is not zero padding of the source: the composed
+        # kernel would read the source where the model reads zeros (the border); only the Jacobian is exact
+        raise Uncomposable(f"{n.name}: padding inside the path")
     if isinstance(step, Conv):
         return _conv(first, step.weight, step.stride, step.padding, step.groups)
     if isinstance(step, Box):  # average pooling is a depthwise box convolution
@@ -127,6 +131,12 @@ def _conv(m: LinearMap | None, weight, stride, padding, groups) -> LinearMap | N
     stride = (m.stride[0] * stride[0], m.stride[1] * stride[1])
     offset = (m.offset[0] - padding[0] * m.stride[0], m.offset[1] - padding[1] * m.stride[1])
     return LinearMap(kernel, stride, offset)
+
+
+def _pointwise(m: LinearMap | None) -> bool:
+    """A map that reads each source pixel alone (the source itself, BatchNorm, a 1x1 conv): padding after
+    it is padding of the source."""
+    return m is None or m.identity or (tuple(m.kernel.shape[2:]) == (1, 1) and tuple(m.offset) == (0, 0))
 
 
 def _dense_groups(weight, groups):

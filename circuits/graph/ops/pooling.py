@@ -60,8 +60,11 @@ class AveragePooling(OpFamily):
 
     def step(self, n, modules, *, linearise):
         params = window(n, n.args, n.kwargs, modules)
-        if params is None or params.get("divisor_override") is not None:
-            raise Uncomposable(n.name)
+        if params is None or params.get("divisor_override") is not None or params.get("ceil_mode"):
+            raise Uncomposable(n.name)  # a ceil-mode window hangs over the border: not a plain box there
+        padded = any(as_pair(params.get("padding", 0)))
+        if padded and params.get("count_include_pad", True) is False:
+            raise Uncomposable(n.name)  # the divisor shrinks at the border
         return _box(n, params)
 
 
