@@ -6,6 +6,7 @@ paths) do not import torch. One argument order everywhere: ``(model, source, tar
     load(spec)                              -> LoadedModel      a model by spec (zoo:, planted:, file.py:attr, ...)
     layers(model)                           -> NeuronGraph      its neuron layers; reuse it across calls
     load_data(spec, input_shape)            -> Tensor           probe images (toyworld:256, noise:64, a folder)
+    load_labelled(spec, input_shape)        -> Labelled         toy-world images with their labels and latents
     weights(model, source, target)          -> Weights          direct or expanded kernels
     attribution(model, source, target, data) -> Attribution     edge attributions on images
     extract(model, target, depth, top_k)    -> Circuit          a neuron's circuit (a networkx DiGraph)
@@ -15,9 +16,11 @@ paths) do not import torch. One argument order everywhere: ``(model, source, tar
     compile_program(model, top_k, data)     -> Program          the whole network as a numpy package; .write(dir)
     verify_program(dir, model, data)        -> dict             its accuracy, agreement, logits and layer R²
     record(catalog, model, circuit, compiled)                   store them in a catalog
+    lesion(model, neurons, data)            -> Lesion           silence neurons: the logits with and without them
     visualise(model, layer, channels)       -> Pictures         feature visualisation: images that drive each neuron
     dataset_examples(model, layer, data)    -> Examples         each neuron's top images, cropped to what it sees
     find_motifs(model, kind, layer, data)   -> list[Motif]      families, unions, opponents, ...
+    universality(models, data)              -> dict             the same neurons and motifs across models
     diff(model_a, model_b, data)            -> dict             what changed from A to B, neuron by neuron
     plant(model, kind, seed)                -> (module, key)    the auditing game: a secret, planted change
     audit(model, reference=None, data)      -> dict             the auditor's ranked suspects (blind without a reference)
@@ -43,6 +46,7 @@ _LAZY = {
     "layers": ("circuits.graph", "build_graph"),
     "NeuronGraph": ("circuits.graph", "NeuronGraph"),
     "load_data": ("circuits.data", "load_data"),
+    "load_labelled": ("circuits.data.spec", "load_labelled"),
     "weights": ("circuits.trace", "weights"),
     "attribution": ("circuits.trace", "attribution"),
     "extract": ("circuits.extraction", "extract"),
@@ -54,9 +58,11 @@ _LAZY = {
     "compile_program": ("circuits.program", "compile_program"),
     "verify_program": ("circuits.program", "verify_program"),
     "record": ("circuits.pipeline", "record"),
+    "lesion": ("circuits.graph.lesion", "lesion"),
     "visualise": ("circuits.featvis", "visualise"),
     "dataset_examples": ("circuits.featvis", "dataset_examples"),
     "find_motifs": ("circuits.motifs", "find"),
+    "universality": ("circuits.motifs.matching", "universality"),
     "diff": ("circuits.compare", "diff"),
     "plant": ("circuits.compare.audit", "plant"),
     "audit": ("circuits.compare.audit", "find"),
