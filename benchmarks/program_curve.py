@@ -1,12 +1,12 @@
 """The size/faithfulness curve of whole-model programs (`circuits compile`), and a MobileNet-size compile.
 
-For each zoo family (seed 0) and each K, the program keeping each neuron's top-K inputs (ranked by how
-much their contribution varies on the probe images, dropped ones replaced by their mean there) is compiled
-and measured on 2,000 held-out images of the family's task: lines of code, terms (kept inputs), agreement
-with the model's class, task accuracy, logits R², and the time the program takes next to the model's own
-forward on the same images (a ratio measured in the same run). "all" is the complete, exact program.
-Then the benchmark MobileNetV2 (benchmarks/mobilenetv2.py, 224 x 224, random weights) is compiled
-complete: compile time, lines, terms, and its largest logit error on 4 images.
+For each zoo family (seed 0) and each K below its largest fan-in, the program keeping each neuron's top-K
+inputs (ranked by how much their contribution varies on the probe images, dropped ones replaced by their
+mean there) is compiled and measured on 2,000 held-out images of the family's task: lines of code, terms
+(kept inputs), agreement with the model's class, task accuracy, logits R², and the time the program takes
+next to the model's own forward on the same images (a ratio measured in the same run). "all" is the
+complete, exact program. Then the benchmark MobileNetV2 (benchmarks/mobilenetv2.py, 224 x 224, random
+weights) is compiled complete: compile time, lines, terms, and its largest logit error on 4 images.
 
     python benchmarks/program_curve.py                    # everything; rewrites RESULTS_program.md
     python benchmarks/program_curve.py --families plain-cnn-sparse --ks 4,8 --no-mobilenet   # a quick look
@@ -29,7 +29,7 @@ import torch
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
 FAMILIES = ["plain-cnn-sparse", "plain-cnn", "facing-cnn", "curve-cnn", "inception-cnn", "resnet-cnn", "mlp"]
-KS = [1, 2, 4, 8, 16, 0]  # 0: complete
+KS = [1, 2, 4, 8, 16, 32, 64, 128, 0]  # 0: complete; a K at or above a family's largest fan-in is skipped
 
 
 def measure_family(family: str, ks: list[int], images: int) -> list[dict]:
@@ -46,8 +46,9 @@ def measure_family(family: str, ks: list[int], images: int) -> list[dict]:
     test_spec = held_out(loaded, None).rsplit(":", 2)[0] + f":{images}:10000"
     probe_images = model_data(probe_spec, loaded)
     test = load_verify_data(test_spec, loaded)
+    fan_in = max(n["live"] for layer in compile_program(graph).manifest["layers"] for n in layer["neurons"])
     rows = []
-    for k in ks:
+    for k in [k for k in ks if k < fan_in]:
         started = time.perf_counter()
         program = compile_program(graph, top_k=k or None, data=probe_images, data_spec=probe_spec)
         compile_s = time.perf_counter() - started
