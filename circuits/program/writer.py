@@ -85,6 +85,30 @@ def _layer_module(lt, masks, dropped, meta, module, inline_limit):
 
 
 def _neuron_body(lt, c, masks, dropped, name, constants, literals, labels, inline_limit, meta):
+    """One neuron's function body, docstring lines and manifest row."""
+    body, names, strength = _term_lines(lt, c, masks, name, constants, literals, inline_limit)
+    kept = len(strength)
+    live = sum(int((t.magnitude[c] > 0).sum()) for t in lt.terms)
+    if not body:  # no input left (a dead neuron, or every input dropped): its bias, at every position
+        body.append(f"    total = _zeros(x, {tuple(lt.shape[1:])})")
+    fill = dropped[c] if dropped is not None and kept < live else None
+    expression = "total" + _addend(lt.bias[c], f"{name}_bias", constants)
+    if fill is not None:
+        expression += _addend(fill, f"{name}_dropped", constants)
+    activation = lt.activations[c] if lt.activations else None
+    body.append(line("    return ", nonlinearities.call(activation, expression)[0]))
+    strongest = np.lexsort((np.arange(kept), -np.abs(strength)))[: max(LISTED, LISTED_IN_MANIFEST)]
+    inputs = [(_input_name(names, int(j)), float(strength[j])) for j in strongest]
+    total_strength = sum(float(np.abs(t.strength[c]).sum()) for t in lt.terms)
+    pruned = 1 - float(np.abs(strength).sum()) / total_strength if total_strength else 0.0
+    doc = _neuron_doc(lt, c, name, activation, inputs, kept, live, pruned, fill is not None, constants, labels, meta)
+    row = {"inputs": [[n, round(v, 6)] for n, v in inputs[:LISTED_IN_MANIFEST]], "kept": kept, "live": live,
+           "pruned_share": round(pruned, 6)}  # fmt: skip
+    return body, doc, row
+
+
+def _term_lines(lt, c, masks, name, constants, literals, inline_limit):
+    """The ``total = ...`` lines, one per source layer with kept inputs; the kept channels; their strengths."""
     body, names, strengths = [], [], []
     for i, (term, mask) in enumerate(zip(lt.terms, masks)):
         channels = np.flatnonzero(mask[c])
@@ -95,70 +119,50 @@ def _neuron_body(lt, c, masks, dropped, name, constants, literals, labels, inlin
             kernel = kernel[:, 0, 0]
         if kernel.size <= inline_limit:
             const = f"{name.upper()}_K{i}"
-            literals.append(_comment(f"{text(term.source)} -> {text(lt.layer)}:{c}") + f"\n{const} = {literal(kernel, f'{const} = ')}")
+            comment = _comment(f"{text(term.source)} -> {text(lt.layer)}:{c}")
+            literals.append(f"{comment}\n{const} = {literal(kernel, f'{const} = ')}")
         else:
             const = f'_K["{name}_k{i}"]'
             constants[f"{name}_k{i}"] = kernel
-        src = f'x["{text(term.source)}"]'
-        call, _ = term_call(term, src, channel_tuple(channels.tolist(), term.kernels.shape[1]), const, lt.shape)
+        channel_code = channel_tuple(channels.tolist(), term.kernels.shape[1])
+        call, _ = term_call(term, f'x["{text(term.source)}"]', channel_code, const, lt.shape)
         body.append(line(f"    total {'=' if not body else '+='} ", call))
         names.append((term.source, channels))
         strengths.append(term.strength[c, channels])
-    strength = np.concatenate(strengths) if strengths else np.zeros(0)
-    kept = len(strength)
-    strongest = np.lexsort((np.arange(kept), -np.abs(strength)))[: max(LISTED, LISTED_IN_MANIFEST)]
-    inputs = [(_input_name(names, int(j)), float(strength[j])) for j in strongest]
-    live = sum(int((t.magnitude[c] > 0).sum()) for t in lt.terms)
-    total_strength = sum(float(np.abs(t.strength[c]).sum()) for t in lt.terms)
-    kept_strength = float(np.abs(strength).sum())
-    bias = lt.bias[c]
-    if not body:  # no input left (a dead neuron, or every input dropped): its bias, at every position
-        body.append(f"    total = _zeros(x, {tuple(lt.shape[1:])})")
-    expression = "total"
-    if bias.size and (np.ptp(bias) if bias.ndim else 0) <= 1e-12 * max(1.0, float(np.abs(bias).max())):
-        value = float(bias.reshape(-1)[0]) if bias.size else 0.0
-        if value:
-            expression += f" {'-' if value < 0 else '+'} {float_literal(abs(value))}"
-    else:
-        constants[f"{name}_bias"] = bias
-        expression += f' + _K["{name}_bias"]'
-    fill = dropped[c] if dropped is not None and kept < live else None
-    if fill is not None:
-        if np.ptp(fill) > 1e-12 * max(1.0, float(np.abs(fill).max())):
-            constants[f"{name}_dropped"] = fill
-            expression += f' + _K["{name}_dropped"]'
-        else:
-            value = float(fill.reshape(-1)[0])
-            expression += f" {'-' if value < 0 else '+'} {float_literal(abs(value))}"
-    activation = lt.activations[c] if lt.activations else None
-    applied, _ = nonlinearities.call(activation, expression)
-    body.append(line("    return ", applied))
+    return body, names, np.concatenate(strengths) if strengths else np.zeros(0)
+
+
+def _addend(value: np.ndarray, key: str, constants: dict) -> str:
+    """`` + number`` for a constant that is the same at every position, else `` + _K[key]`` (a stored map)."""
+    flat = np.asarray(value, dtype=np.float64).reshape(-1)
+    if flat.size and np.ptp(flat) > 1e-12 * max(1.0, float(np.abs(flat).max())):
+        constants[key] = value
+        return f' + _K["{key}"]'
+    number = float(flat[0]) if flat.size else 0.0
+    return f" {'-' if number < 0 else '+'} {float_literal(abs(number))}" if number else ""
+
+
+def _neuron_doc(lt, c, name, activation, inputs, kept, live, pruned, filled, constants, labels, meta) -> list[str]:
     kind = activation["name"] if activation else ("pre-activation" if lt.channel_wide else "linear")
     doc = [f"{kind} of {kept} of {live} inputs." if kept < live else f"{kind} of {kept} inputs."]
     if kept < live:
-        share = 1 - kept_strength / total_strength if total_strength else 0.0
-        where = (f'a map per position, _K["{name}_dropped"]' if f"{name}_dropped" in constants
-                 else "the last number added")  # fmt: skip
+        where = f'a map per position, _K["{name}_dropped"]' if f"{name}_dropped" in constants else "the last number added"
         what = (f"replaced by their mean contribution on {text(meta.get('dropped_data'))} ({where})"
-                if fill is not None else "left out (zero)")  # fmt: skip
-        carried = "under 1%" if 0 < share < 0.005 else f"{share:.0%}"
-        doc += ["", wrap_doc(f"The {live - kept} dropped inputs carry {carried} of the input strength; "
-                             f"they are {what}.")]  # fmt: skip
+                if filled else "left out (zero)")  # fmt: skip
+        carried = "under 1%" if 0 < pruned < 0.005 else f"{pruned:.0%}"
+        doc += ["", wrap_doc(f"The {live - kept} dropped inputs carry {carried} of the input strength; they are {what}.")]
     if f"{name}_bias" in constants:
         doc += ["", wrap_doc(f'Its bias is a map per position, _K["{name}_bias"]: zero padding after a shift (a '
                              "BatchNorm before a padded convolution) changes it at the border.")]  # fmt: skip
     if inputs:
         doc += ["", "    Inputs (signed strength):"]
-        doc += [f"      {s:+.4f}  {text(n)}{quoted_label(labels.get(n))}" for n, s in inputs[:LISTED]]
+        doc += [f"      {v:+.4f}  {text(n)}{quoted_label(labels.get(n))}" for n, v in inputs[:LISTED]]
         if kept > LISTED:
             doc.append(f"      ... and {kept - LISTED} more")
     roles = (meta.get("roles") or {}).get(f"{lt.layer}:{c}", [])
     doc += ([""] + [wrap_doc(text(r)) for r in roles]) if roles else []
-    notes = sorted({t.note for t in lt.terms if t.note})
-    doc += [wrap_doc(f"Note: {text(n)}.") for n in notes]
-    row = {"inputs": [[n, round(s, 6)] for n, s in inputs[:LISTED_IN_MANIFEST]], "kept": kept, "live": live,
-           "pruned_share": round(1 - kept_strength / total_strength, 6) if total_strength else 0.0}  # fmt: skip
-    return body, doc, row
+    doc += [wrap_doc(f"Note: {text(n)}.") for n in sorted({t.note for t in lt.terms if t.note})]
+    return doc
 
 
 def _comment(words: str) -> str:
