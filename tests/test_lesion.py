@@ -69,3 +69,25 @@ def test_bad_lesions_are_refused_with_the_fix(plain):
         circuits.lesion(model, "conv3:99", images)
     with pytest.raises(UsageError, match="at least one"):
         circuits.lesion(model, [], images)
+
+
+def test_the_lesion_command_reports_what_the_library_measures():
+    import json
+
+    from click.testing import CliRunner
+
+    from circuits.cli import main
+
+    result = CliRunner().invoke(main, ["lesion", "zoo:plain-cnn", "--neurons", "conv3:7,conv3:9", "--data",
+                                       "toyworld:64:5", "--json"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.output)
+    model = circuits.load("zoo:plain-cnn")
+    expected = circuits.lesion(model, ["conv3:7", "conv3:9"], circuits.load_labelled("toyworld:64:5", model.input_shape).images)
+    assert payload["neurons"] == ["conv3:7", "conv3:9"] and payload["images"] == 64
+    assert payload["changed"] == pytest.approx(expected.changed)
+    assert list(payload["effect"]) == ["fish", "bird", "arrow"]
+    assert payload["accuracy"]["intact"] >= payload["accuracy"]["lesioned"] - 0.05
+    assert payload["schema_version"] and payload["provenance"]["weights_sha256"] == model.weights_hash
+    bad = CliRunner().invoke(main, ["lesion", "zoo:plain-cnn", "--neurons", "conv9:1"])
+    assert bad.exit_code == 2 and "unknown layer" in bad.output and "Traceback" not in bad.output

@@ -21,6 +21,7 @@ COMMANDS = {
     "extract": "circuits.cli.extract:extract",
     "verify": "circuits.cli.verify:verify",
     "compile": "circuits.cli.program:compile_command",
+    "lesion": "circuits.cli.lesion:lesion",
     "motifs": "circuits.cli.motifs:motifs",
     "pictures": "circuits.cli.pictures:pictures",
     "universality": "circuits.cli.motifs:universality",
