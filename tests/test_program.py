@@ -404,6 +404,9 @@ def test_contradictory_or_bad_options_fail_before_anything_is_written(args, mess
 def test_compile_into_the_current_folder(tmp_path, monkeypatch):
     (tmp_path / "here").mkdir()
     monkeypatch.chdir(tmp_path / "here")
-    result = CliRunner().invoke(main, ["compile", "zoo:plain-cnn", "-o", ".", "--no-verify"])
-    assert result.exit_code == 0, result.output
+    for k in ("2", "3"):  # a new package, then one replacing it: the folder the shell is in stays that folder
+        result = CliRunner().invoke(main, ["compile", "zoo:plain-cnn", "-o", ".", "--no-verify", "--top-k", k])
+        assert result.exit_code == 0, result.output
+        assert json.loads(open("manifest.json").read())["top_k"] == int(k)  # read through the current directory
     assert (tmp_path / "here" / "manifest.json").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["here"]  # no scratch folder left beside it

@@ -26,26 +26,67 @@ def check_folder(folder) -> Path:
 def write_package(files: dict[str, bytes], folder) -> Path:
     """Write the package to ``folder`` whole: into a scratch folder beside it, then renamed into place, so a
     failure or a kill leaves the old package (or nothing), never half of one. An existing folder is
-    replaced only when it is empty or a program package itself."""
+    replaced only when it is empty or a program package itself. A folder that holds the current directory
+    (``-o .``) keeps its identity: its contents are swapped instead, so a shell inside it is not left in a
+    deleted directory."""
     folder = check_folder(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
-    old = None
     try:
         for name, data in files.items():
             (scratch / name).write_bytes(data)
-        if folder.exists():
-            old = folder.with_name(f".{folder.name}.old-{scratch.name[-8:]}")
-            folder.rename(old)
+        if folder.exists() and _holds_cwd(folder):
+            _swap_contents(scratch, folder)
+        else:
+            _swap_folders(scratch, folder)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return folder
+
+
+def _holds_cwd(folder: Path) -> bool:
+    try:
+        here = Path.cwd().resolve()
+    except OSError:
+        return False
+    return here == folder or folder in here.parents
+
+
+def _swap_folders(scratch: Path, folder: Path) -> None:
+    """``scratch`` renamed to ``folder``; the earlier folder removed only once the new one is in place."""
+    old = folder.with_name(f".{folder.name}.old-{scratch.name[-8:]}") if folder.exists() else None
+    if old is not None:
+        folder.rename(old)
+    try:
         scratch.rename(folder)
     except BaseException:
-        if old is not None and old.exists() and not folder.exists():
+        if old is not None and not folder.exists():
             old.rename(folder)  # the earlier package back in place
-        shutil.rmtree(scratch, ignore_errors=True)
         raise
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
-    return folder
+
+
+def _swap_contents(scratch: Path, folder: Path) -> None:
+    """The earlier files of ``folder`` moved aside, the new ones moved in, one rename each; on a failure the
+    earlier files come back."""
+    old = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.old-"))
+    moved_out, moved_in = [], []
+    try:
+        for entry in list(folder.iterdir()):
+            entry.rename(old / entry.name)
+            moved_out.append(entry.name)
+        for entry in list(scratch.iterdir()):
+            entry.rename(folder / entry.name)
+            moved_in.append(entry.name)
+    except BaseException:
+        for name in moved_in:
+            (folder / name).unlink(missing_ok=True)
+        for name in moved_out:
+            (old / name).rename(folder / name)
+        raise
+    finally:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def read_manifest(folder) -> dict:
