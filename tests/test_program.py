@@ -410,3 +410,25 @@ def test_compile_into_the_current_folder(tmp_path, monkeypatch):
         assert json.loads(open("manifest.json").read())["top_k"] == int(k)  # read through the current directory
     assert (tmp_path / "here" / "manifest.json").is_file()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["here"]  # no scratch folder left beside it
+
+
+def test_the_data_ranking_is_the_same_computed_a_target_channel_at_a_time(monkeypatch):
+    """contribution_spread bounds its memory by slicing target channels; the slices must add up exactly,
+    and on a linear read-out the variance of one input's contribution is W² times its source's variance."""
+    from circuits.program import prune
+    from circuits.program.terms import network_terms
+
+    loaded = circuits.load("zoo:plain-cnn")
+    graph = build_graph(loaded)
+    network = network_terms(graph)
+    images = circuits.load_data("toyworld:24:9", loaded.input_shape)
+    whole = prune.contribution_spread(graph, network, images)
+    monkeypatch.setattr(prune, "CHUNK_BYTES", 1)
+    sliced = prune.contribution_spread(graph, network, images)
+    for a, b in zip(whole, sliced):
+        for x, y in zip(a, b):
+            assert np.allclose(x, y, rtol=1e-10, atol=1e-12)
+    peaks = graph.run(images, ["conv3"])["conv3"].amax((2, 3)).double()  # fc reads conv3's global max
+    weight = loaded.module.fc.weight.detach().double()
+    expected = weight**2 * peaks.var(0, unbiased=False)[None, :]
+    assert np.allclose(whole[-1][0], expected.numpy(), rtol=1e-6)

@@ -122,18 +122,36 @@ def contribution_spread(graph, network, data: torch.Tensor, dropped: str = "mean
         for i, lt in enumerate(network):
             for j, term in enumerate(lt.terms):
                 x = values[term.start][:, term.offset : term.offset + term.kernels.shape[1]].to(torch.float64)
-                each = _each_input(term, x, lt.shape)  # [N, C_target, C_source, positions]
-                first_moment[i][j] = first_moment[i][j] + each.sum(0)
-                second_moment[i][j] = second_moment[i][j] + (each**2).sum(0)
+                s1, s2 = _moments(term, x, lt.shape)
+                first_moment[i][j] = first_moment[i][j] + s1
+                second_moment[i][j] = second_moment[i][j] + s2
     n = len(data)
     centred = 1.0 if dropped == "mean" else 0.0
     return [[((s2 / n - centred * (s1 / n) ** 2).clamp(min=0).sum(-1)).numpy() for s1, s2 in zip(f, s)]
             for f, s in zip(first_moment, second_moment)]  # fmt: skip
 
 
-def _each_input(term, x: torch.Tensor, shape) -> torch.Tensor:
-    """Every input's own contribution, [N, C_target, C_source, positions]."""
-    kernels = torch.from_numpy(term.kernels)
+CHUNK_BYTES = 2**28  # one batch of every input's contributions is computed a few target channels at a time
+
+
+def _moments(term, x: torch.Tensor, shape) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sums over the batch of each input's contribution and of its square, [C_target, C_source, positions],
+    computed in slices of target channels so that no more than ``CHUNK_BYTES`` of contributions exist at once
+    (a 224-pixel MobileNetV2's first expand layer would otherwise hold gigabytes per batch)."""
+    c_t, c_s = term.kernels.shape[:2]
+    per_target = len(x) * c_s * max(1, int(np.prod(shape[1:], dtype=np.int64))) * 8
+    step = max(1, CHUNK_BYTES // max(per_target, 1))
+    firsts, seconds = [], []
+    for start in range(0, c_t, step):
+        each = _each_input(term, x, shape, slice(start, start + step))  # [N, rows, C_source, positions]
+        firsts.append(each.sum(0))
+        seconds.append((each**2).sum(0))
+    return torch.cat(firsts), torch.cat(seconds)
+
+
+def _each_input(term, x: torch.Tensor, shape, rows: slice = slice(None)) -> torch.Tensor:
+    """Every input's own contribution to the target channels ``rows``, [N, rows, C_source, positions]."""
+    kernels = torch.from_numpy(term.kernels[rows])
     c_t, c_s = kernels.shape[:2]
     if term.kind == "linear":
         source_dims = x.dim() - 2
