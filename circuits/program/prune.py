@@ -110,56 +110,75 @@ def contribution_spread(graph, network, data: torch.Tensor, dropped: str = "mean
     """Per layer, per term, [C_target, C_source]: what dropping each input costs in squared error on
     ``data``, summed over positions: its contribution's variance over the images when a dropped input is
     replaced by its mean (``dropped="mean"``), its mean square when it is left out (``"zero"``). The
-    inputs to keep are those it is largest for."""
+    inputs to keep are those it is largest for.
+
+    A contribution is linear in its source, so its mean over the images is the kernel applied to the
+    source's mean map: one pass takes the means, a second the mean squares, and nothing per position is
+    kept. Only connected pairs are computed (a depthwise layer's other channels cost nothing), a few at a
+    time (:data:`CHUNK_BYTES`)."""
     from circuits.graph.run import check_data, node_values
 
     data = check_data(graph, data)
     starts = {t.start for lt in network for t in lt.terms}
-    first_moment = [[0.0 for _ in lt.terms] for lt in network]
-    second_moment = [[0.0 for _ in lt.terms] for lt in network]
+    pairs = [[np.nonzero(t.magnitude > 0) for t in lt.terms] for lt in network]
+    sums: dict[str, torch.Tensor] = {}
+    squares = [[0.0 for _ in lt.terms] for lt in network]
     for first in range(0, len(data), batch_size):
         values = node_values(graph, data[first : first + batch_size], starts)
+        for name in starts:
+            sums[name] = sums.get(name, 0.0) + values[name].to(torch.float64).sum(0)
         for i, lt in enumerate(network):
             for j, term in enumerate(lt.terms):
-                x = values[term.start][:, term.offset : term.offset + term.kernels.shape[1]].to(torch.float64)
-                s1, s2 = _moments(term, x, lt.shape)
-                first_moment[i][j] = first_moment[i][j] + s1
-                second_moment[i][j] = second_moment[i][j] + s2
+                squares[i][j] = squares[i][j] + _square_sums(term, _read(term, values[term.start]), lt.shape, pairs[i][j])
     n = len(data)
-    centred = 1.0 if dropped == "mean" else 0.0
-    return [[((s2 / n - centred * (s1 / n) ** 2).clamp(min=0).sum(-1)).numpy() for s1, s2 in zip(f, s)]
-            for f, s in zip(first_moment, second_moment)]  # fmt: skip
+    out = []
+    for i, lt in enumerate(network):
+        row = []
+        for j, term in enumerate(lt.terms):
+            cost = np.zeros(term.kernels.shape[:2])
+            t, c = pairs[i][j]
+            if len(t):
+                spread = squares[i][j] / n
+                if dropped == "mean":  # minus the square of the mean contribution, position by position
+                    spread = spread - _square_sums(term, _read(term, sums[term.start][None] / n), lt.shape, pairs[i][j])
+                cost[t, c] = spread.clamp(min=0).numpy()
+            row.append(cost)
+        out.append(row)
+    return out
 
 
-CHUNK_BYTES = 2**28  # one batch of every input's contributions is computed a few target channels at a time
+def _read(term, value: torch.Tensor) -> torch.Tensor:
+    """The channels of ``value`` (a start node's map) that ``term`` reads, in float64."""
+    return value[:, term.offset : term.offset + term.kernels.shape[1]].to(torch.float64)
 
 
-def _moments(term, x: torch.Tensor, shape) -> tuple[torch.Tensor, torch.Tensor]:
-    """Sums over the batch of each input's contribution and of its square, [C_target, C_source, positions],
-    computed in slices of target channels so that no more than ``CHUNK_BYTES`` of contributions exist at once
-    (a 224-pixel MobileNetV2's first expand layer would otherwise hold gigabytes per batch)."""
-    c_t, c_s = term.kernels.shape[:2]
-    per_target = len(x) * c_s * max(1, int(np.prod(shape[1:], dtype=np.int64))) * 8
-    step = max(1, CHUNK_BYTES // max(per_target, 1))
-    firsts, seconds = [], []
-    for start in range(0, c_t, step):
-        each = _each_input(term, x, shape, slice(start, start + step))  # [N, rows, C_source, positions]
-        firsts.append(each.sum(0))
-        seconds.append((each**2).sum(0))
-    return torch.cat(firsts), torch.cat(seconds)
+CHUNK_BYTES = 2**28  # one batch of contributions is computed a few input pairs at a time
 
 
-def _each_input(term, x: torch.Tensor, shape, rows: slice = slice(None)) -> torch.Tensor:
-    """Every input's own contribution to the target channels ``rows``, [N, rows, C_source, positions]."""
-    kernels = torch.from_numpy(term.kernels[rows])
-    c_t, c_s = kernels.shape[:2]
+def _square_sums(term, x: torch.Tensor, shape, pairs) -> torch.Tensor:
+    """Each connected pair's contribution squared, summed over the images and positions, [pairs]; computed
+    in slices of pairs so that no more than ``CHUNK_BYTES`` of contributions exist at once."""
+    targets, sources = pairs
+    positions = max(1, int(np.prod(shape[1:], dtype=np.int64)))
+    step = max(1, CHUNK_BYTES // max(len(x) * positions * 8, 1))
+    parts = [torch.zeros(0, dtype=torch.float64)]
+    for start in range(0, len(targets), step):
+        each = _each_pair(term, x, shape, targets[start : start + step], sources[start : start + step])
+        parts.append((each**2).sum((0, 2)))
+    return torch.cat(parts)
+
+
+def _each_pair(term, x: torch.Tensor, shape, targets, sources) -> torch.Tensor:
+    """Each (target, source) pair's own contribution, [N, pairs, positions]: source channel ``sources[k]``
+    read through the kernel ``kernels[targets[k], sources[k]]``."""
+    kernels = torch.from_numpy(term.kernels[targets, sources])  # [P, *window]
+    picked = x[:, torch.from_numpy(sources)]  # [N, P, *source map]
     if term.kind == "linear":
         source_dims = x.dim() - 2
-        flat = kernels.reshape(c_t, c_s, -1, int(np.prod(kernels.shape[2 + source_dims :], dtype=int)))
-        return torch.einsum("nsq,tsqr->ntsr", x.reshape(len(x), c_s, -1), flat)
-    per_source = kernels.transpose(0, 1).reshape(c_s * c_t, 1, *kernels.shape[2:])
-    grouped = _conv_term(term, x, shape, per_source, groups=c_s)  # [N, C_s * C_t, H, W]
-    return grouped.reshape(len(x), c_s, c_t, -1).transpose(1, 2)
+        flat = kernels.reshape(len(targets), -1, int(np.prod(kernels.shape[1 + source_dims :], dtype=int)))
+        return torch.einsum("npq,pqr->npr", picked.reshape(len(x), len(targets), -1), flat)
+    out = _conv_term(term, picked, shape, kernels[:, None], groups=len(targets))  # [N, P, H, W]
+    return out.reshape(len(x), len(targets), -1)
 
 
 def _conv_term(term, x, shape, kernels, groups=1):
