@@ -26,16 +26,13 @@ def lesion(model, weights, input_shape, neurons, mode, data, as_json, normalize)
       circuits lesion zoo:plain-cnn --neurons conv3:0,conv3:1,conv3:3 --mode mean --json
     """
     from circuits.cli._common import load_model
-    from circuits.errors import UsageError
     from circuits.graph.lesion import lesion as run_lesion
-    from circuits.program import held_out
+    from circuits.program import require_held_out
     from circuits.program.verify import load_verify_data
 
     names = [n.strip() for n in neurons.split(",") if n.strip()]
     loaded = load_model(model, weights, input_shape)
-    spec = held_out(loaded, data)
-    if spec is None:
-        raise UsageError(f"{loaded.spec} was not made for toy-world images; pass --data with its own images")
+    spec = require_held_out(loaded, data)
     images = load_verify_data(spec, loaded, normalize)
     result = run_lesion(loaded, names, getattr(images, "images", images), mode=mode)
     classes = loaded.info.get("classes") or [str(k) for k in range(result.logits.shape[1])]

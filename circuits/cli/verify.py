@@ -63,15 +63,11 @@ def verify(module_path, model, weights, input_shape, data, record, as_json, norm
 
 def _verify_program(folder, model, weights, input_shape, data, record, as_json, normalize, device):
     from circuits.cli._common import load_model
-    from circuits.errors import UsageError
-    from circuits.program import held_out
+    from circuits.program import require_held_out
     from circuits.program.verify import load_verify_data, record_faithfulness, verify_program
 
     loaded = load_model(model, weights, input_shape)
-    spec = held_out(loaded, data)
-    if spec is None:
-        raise UsageError(f"{loaded.spec} was not made for toy-world images; pass --data with its own images (a folder, "
-                         ".npy or .pt), or --data toyworld:2000 to measure on toy images anyway")  # fmt: skip
+    spec = require_held_out(loaded, data)
     report = {**verify_program(folder, loaded, load_verify_data(spec, loaded, normalize), device=device), "data": spec}
     if record:
         record_faithfulness(folder, report, spec)

@@ -30,6 +30,18 @@ def held_out(model, spec: str | None) -> str | None:
     return f"{family}:{HELD_OUT}" if family else None
 
 
+def require_held_out(model, spec: str | None) -> str:
+    """:func:`held_out`, or a UsageError saying that a model from outside the toy world needs its own images."""
+    from circuits.errors import UsageError
+
+    found = held_out(model, spec)
+    if found is None:
+        name = getattr(model, "spec", None) or type(model).__name__
+        raise UsageError(f"{name} was not made for toy-world images; pass --data with its own images (a folder, .npy "
+                         "or .pt), or --data toyworld:2000 to measure on toy images anyway")  # fmt: skip
+    return found
+
+
 def probe(model, spec: str | None) -> str:
     """The images a pruned program's dropped inputs are averaged on: ``spec``, else 256 toy-world images of
     the model's own task; any other model must be given its own (a UsageError says so)."""
@@ -150,4 +162,4 @@ def _logits_layer(graph) -> str:
     return outputs[-1].name
 
 
-__all__ = ["Program", "compile_program", "held_out", "probe", "verify_program"]
+__all__ = ["Program", "compile_program", "held_out", "probe", "require_held_out", "verify_program"]
