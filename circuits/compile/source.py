@@ -35,9 +35,9 @@ HELPERS = {
     return result
 ''',
     "_max_pool": '''def _max_pool(x, kernel, stride, padding, ceil_mode):
-    """Max pooling of the last two axes of x, as torch's max_pool2d computes it."""
+    """Max pooling of maps x [N, H, W], as torch's max_pool2d computes it."""
     (kh, kw), (sy, sx), (py, px) = kernel, stride, padding
-    *lead, h, w = x.shape
+    n, h, w = x.shape
 
     def length(size, k, s, p):
         out = (size + 2 * p - k + (s - 1 if ceil_mode else 0)) // s + 1
@@ -46,16 +46,17 @@ HELPERS = {
     oh, ow = length(h, kh, sy, py), length(w, kw, sx, px)
     height = max(h + 2 * py, (oh - 1) * sy + kh)
     width = max(w + 2 * px, (ow - 1) * sx + kw)
-    canvas = np.full((*lead, height, width), -np.inf)
-    canvas[..., py:py + h, px:px + w] = x
-    result = np.full((*lead, oh, ow), -np.inf)
+    canvas = np.full((n, height, width), -np.inf)
+    canvas[:, py:py + h, px:px + w] = x
+    result = np.full((n, oh, ow), -np.inf)
     for dy in range(kh):
         for dx in range(kw):
             rows = slice(dy, dy + (oh - 1) * sy + 1, sy)
             cols = slice(dx, dx + (ow - 1) * sx + 1, sx)
-            result = np.maximum(result, canvas[..., rows, cols])
+            result = np.maximum(result, canvas[:, rows, cols])
     return result
-''',    "_mirror": '''def _mirror(kernel, mirrored):
+''',
+    "_mirror": '''def _mirror(kernel, mirrored):
     """The kernel mirrored left-right (about its centre) when ``mirrored``."""
     return kernel[:, ::-1] if mirrored else kernel
 ''',

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from circuits.compile.source import HELPERS as CIRCUIT_HELPERS
 from circuits.compile.source import float_literal, wrap_call
 
 OPS_HEADER = '''"""Helpers the program's layers call: numpy only.
@@ -67,7 +66,28 @@ HELPERS = {
     x = x[:, channels]
     return np.tensordot(x, kernel, axes=x.ndim - 1)
 ''',
-    "_max_pool": CIRCUIT_HELPERS["_max_pool"],  # one max pool for circuits and programs
+    "_max_pool": '''def _max_pool(x, kernel, stride, padding, ceil_mode):
+    """Max pooling of maps x [N, C, H, W], as torch's max_pool2d computes it."""
+    (kh, kw), (sy, sx), (py, px) = kernel, stride, padding
+    n, c, h, w = x.shape
+
+    def length(size, k, s, p):
+        out = (size + 2 * p - k + (s - 1 if ceil_mode else 0)) // s + 1
+        return out - 1 if ceil_mode and (out - 1) * s >= size + p else out
+
+    oh, ow = length(h, kh, sy, py), length(w, kw, sx, px)
+    height = max(h + 2 * py, (oh - 1) * sy + kh)
+    width = max(w + 2 * px, (ow - 1) * sx + kw)
+    canvas = np.full((n, c, height, width), -np.inf)
+    canvas[:, :, py:py + h, px:px + w] = x
+    result = np.full((n, c, oh, ow), -np.inf)
+    for dy in range(kh):
+        for dx in range(kw):
+            rows = slice(dy, dy + (oh - 1) * sy + 1, sy)
+            cols = slice(dx, dx + (ow - 1) * sx + 1, sx)
+            result = np.maximum(result, canvas[:, :, rows, cols])
+    return result
+''',
     "_zeros": '''def _zeros(x, shape):
     """A map of zeros for each image: a neuron none of whose inputs is kept."""
     return np.zeros((len(next(iter(x.values()))), *shape))
