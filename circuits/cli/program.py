@@ -27,26 +27,35 @@ PROBE_HELP = ("Probe images the dropped inputs' mean is taken on [default: toywo
 @click.option("--motifs", "motifs", metavar="FILE.json|find",
               help="Motif roles for the docstrings and PROGRAM.md: a `circuits motifs --json` file, or 'find' to "
                    "find them on MODEL from its weights.")  # fmt: skip
+@click.option("--simplify", is_flag=True,
+              help="Write each equivariant family as one function and each union's cases through one shared kernel, "
+                   "wherever the motifs (--motifs, else found on MODEL) suggest it and every neuron it changes keeps "
+                   "its R² on --data within --tolerance.")  # fmt: skip
+@click.option("--tolerance", type=float, metavar="T",
+              help="With --simplify: the R² a collapse may cost any neuron it changes [default: 0.01].")  # fmt: skip
 @click.option("--verify-data", metavar="SPEC", help=VERIFY_HELP)
 @click.option("--verify/--no-verify", "measure", default=True, show_default=True,
               help="Measure the program against the model and write the numbers into it.")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @normalize_option
 @device_option
-def compile_command(model, weights, input_shape, out, top_k, keep_strength, rank, dropped, data, motifs,
-                    verify_data, measure, as_json, normalize, device):  # fmt: skip
+def compile_command(model, weights, input_shape, out, top_k, keep_strength, rank, dropped, data, motifs, simplify,
+                    tolerance, verify_data, measure, as_json, normalize, device):  # fmt: skip
     """Reverse-compile MODEL into an importable package in DIR: one module per layer, one function per
     neuron (named by its label where it has one), kernels in content-hashed .npz files, predict(images)
     and logits(images) from raw images, and PROGRAM.md listing every neuron with its inputs, label and R².
 
     Without --top-k or --keep-strength the program keeps every input and computes the model exactly.
     With them, each neuron's dropped inputs are replaced by their mean contribution on --data (or by zero,
-    --dropped zero), and the measured agreement says what the shorter program costs.
+    --dropped zero), and the measured agreement says what the shorter program costs. --simplify writes the
+    motifs it finds as forms (a family as one function, a union's cases through one kernel), each kept only
+    when measured faithful on --data.
 
     \b
     Examples:
       circuits compile zoo:plain-cnn -o plain_cnn                 # exact; then: python -c "import plain_cnn"
       circuits compile zoo:plain-cnn-sparse -o sparse8 --top-k 8 --json
+      circuits compile planted:union -o union_program --simplify  # families and unions as forms
       circuits verify sparse8 --model zoo:plain-cnn-sparse --data toyworld:2000:1
     """
     from circuits.cli._common import load_model
@@ -60,17 +69,23 @@ def compile_command(model, weights, input_shape, out, top_k, keep_strength, rank
     from circuits.progress import progress_bar
 
     check_pruning(top_k, keep_strength)
+    if tolerance is not None:
+        from circuits.program.simplify import check_tolerance
+
+        check_tolerance(tolerance)
     pruned = top_k is not None or keep_strength is not None
     if rank is not None and top_k is None:
         raise UsageError("--rank says which inputs --top-k keeps: pass --top-k K too (--keep-strength ranks by weight)")
     if dropped is not None and not pruned:
         raise UsageError("--dropped says what stands in for dropped inputs: pass --top-k or --keep-strength too")
+    if tolerance is not None and not simplify:
+        raise UsageError("--tolerance says what --simplify may cost: pass --simplify too")
     if verify_data is not None and not measure:
         raise UsageError("--verify-data and --no-verify contradict each other: drop one")
     check_folder(out)  # before any work: a folder of other files is never replaced
     found = _motifs(motifs)
     loaded = load_model(model, weights, input_shape)
-    needs_data = pruned and (dropped != "zero" or (top_k is not None and rank != "weight"))
+    needs_data = simplify or (pruned and (dropped != "zero" or (top_k is not None and rank != "weight")))
     probe_name = probe(loaded, data) if needs_data else None
     verify_name = held_out(loaded, verify_data) if measure else None
     held = load_verify_data(verify_name, loaded, normalize) if verify_name else None  # a bad spec fails here, early
@@ -79,14 +94,15 @@ def compile_command(model, weights, input_shape, out, top_k, keep_strength, rank
     with progress_bar(desc="compiling", total=sum(layer.kind not in ("input", "concat") for layer in graph.layers.values()),
                       unit="layer") as bar:  # fmt: skip
         program = compile_program(graph, top_k=top_k, keep_strength=keep_strength, data=images, data_spec=probe_name,
-                                  dropped=dropped, rank=rank, motifs=found, progress=bar.update)  # fmt: skip
+                                  dropped=dropped, rank=rank, motifs=found, simplify=simplify, tolerance=tolerance,
+                                  progress=bar.update)  # fmt: skip
     program.write(out)
     report = _measure(out, graph, held, verify_name, device) if verify_name else None
     arguments = {"model": model, "weights": weights, "input_shape": input_shape, "out": out, "top_k": top_k,
                  "keep_strength": keep_strength, "rank": program.manifest["rank"], "dropped": program.manifest["dropped"], "data": probe_name,
-                 "verify_data": verify_name, "motifs": motifs, **({"normalize": normalize} if normalize else {})}  # fmt: skip
+                 "verify_data": verify_name, "motifs": motifs, "simplify": simplify, "tolerance": tolerance, **({"normalize": normalize} if normalize else {})}  # fmt: skip
     summary = {key: program.manifest[key] for key in ("model", "top_k", "keep_strength", "rank", "dropped", "lines",
-                                                      "terms", "neurons")}  # fmt: skip
+                                                      "terms", "numbers", "neurons", "simplifications")}  # fmt: skip
     summary["layers"] = len(program.manifest["layers"])
     if as_json:
         echo_json({**summary, "out": out, "faithfulness": report}, arguments, loaded.weights_hash)

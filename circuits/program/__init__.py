@@ -14,6 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from circuits.program.verify import verify_program
 
 SCHEMA_VERSION = 1
@@ -75,7 +77,8 @@ class Program:
 
 def compile_program(model, top_k: int | None = None, keep_strength: float | None = None, data=None,
                     data_spec: str | None = None, dropped: str | None = None, rank: str | None = None,
-                    motifs=None, inline_limit: int = 25, progress=None) -> Program:  # fmt: skip
+                    motifs=None, inline_limit: int = 25, simplify: bool = False, tolerance: float | None = None,
+                    progress=None) -> Program:  # fmt: skip
     """``model`` written as a program package.
 
     top_k / keep_strength: how many inputs each neuron keeps (:func:`circuits.program.prune.kept_inputs`);
@@ -87,6 +90,9 @@ def compile_program(model, top_k: int | None = None, keep_strength: float | None
     ``keep_strength`` always counts weight strength, strongest first.
     motifs: motif records or dicts (``circuits motifs --json``), or ``"find"`` to find them on the model
     from its weights; each neuron's role in them goes in its docstring and in PROGRAM.md.
+    simplify: write each equivariant family as one function and each union's cases through one shared
+    kernel wherever the motifs suggest it and the neurons it changes keep their R² on ``data`` within
+    ``tolerance`` (:mod:`circuits.program.simplify`); ``motifs`` are found on the model when not given.
     """
     import circuits
     from circuits import arguments
@@ -104,12 +110,19 @@ def compile_program(model, top_k: int | None = None, keep_strength: float | None
     from circuits.program.writer import package_files
 
     top_k, keep_strength = check_pruning(top_k, keep_strength)
+    simplify = arguments.flag(simplify, "simplify")
+    if tolerance is not None:
+        from circuits.program.simplify import check_tolerance
+
+        tolerance = check_tolerance(tolerance)
     inline_limit = arguments.integer(inline_limit, "inline_limit", minimum=0)
     dropped = dropped or ("mean" if data is not None else "zero")
     if dropped not in DROPPED:
         raise UsageError(f"unknown --dropped '{dropped}': use mean (their mean contribution on the data) or zero")
     if dropped == "mean" and data is None and (top_k or keep_strength):
         raise UsageError("--dropped mean needs probe images to take the mean on: pass --data, or --dropped zero")
+    if simplify and data is None:
+        raise UsageError("--simplify measures every collapse on probe images before it keeps one: pass --data")
     rank = rank or ("data" if data is not None and top_k else "weight")
     if rank not in RANKS:
         raise UsageError(f"unknown --rank '{rank}': use data (what varies most on the probe images) or weight")
@@ -120,23 +133,33 @@ def compile_program(model, top_k: int | None = None, keep_strength: float | None
     spread = (contribution_spread(graph, network, data, dropped) if rank == "data" and top_k
               else [None] * len(network))  # fmt: skip
     kept = [kept_inputs(lt, top_k, keep_strength, s, dropped == "mean") for lt, s in zip(network, spread)]
+    records, forms = [], {}
+    if simplify:
+        from circuits.program.simplify import TOLERANCE, simplify_program
+
+        tolerance = TOLERANCE if tolerance is None else tolerance
+        network, kept, forms, records = simplify_program(graph, network, kept, data, _simplify_motifs(graph, motifs),
+                                                         dropped == "mean", tolerance)  # fmt: skip
     means = dropped_means(graph, network, kept, data) if dropped == "mean" and data is not None else {}
     pruning = ("complete: every input kept" if top_k is None and keep_strength is None else
                f"top {top_k} inputs per neuron by {'spread on the data' if rank == 'data' else 'weight'}" if top_k else f"each neuron keeps {keep_strength:g} of its input strength")
-    if means:
+    if means and (top_k or keep_strength or simplify):
         pruning += f", dropped inputs replaced by their mean contribution on {data_spec or 'the probe data'}"
     elif top_k or keep_strength:
         pruning += ", dropped inputs left out"
+    if simplify:
+        pruning += f"; {sum(r['kept'] for r in records)} of {len(records)} motif collapses kept (measured on the data)"
     meta = {
         "schema_version": SCHEMA_VERSION, "model": graph.spec, "weights_sha256": graph.weights_hash,
         "tool_version": circuits.__version__, "input": graph.input_layer, "input_shape": list(graph.input_shape),
         "logits": _logits_layer(graph), "top_k": top_k, "keep_strength": keep_strength,
         "rank": rank if top_k else None,
-        "dropped": dropped if (top_k or keep_strength) else None, "dropped_data": data_spec if means else None,
+        "dropped": dropped if (top_k or keep_strength or simplify) else None, "dropped_data": data_spec if means else None,
         "pruning": pruning, "labels": dict(graph.labels),
     }  # fmt: skip
+    meta["simplifications"] = [_plain(r) for r in records] if simplify else None
     meta["roles"] = _roles(graph, motifs)
-    files, manifest = package_files(network, kept, means, meta, inline_limit)
+    files, manifest = package_files(network, kept, means, meta, inline_limit, forms)
     return Program(files, manifest)
 
 
@@ -151,6 +174,21 @@ def _roles(graph, motifs) -> dict[str, list[str]]:
 
         motifs = find(graph)
     return motif_roles(motif_dicts(motifs), dict(graph.labels))
+
+
+def _simplify_motifs(graph, motifs) -> list[dict]:
+    """The motifs a simplification is proposed from: those given, else the equivariance motifs (invariant
+    neurons included: they say how a transform maps a family's inputs) and unions found on the weights."""
+    from circuits.compile.layout import motif_dicts
+    from circuits.motifs import find
+
+    if motifs is None or (isinstance(motifs, str) and motifs == "find"):
+        motifs = find(graph, kind="equivariance", include_invariant=True) + find(graph, kind="union")
+    return motif_dicts(motifs)
+
+
+def _plain(record: dict) -> dict:
+    return {k: (float(v) if isinstance(v, np.floating) else v) for k, v in record.items()}
 
 
 def _logits_layer(graph) -> str:

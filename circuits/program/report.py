@@ -11,12 +11,14 @@ def program_md(manifest: dict, faithfulness: dict | None = None) -> str:
              f"Compiled by circuits {manifest['tool_version']} from the weights with sha256 `{manifest['weights_sha256']}`; "
              f"{_cell(manifest['pruning'])}.", "",
              f"- **Size:** {len(manifest['layers'])} layers, {manifest['neurons']:,} neurons, {manifest['terms']:,} terms "
-             f"(kept inputs), {manifest['lines']:,} lines of Python.",
+             f"(kept inputs), {manifest['lines']:,} lines of Python, {manifest.get('numbers', 0):,} numbers in its "
+             "kernel constants.",
              f"- **Entry points:** `predict(images)`, `logits(images)`, `run(images)` in `__init__.py`; images are numpy "
              f"arrays N x {' x '.join(map(str, manifest['input_shape']))}, as the model takes them.",
              "- **Reading a neuron:** its function in the layer's module adds one term per source layer (a convolution "
              "of the kept channels, or a weighted sum for 1x1), then the bias, then the nonlinearity."]  # fmt: skip
     lines += ["", *_faithfulness(faithfulness, manifest.get("model"))]
+    lines += _simplifications(manifest.get("simplifications"))
     per_layer = {row["layer"]: row for row in (faithfulness or {}).get("layers", [])}
     neurons = (faithfulness or {}).get("neurons", {})
     for layer in manifest["layers"]:
@@ -37,6 +39,28 @@ def program_md(manifest: dict, faithfulness: dict | None = None) -> str:
             lines.append(f"| {_cell(n['neuron'])} | `{n['function']}` | {_cell(n.get('label') or '')} | {role} | "
                          f"{n['kept']} of {n['live']} | {shown}{more} | {_num(neurons.get(n['neuron']))} |")  # fmt: skip
     return "\n".join(lines) + "\n"
+
+
+def _simplifications(records: list[dict] | None) -> list[str]:
+    """What `--simplify` tried, in the order it tried it, and the R² each was kept or refused on."""
+    if records is None:
+        return []
+    out = ["", "## Simplifications", "",
+           f"{sum(r['kept'] for r in records)} of {len(records)} motif collapses kept: each was measured on the probe "
+           "images, every neuron it changes run on the model's own inputs, and kept only within the tolerance of "
+           "the literal form's R².", ""]  # fmt: skip
+    if not records:
+        return out[:-1] + ["", "No motif suggested a collapse."]
+    out += ["| kept | kind | transform | neurons | R² (literal → collapsed) | why |", "|---|---|---|---|---|---|"]
+    for r in records:
+        neurons = ", ".join(_cell(m) for m in r["members"])
+        if r.get("target"):
+            neurons = f"{_cell(r['target'])} = {r['form']} of {neurons}"
+        change = (f"{_num(r['literal_r2'])} → {_num(r['collapsed_r2'])} at {_cell(r['neuron'])}"
+                  if r.get("literal_r2") is not None else "")  # fmt: skip
+        out.append(f"| {'yes' if r['kept'] else 'no'} | {r['kind']} | {_cell(r['transform'])} | {neurons} | {change} | "
+                   f"{_cell(r.get('reason') or '')} |")  # fmt: skip
+    return out
 
 
 def _faithfulness(report: dict | None, model) -> list[str]:

@@ -88,6 +88,16 @@ HELPERS = {
             result = np.maximum(result, canvas[:, :, rows, cols])
     return result
 ''',
+    "_rot90": '''def _rot90(kernel, quarter_turns):
+    """Kernels [..., kh, kw] turned counter-clockwise `quarter_turns` times (as np.rot90
+    and torch.rot90 turn them): one family member's copy of the canonical kernels."""
+    return np.rot90(kernel, quarter_turns, axes=(-2, -1))
+''',
+    "_mirror": '''def _mirror(kernel, mirrored):
+    """Kernels [..., kh, kw] mirrored left to right when `mirrored` is odd: one family
+    member's (or one case's) copy of the canonical kernels."""
+    return kernel[..., ::-1] if mirrored % 2 else kernel
+''',
     "_zeros": '''def _zeros(x, shape):
     """A map of zeros for each image: a neuron none of whose inputs is kept."""
     return np.zeros((len(next(iter(x.values()))), *shape))

@@ -26,14 +26,18 @@ LISTED_IN_MANIFEST = 16  # and in the manifest (the code has every one)
 PACKAGE_RESERVED = {"_ops", "run", "logits", "predict", "faithfulness", "np", "LAYERS"}
 
 
-def package_files(network, kept, dropped: dict, meta: dict, inline_limit: int = 25) -> tuple[dict, dict]:
-    """The package's files (name -> bytes) and its manifest (also among the files, as ``manifest.json``)."""
+def package_files(network, kept, dropped: dict, meta: dict, inline_limit: int = 25,
+                  forms: dict | None = None) -> tuple[dict, dict]:  # fmt: skip
+    """The package's files (name -> bytes) and its manifest (also among the files, as ``manifest.json``).
+
+    forms: per layer, the motif collapses to write (:mod:`circuits.program.simplify`); ``network`` and
+    ``kept`` are then the rewritten terms and masks they compute."""
     taken = set(PACKAGE_RESERVED)
     modules = {lt.layer: identifier(None, lt.layer, taken) for lt in network}
-    files, helpers, layers = {}, set(), []
+    files, helpers, layers, numbers = {}, set(), [], [0]
     for lt, masks in zip(network, kept):
         code, npz, used, neurons = _layer_module(lt, masks, dropped.get(lt.layer), meta, modules[lt.layer],
-                                                 inline_limit)  # fmt: skip
+                                                 inline_limit, (forms or {}).get(lt.layer, []), numbers)  # fmt: skip
         helpers |= used
         if npz is not None:
             files[npz[0]] = npz[1]
@@ -47,31 +51,53 @@ def package_files(network, kept, dropped: dict, meta: dict, inline_limit: int = 
     lines = sum(len(v.decode().splitlines()) for k, v in files.items() if k.endswith(".py"))
     terms = sum(n["kept"] for layer in layers for n in layer["neurons"])
     manifest = {**{k: v for k, v in meta.items() if k != "roles"}, "layers": layers, "lines": lines, "terms": terms,
-                "neurons": sum(len(layer["neurons"]) for layer in layers)}  # fmt: skip
+                "numbers": numbers[0], "neurons": sum(len(layer["neurons"]) for layer in layers)}  # fmt: skip
     files["manifest.json"] = json.dumps(manifest, indent=1).encode()
     return files, manifest
 
 
-def _layer_module(lt, masks, dropped, meta, module, inline_limit):
+def _layer_module(lt, masks, dropped, meta, module, inline_limit, forms=(), numbers=None):
     """One layer's module source, its .npz (name, bytes) or None, the helpers it calls, its manifest rows."""
+    from circuits.program.simplify import FamilyForm
+
     labels = meta.get("labels") or {}
-    taken = set(PACKAGE_RESERVED) | {"inputs", "preact", "x", "NEURONS", "ALL", "constants"}
+    taken = set(PACKAGE_RESERVED) | {"inputs", "preact", "x", "NEURONS", "ALL", "constants", "cases", "offset"}
     constants, literals, functions, rows = {}, [], {}, []
+    names = {}
     for c in range(lt.shape[0]):
-        neuron = f"{lt.layer}:{c}"
-        label = labels.get(neuron) and f"{str(labels[neuron])[:48]} {c}"  # the channel survives the cut to 60
-        name = identifier(label, f"{lt.layer}_{c}", taken)
+        label = labels.get(f"{lt.layer}:{c}") and f"{str(labels[f'{lt.layer}:{c}'])[:48]} {c}"  # the channel survives the cut to 60
+        names[c] = identifier(label, f"{lt.layer}_{c}", taken)
+    families = {m: (f, k) for f in forms if isinstance(f, FamilyForm) for k, m in enumerate(f.members)}
+    cases = {f.target: f for f in forms if not isinstance(f, FamilyForm)}
+    family_names = {}
+    for c in range(lt.shape[0]):
+        neuron, name = f"{lt.layer}:{c}", names[c]
         functions[neuron] = name
+        form = None
         if lt.kind == "gate":
             body, doc, inputs = _gate_body(lt, c)
         else:
+            if c in families:
+                family, k = families[c]
+                if id(family) not in family_names:
+                    family_names[id(family)] = identifier(None, f"_{names[family.members[0]].lstrip('_')}_family", taken)
+                    literals.append(_family_function(lt, family, family_names[id(family)], constants, literals,
+                                                     inline_limit, meta, names))  # fmt: skip
+                form = {"family": family_names[id(family)], "transform": family.transform, "copy": k,
+                        "members": [f"{lt.layer}:{m}" for m in family.members]}  # fmt: skip
+            elif c in cases:
+                form = {"cases": [f"{lt.terms[cases[c].term].source}:{x}" for x in cases[c].cases],
+                        "transform": cases[c].transform, "combine": cases[c].form}  # fmt: skip
             body, doc, inputs = _neuron_body(lt, c, masks, dropped, name, constants, literals, labels, inline_limit,
-                                             meta)  # fmt: skip
+                                             meta, form, cases.get(c))  # fmt: skip
         title = f"{text(neuron)}{quoted_label(labels.get(neuron))}"
         source = [f"def {name}(x):", f'    """{title}: {doc[0]}', *doc[1:], '    """', *body]
         literals.append("\n".join(source))
         roles = (meta.get("roles") or {}).get(neuron, [])
-        rows.append({"neuron": neuron, "function": name, "label": labels.get(neuron), **inputs, "motifs": roles})
+        rows.append({"neuron": neuron, "function": name, "label": labels.get(neuron), **inputs, "motifs": roles,
+                     **({"form": form} if form else {})})  # fmt: skip
+    if numbers is not None:
+        numbers[0] += sum(int(np.size(v)) for v in constants.values()) + sum(_inline_numbers(x) for x in literals)
     npz = (_npz_name(module, constants), _npz_bytes(constants)) if constants else None
     parts = [_inputs_function(lt), *literals, "NEURONS = {\n" + "".join(f"    {n!r}: {f},\n" for n, f in functions.items())
              + "}", _run_function(lt)]  # fmt: skip
@@ -84,34 +110,52 @@ def _layer_module(lt, masks, dropped, meta, module, inline_limit):
     return "\n".join(header) + "\n\n\n" + "\n\n\n".join(parts) + "\n", npz, helpers, rows
 
 
-def _neuron_body(lt, c, masks, dropped, name, constants, literals, labels, inline_limit, meta):
-    """One neuron's function body, docstring lines and manifest row."""
-    body, names, strength = _term_lines(lt, c, masks, name, constants, literals, inline_limit)
+def _neuron_body(lt, c, masks, dropped, name, constants, literals, labels, inline_limit, meta, form=None,
+                 case_form=None):  # fmt: skip
+    """One neuron's function body, docstring lines and manifest row (``form``: the family or cases it is
+    written with, where a motif collapse was kept)."""
+    family = bool(form and "family" in form)  # its family's function holds the kernels: nothing of its own to store
+    body, names, strength = _term_lines(lt, c, masks, name, {} if family else constants, [] if family else literals,
+                                        inline_limit, case_form)  # fmt: skip
     kept = len(strength)
     live = sum(int((t.magnitude[c] > 0).sum()) for t in lt.terms)
-    if not body:  # no input left (a dead neuron, or every input dropped): its bias, at every position
-        body.append(f"    total = _zeros(x, {tuple(lt.shape[1:])})")
     fill = dropped[c] if dropped is not None and kept < live else None
-    expression = "total" + _addend(lt.bias[c], f"{name}_bias", constants)
-    if fill is not None:
-        expression += _addend(fill, f"{name}_dropped", constants)
     activation = lt.activations[c] if lt.activations else None
-    body.append(line("    return ", nonlinearities.call(activation, expression)[0]))
+    if family:  # the family's function computes it: only its copy and its offset are its own
+        offset = lt.bias[c] + (fill if fill is not None else 0.0)
+        number = _addend(offset, f"{name}_offset", constants)
+        shown = ("0.0" if not number else number[3:] if number.startswith(" + ") else "-" + number[3:])
+        body = [line("    return ", f"{form['family']}(x, {form['copy']}, {shown})")]
+    else:
+        if not body:  # no input left (a dead neuron, or every input dropped): its bias, at every position
+            body.append(f"    total = _zeros(x, {tuple(lt.shape[1:])})")
+        expression = "total" + _addend(lt.bias[c], f"{name}_bias", constants)
+        if fill is not None:
+            expression += _addend(fill, f"{name}_dropped", constants)
+        body.append(line("    return ", nonlinearities.call(activation, expression)[0]))
     strongest = np.lexsort((np.arange(kept), -np.abs(strength)))[: max(LISTED, LISTED_IN_MANIFEST)]
     inputs = [(_input_name(names, int(j)), float(strength[j])) for j in strongest]
     total_strength = sum(float(np.abs(t.strength[c]).sum()) for t in lt.terms)
     pruned = 1 - float(np.abs(strength).sum()) / total_strength if total_strength else 0.0
     doc = _neuron_doc(lt, c, name, activation, inputs, kept, live, pruned, fill is not None, constants, labels, meta)
+    if form:
+        doc += ["", wrap_doc(_form_sentence(form))]
     row = {"inputs": [[n, round(v, 6)] for n, v in inputs[:LISTED_IN_MANIFEST]], "kept": kept, "live": live,
            "pruned_share": round(pruned, 6)}  # fmt: skip
     return body, doc, row
 
 
-def _term_lines(lt, c, masks, name, constants, literals, inline_limit):
-    """The ``total = ...`` lines, one per source layer with kept inputs; the kept channels; their strengths."""
+def _term_lines(lt, c, masks, name, constants, literals, inline_limit, case_form=None):
+    """The ``total = ...`` lines, one per source layer with kept inputs (and a union's case lines); the kept
+    channels; their strengths."""
     body, names, strengths = [], [], []
     for i, (term, mask) in enumerate(zip(lt.terms, masks)):
         channels = np.flatnonzero(mask[c])
+        if case_form is not None and case_form.term == i:
+            names.append((term.source, np.asarray(case_form.cases)))
+            strengths.append(term.strength[c, case_form.cases])
+            channels = np.asarray([x for x in channels if x not in case_form.cases], dtype=int)
+            body += _case_lines(lt, term, case_form, name, constants, literals, inline_limit, not body)
         if not len(channels):
             continue
         kernel = term.kernels[c, channels]
@@ -130,6 +174,92 @@ def _term_lines(lt, c, masks, name, constants, literals, inline_limit):
         names.append((term.source, channels))
         strengths.append(term.strength[c, channels])
     return body, names, np.concatenate(strengths) if strengths else np.zeros(0)
+
+
+def _stored(kernel, const: str, key: str, constants: dict, literals: list, inline_limit: int, comment: str) -> str:
+    """A kernel as code: an inline literal named ``const`` when small, else ``_K[key]`` from the .npz."""
+    if kernel.size <= inline_limit:
+        literals.append(f"{_comment(comment)}\n{const} = {literal(kernel, f'{const} = ')}")
+        return const
+    constants[key] = kernel
+    return f'_K["{key}"]'
+
+
+def _family_function(lt, form, name, constants, literals, inline_limit, meta, names) -> str:
+    """One function for a whole family: its canonical kernels, turned (or mirrored) per member."""
+    param = "quarter_turns" if form.transform == "rotate90" else "mirrored"
+    move = "_rot90" if form.transform == "rotate90" else "_mirror"
+    const, first = name.lstrip("_").upper(), f"{lt.layer}:{form.members[0]}"
+    body = []
+    for i, (term, rows, kernel) in enumerate(zip(lt.terms, form.inputs, form.kernels)):
+        if not rows[0]:
+            continue
+        pointwise = _is_pointwise(term, lt.shape)
+        stored = _stored(kernel[:, 0, 0] if pointwise else kernel, f"{const}_K{i}", f"{name.lstrip('_')}_k{i}", constants,
+                         literals, inline_limit, f"canonical kernels {i}: {text(term.source)} -> {text(first)}")  # fmt: skip
+        kernel_code = stored if pointwise else f"{move}({stored}, {param})"
+        if all(row == rows[0] for row in rows):  # e.g. every member reads the image's channels
+            channel_code = channel_tuple(list(rows[0]), term.kernels.shape[1])
+        else:
+            table = f"{const}_IN{i}"
+            entries = [f"    {channel_tuple(list(row), -1)},  # {param}={k}: {text(lt.layer)}:{m}"
+                       for k, (row, m) in enumerate(zip(rows, form.members))]  # fmt: skip
+            literals.append(f"# the inputs of each member from {text(term.source)}: {text(form.transform)} maps each input to "
+                            f"its partner\n{table} = (\n" + "\n".join(_fit(e) for e in entries) + "\n)")  # fmt: skip
+            channel_code = f"{table}[{param}]"
+        call, _ = term_call(term, f'x["{text(term.source)}"]', channel_code, kernel_code, lt.shape)
+        body.append(line(f"    total {'=' if not body else '+='} ", call))
+    if not body:
+        body.append(f"    total = _zeros(x, {tuple(lt.shape[1:])})")
+    activation = lt.activations[form.members[0]] if lt.activations else None
+    body.append(line("    return ", nonlinearities.call(activation, "total + offset")[0]))
+    how = "turned counter-clockwise `quarter_turns` times" if param == "quarter_turns" else "mirrored when `mirrored` is 1"
+    members = ", ".join(f"{text(lt.layer)}:{m} ({names[m]})" for m in form.members)
+    doc = [f'    """A {text(form.transform)} family of {text(lt.layer)}, one function for its members:',
+           wrap_doc(f"{members}."), "",
+           wrap_doc(f"Member k reads, from each source, the inputs the transform maps member 0's inputs to, through "
+                    f"one canonical set of kernels {how}; `offset` is the member's own bias (and the mean of "
+                    "what it drops). Kept because every member's R² stays within the tolerance of its literal "
+                    "form: see PROGRAM.md."), '    """']  # fmt: skip
+    return "\n".join([f"def {name}(x, {param}, offset):", *doc, *body])
+
+
+def _fit(entry: str) -> str:
+    return entry if len(entry) <= 88 else entry.split("  #")[0]
+
+
+def _case_lines(lt, term, form, name, constants, literals, inline_limit, first) -> list[str]:
+    """A union's case terms through one shared kernel, combined by their sum or their maximum (an OR)."""
+    pointwise = _is_pointwise(term, lt.shape)
+    kernel = form.kernel[None]
+    stored = _stored(kernel[:, 0, 0] if pointwise else kernel, f"{name.upper()}_CASE", f"{name}_case", constants,
+                     literals, inline_limit, f"shared case kernel of {text(lt.layer)}:{form.target}, in "
+                     f"{text(term.source)}:{form.cases[0]}'s frame")  # fmt: skip
+    move = "_rot90" if form.transform == "rotate90" else "_mirror"
+    calls = []
+    for k, case in enumerate(form.cases):
+        kernel_code = stored if pointwise or k == 0 else f"{move}({stored}, {k})"
+        calls.append(term_call(term, f'x["{text(term.source)}"]', f"[{case}]", kernel_code, lt.shape)[0])
+    combine = "np.max(cases, axis=0)" if form.form == "max" else "np.sum(cases, axis=0)"
+    return ["    cases = ["] + [line("        ", call) + "," for call in calls] + [
+        "    ]", f"    total {'=' if first else '+='} {combine}"]  # fmt: skip
+
+
+def _form_sentence(form: dict) -> str:
+    if "family" in form:
+        how = "quarter turns" if form["transform"] == "rotate90" else "mirror images"
+        return (f"Written as {form['family']}(x, {form['copy']}, ...): member {form['copy']} of a family of "
+                f"{how}, {', '.join(text(m) for m in form['members'])}.")  # fmt: skip
+    how = "the largest case term (an OR)" if form["combine"] == "max" else "the sum of the case terms"
+    return (f"Its cases {', '.join(text(c) for c in form['cases'])} are read through one shared kernel "
+            f"({text(form['transform'])} k times for case k) and combine as {how}.")  # fmt: skip
+
+
+def _inline_numbers(source: str) -> int:
+    """The numbers of the inline kernel constants in one piece of module source."""
+    import re
+
+    return sum(len(re.findall(r"-?\d[\d.e+-]*", m)) for m in re.findall(r"np\.array\(\[(.*?)\]\)", source, flags=re.S))
 
 
 def _addend(value: np.ndarray, key: str, constants: dict) -> str:
