@@ -10,7 +10,8 @@ the whole simplified program end to end.
 
 Only exact transforms collapse (quarter turns of square kernels, mirror images): an interpolated rotation
 resamples a small kernel far from the real copy. How a transform maps a layer's *inputs* comes from the
-equivariance motifs of the layer it reads (invariant neurons map onto themselves; the image's channels too).
+equivariance motifs of the layer it reads (invariant neurons map onto themselves; the image's channels
+too), completed by the best one-to-one match by weights: a guess, which the measurement then tests.
 """
 
 from __future__ import annotations
@@ -302,16 +303,16 @@ def _channel(neuron: str) -> int:
 
 
 def _input_maps(network, motifs, image=None) -> dict[str, dict[str, dict[int, int]]]:
-    """transform -> layer -> {channel: its image}: from equivariance motifs (chains, cycles, invariant
-    neurons); every channel of the model's input maps onto itself (the transform is spatial); a channel
-    no motif covers maps to its best match by weights (:func:`_weight_map`), a proposal measurement tests."""
+    """transform -> layer -> {channel: its image}: the channels of the model's input map onto themselves
+    (the transform is spatial); a layer's channels map as its equivariance motifs say (chains, cycles,
+    invariant neurons), and the channels no motif covers as the best one-to-one match by weights
+    (:func:`_weight_map`): a proposal, which measurement then tests."""
     maps = _motif_maps(motifs)
     for transform, layers in maps.items():
         if image is not None:
             layers[image] = _Identity()
         for lt in network:
-            found = _weight_map(lt, transform, layers)
-            layers[lt.layer] = {**found, **layers.get(lt.layer, {})}
+            layers[lt.layer] = _weight_map(lt, transform, layers, layers.get(lt.layer, {}))
     return maps
 
 
@@ -322,29 +323,28 @@ class _Identity(dict):
         return key
 
 
-MATCH = 0.5  # a channel's transformed kernels must reach this cosine with its partner's to be mapped by weights
+def _weight_map(lt, transform, layers, fixed: dict[int, int]) -> dict[int, int]:
+    """``fixed`` (the motifs' pairs), completed one to one: each other channel of ``lt`` is mapped to the
+    channel whose kernels best match its own transformed and read from the transformed inputs (the
+    assignment that maximises the summed cosine). Only ``fixed`` where the layer is not all windows or a
+    source's map is unknown."""
+    from circuits.compare.assignment import hungarian
 
-
-def _weight_map(lt, transform, layers) -> dict[int, int]:
-    """Each channel of ``lt`` mapped to the channel whose kernels best match its own transformed (and read
-    from the transformed inputs), where the cosine reaches :data:`MATCH`; empty where the layer is not
-    all windows or a source's map is unknown."""
     if lt.kind == "gate" or not lt.terms or any(not _spatial(t, lt) for t in lt.terms):
-        return {}
+        return dict(fixed)
     if transform == "rotate90" and any(t.kernels.shape[-1] != t.kernels.shape[-2] for t in lt.terms):
-        return {}
+        return dict(fixed)
     vectors, moved, ok = [], [], np.ones(lt.shape[0], dtype=bool)
     for term in lt.terms:
         source = layers.get(term.source)
         if source is None:
-            return {}
+            return dict(fixed)
         kernels = term.kernels
         turned = np.zeros_like(kernels)
         for s in range(kernels.shape[1]):
-            live = np.abs(kernels[:, s]).reshape(len(kernels), -1).sum(1) > 0
             partner = source.get(s)
             if partner is None:
-                ok &= ~live
+                ok &= np.abs(kernels[:, s]).reshape(len(kernels), -1).sum(1) == 0
                 continue
             turned[:, partner] += transformed(kernels[:, s], transform, 1)
         vectors.append(kernels.reshape(len(kernels), -1))
@@ -352,8 +352,13 @@ def _weight_map(lt, transform, layers) -> dict[int, int]:
     vectors, moved = np.concatenate(vectors, 1), np.concatenate(moved, 1)
     norms = np.linalg.norm(vectors, axis=1)
     cosine = (moved @ vectors.T) / np.maximum(np.outer(np.linalg.norm(moved, axis=1), norms), 1e-12)
-    best = cosine.argmax(1)
-    return {c: int(best[c]) for c in range(len(best)) if ok[c] and norms[c] > 0 and cosine[c, best[c]] >= MATCH}
+    cost = -cosine
+    for a, b in fixed.items():  # the motifs' pairs are kept as they are
+        cost[a, :] = 1e6
+        cost[:, b] = np.where(np.arange(len(cost)) == a, -1e6, 1e6)
+    rows, cols = hungarian(torch.from_numpy(cost))
+    found = {int(r): int(c) for r, c in zip(rows, cols) if ok[r] and norms[r] > 0}
+    return {**found, **fixed}
 
 
 def _motif_maps(motifs) -> dict[str, dict[str, dict[int, int]]]:
