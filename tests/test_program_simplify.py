@@ -22,6 +22,32 @@ from circuits.program.terms import network_terms
 from circuits.program.writer import package_files
 
 
+class TurnedNet(torch.nn.Module):
+    """Two exactly rotation-equivariant conv layers (channel j the quarter turn of channel 0, conv2 reading
+    conv1's channels turned along with it), then a dense read-out: conv2's family is one function only if
+    the transform's map of conv1's channels is known too, and no motif says it (3x3 grey kernels cannot
+    show a quarter turn beyond chance from weights alone)."""
+
+    def __init__(self, seed=0):
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        self.conv1 = torch.nn.Conv2d(1, 4, 3, padding=1)
+        self.conv2 = torch.nn.Conv2d(4, 4, 3, padding=1)
+        self.fc = torch.nn.Linear(4 * 16 * 16, 3)
+        base1, base2 = torch.randn(1, 3, 3, generator=g), torch.randn(4, 3, 3, generator=g)
+        with torch.no_grad():
+            for j in range(4):
+                self.conv1.weight[j] = torch.rot90(base1, j, dims=(1, 2))
+                for i in range(4):
+                    self.conv2.weight[j, (i + j) % 4] = torch.rot90(base2[i], j, dims=(0, 1))
+            self.conv1.bias.fill_(-0.1)
+            self.conv2.bias.fill_(0.05)
+            self.fc.weight.copy_(torch.randn(3, 4 * 16 * 16, generator=g) * 0.05)
+
+    def forward(self, x):
+        return self.fc(torch.relu(self.conv2(torch.relu(self.conv1(x)))).flatten(1))
+
+
 def bright(shape, n=48, seed=0):
     """Random bright images: strong enough that the planted wedges and unions fire."""
     return torch.rand(n, *shape, generator=torch.Generator().manual_seed(seed)) * 3
@@ -69,6 +95,23 @@ def test_exact_planted_families_and_unions_collapse_and_the_program_stays_exact(
     # fewer numbers stored than the literal program
     literal = compile_program(union_model, data=bright(union_model.input_shape))
     assert program.manifest["numbers"] < literal.manifest["numbers"]
+
+
+def test_a_family_reading_a_family_maps_its_inputs_and_stays_exact(tmp_path):
+    from circuits.models import LoadedModel
+
+    model = LoadedModel(TurnedNet(), spec="turned", input_shape=(1, 16, 16))
+    x = torch.rand(64, 1, 16, 16, generator=torch.Generator().manual_seed(0))
+    program = compile_program(model, data=x, simplify=True)
+    family = next(r for r in program.manifest["simplifications"] if r["members"] == [f"conv2:{j}" for j in range(4)])
+    assert family["kept"], family["reason"]
+    program.write(tmp_path / "p")
+    package = import_package(tmp_path / "p")
+    conv2 = package.LAYERS["conv2"]
+    table = next(getattr(conv2, n) for n in dir(conv2) if n.endswith("_IN0"))
+    assert [list(row) for row in table] == [[(i + j) % 4 for i in range(4)] for j in range(4)]  # the turn's map
+    test = torch.rand(16, 1, 16, 16, generator=torch.Generator().manual_seed(1))
+    assert np.abs(package.logits(test.numpy()) - model_logits(model.module, test)).max() < 1e-4
 
 
 def test_a_union_that_is_a_sum_is_not_written_as_a_max(simplified):
@@ -189,3 +232,28 @@ def test_simplify_needs_probe_images():
 
     with pytest.raises(UsageError, match="pass --data"):
         compile_program(planted.load("union"), simplify=True)
+
+
+HOSTILE = ['quote " and \' and """ triple """', "__import__('pathlib').Path('MARKER').touch()",
+           '"""\nimport pathlib; pathlib.Path("MARKER").touch()\n"""', "new\nline | `md` \\ back", "run", "np"]  # fmt: skip
+
+
+def test_labels_cannot_become_code_in_family_and_case_forms(union_model, tmp_path, monkeypatch):
+    from circuits.models import LoadedModel
+
+    monkeypatch.chdir(tmp_path)
+    names = [f"lines:{c}" for c in range(8)] + ["wedges:0", "wedges:1", "union:0", "union:2"]
+    labels = {n: HOSTILE[i % len(HOSTILE)] for i, n in enumerate(names)}
+    hostile = LoadedModel(union_model.module, spec="planted:union", input_shape=union_model.input_shape, labels=labels)
+    program = compile_program(hostile, data=bright(union_model.input_shape), simplify=True)
+    assert sum(r["kept"] for r in program.manifest["simplifications"]) >= 6
+    program.write(tmp_path / "p")
+    package = import_package(tmp_path / "p")
+    assert not (tmp_path / "MARKER").exists()
+    x = bright(union_model.input_shape, n=8, seed=4)
+    assert np.abs(package.logits(x.numpy()) - model_logits(union_model.module, x)).max() < 1e-4
+    assert not (tmp_path / "MARKER").exists()
+    if shutil.which("ruff"):
+        result = subprocess.run(["ruff", "check", "--isolated", "--select", "E,W,F,I", str(tmp_path / "p")],
+                                capture_output=True, text=True)  # fmt: skip
+        assert result.returncode == 0, result.stdout
