@@ -179,6 +179,8 @@ def _clash(form, chosen) -> str | None:
         return f"{layer}:{form.target} is already written by a kept family"
     if form.form == "max" and form.target not in unions:
         return "tried only when the sum form is kept"
+    if form.form == "sum" and form.target in unions:
+        return f"{layer}:{form.target} is already written by a kept union form"
     return None
 
 
