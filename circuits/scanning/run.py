@@ -157,31 +157,44 @@ def _run_here(path, pending, progress, version) -> tuple[int, int]:
 
 def _run_cluster(path, pending, progress, version, workers, scheduler) -> tuple[int, int]:
     from circuits.catalog import Catalog
-    from circuits.scanning.cluster import client, distributed
+    from circuits.scanning.cluster import client
     from circuits.scanning.record import record
     from circuits.scanning.shard import run_shard
 
+    counts = [0, 0]  # shards recorded, rows
+
+    def land(index, text):
+        counts[1] += record(catalog, pending[index], text)
+        counts[0] += 1
+        if progress:
+            progress()
+
+    with client(workers, scheduler) as cluster, Catalog(path) as catalog:
+        complete(cluster, run_shard, [s.task(version) for s in pending], [s.key for s in pending], land,
+                 [f"{s.model.spec} {s.layer}" for s in pending])  # fmt: skip
+    return counts[0], counts[1]
+
+
+def complete(cluster, function, tasks: list, keys: list[str], land, names: list[str] | None = None) -> None:
+    """Submit ``function(task)`` for every task to ``cluster`` and call ``land(index, result)`` here, in this one
+    process, as each future completes (any order); the futures still out are cancelled on the way out (an
+    error, a Ctrl-C). A task whose workers all died (Dask's ``KilledWorker``) is one sentence naming it."""
+    from circuits.scanning.cluster import distributed
+
     dd = distributed()
     run = uuid.uuid4().hex[:8]  # a key of our own per run: an interrupted run's futures never answer for this one
-    recorded = rows = 0
-    with client(workers, scheduler) as cluster, Catalog(path) as catalog:
-        futures = [cluster.submit(run_shard, s.task(version), key=f"circuits-scan-{s.key[:16]}-{run}", pure=False)
-                   for s in pending]  # fmt: skip
-        shard_of = {f.key: s for f, s in zip(futures, pending)}
-        try:
-            for future in dd.as_completed(futures):
-                try:
-                    text = future.result()
-                except dd.KilledWorker:
-                    shard = shard_of[future.key]
-                    raise CircuitsError(f"the shard {shard.model.spec} {shard.layer} killed every worker that ran it "
-                                        "(out of memory?); give workers more memory, then run the same command "
-                                        "again to finish the rest") from None  # fmt: skip
-                rows += record(catalog, shard_of[future.key], text)
-                recorded += 1
-                future.release()
-                if progress:
-                    progress()
-        finally:
-            cluster.cancel([f for f in futures if not f.done()])
-    return recorded, rows
+    futures = [cluster.submit(function, task, key=f"circuits-scan-{key[:16]}-{run}", pure=False)
+               for task, key in zip(tasks, keys)]  # fmt: skip
+    index = {f.key: i for i, f in enumerate(futures)}
+    try:
+        for future in dd.as_completed(futures):
+            try:
+                result = future.result()
+            except dd.KilledWorker:
+                name = (names or keys)[index[future.key]]
+                raise CircuitsError(f"the shard {name} killed every worker that ran it (out of memory?); give "
+                                    "workers more memory, then run the same command again to finish the rest") from None  # fmt: skip
+            land(index[future.key], result)
+            future.release()
+    finally:
+        cluster.cancel([f for f in futures if not f.done()])
