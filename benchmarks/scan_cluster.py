@@ -4,7 +4,7 @@ ways of recording, and a paper estimate for 100 MobileNet-size models on 64 work
 Run:  python benchmarks/scan_cluster.py            (about 5 minutes on 2 shared cores; writes RESULTS_scan.md)
       python benchmarks/scan_cluster.py --quick    (three zoo models, a quick look; writes nothing)
 
-1. Every seeded zoo model (18), every layer, circuits + motifs (equivariance) + labels on toyworld:128:12345:
+1. Every seeded zoo model (21), every layer, circuits + motifs (equivariance) + labels on toyworld:128:12345:
    ``circuits.scan`` with ``workers=0`` against the same scan on a ``LocalCluster(2)`` already started (its
    start-up is reported apart), and the two catalogs' rows compared.
 2. Scheduler overhead: 400 no-op shards through ``circuits.scanning.run.complete`` (the loop a scan uses)
