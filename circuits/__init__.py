@@ -25,6 +25,7 @@ paths) do not import torch. One argument order everywhere: ``(model, source, tar
     plant(model, kind, seed)                -> (module, key)    the auditing game: a secret, planted change
     audit(model, reference=None, data)      -> dict             the auditor's ranked suspects (blind without a reference)
     score_audit(report, key, model)         -> dict             did the auditor find the plant?
+    scan(models, layers, what, catalog)     -> dict             catalogue whole zoos, shard by shard (workers=N: Dask)
     Catalog(path)                                               the SQLite catalog
     Circuit.from_json(payload)              -> Circuit          a stored circuit, back
 
@@ -67,6 +68,7 @@ _LAZY = {
     "plant": ("circuits.compare.audit", "plant"),
     "audit": ("circuits.compare.audit", "find"),
     "score_audit": ("circuits.compare.audit", "score"),
+    "scan": ("circuits.scanning.run", "scan"),
     "Catalog": ("circuits.catalog", "Catalog"),
 }
 

@@ -231,3 +231,24 @@ def program_summary(folder, manifest: dict, report: dict | None) -> str:
         lines.append(program_report(report))
     lines.append(f"read {folder}/PROGRAM.md first")
     return "\n".join(lines)
+
+
+def scan_lines(report: dict, dry_run: bool = False) -> list[str]:
+    """A scan (``circuits scan --json`` object): the plan with each shard's parts, and what it ran or will cost."""
+    rows = [("model", "layer", "kind", "neurons", "to run", "done")]
+    for s in report["shards"]:
+        rows.append((s["model"], s["layer"], s["kind"], str(s["channels"]), ",".join(s["run"]) or "-",
+                     ",".join(s["done"]) or "-"))  # fmt: skip
+    counts, cost = report["counts"], report["estimate"]
+    lines = [aligned(rows)] if report["shards"] else ["no shards"]
+    lines.append(f"{counts['shards']} shards, {counts['parts']} parts: {counts['done']} already in the catalog "
+                 f"(skipped), {counts['to_run']} to run in {counts['shards_to_run']} shards")  # fmt: skip
+    if cost["seconds"] is None and counts["to_run"]:
+        lines.append("estimated cost: no measurements yet (a scan measures every shard it runs)")
+    elif counts["to_run"]:
+        unmeasured = f", plus {', '.join(cost['unmeasured'])} (no measurements yet)" if cost["unmeasured"] else ""
+        lines.append(f"estimated cost: {cost['seconds']:.1f} s of shard time from {cost['measured_parts']} measured "
+                     f"parts{unmeasured}")  # fmt: skip
+    if not dry_run:
+        lines.append(f"recorded {counts['recorded']} shards ({counts['rows']} rows)")
+    return lines

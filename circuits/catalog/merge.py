@@ -44,6 +44,11 @@ _UNION = [
                                                  agreement, created)
        SELECT id, model, layer, channel, kind, rank, image, method, activation, agreement, created
        FROM other.neuron_images""",
+    # scans: a shard's id hashes what it ran on and with, so a merged catalog skips what either scan did
+    """INSERT OR IGNORE INTO main.scan_shards (id, model, layer, what, arguments, tool_version, layer_kind, channels,
+                                               rows, seconds, created)
+       SELECT id, model, layer, what, arguments, tool_version, layer_kind, channels, rows, seconds, created
+       FROM other.scan_shards""",
 ]
 
 _MODELS = """

@@ -260,9 +260,38 @@ def v5(db) -> None:
         db.execute(statement)
 
 
+V6 = (
+    """
+CREATE TABLE scan_shards (
+  id TEXT PRIMARY KEY,            -- sha256 of (weights sha256, layer, what, arguments, tool version)
+  model TEXT NOT NULL REFERENCES models(id),
+  layer TEXT NOT NULL,
+  what TEXT NOT NULL,             -- 'circuits', 'motifs', 'labels' or 'pictures'
+  arguments TEXT NOT NULL,        -- JSON object: the arguments this part of the shard ran with
+  tool_version TEXT NOT NULL,
+  layer_kind TEXT,                -- the layer's kind and size, what the cost estimate groups by
+  channels INTEGER,
+  rows INTEGER NOT NULL,          -- rows it recorded (circuits, motif instances, labels or pictures)
+  seconds REAL NOT NULL,          -- measured on the worker that ran it
+  created TEXT NOT NULL
+)""",
+    "CREATE INDEX scan_shards_model ON scan_shards(model, layer)",
+)
+
+
+def v6(db) -> None:
+    """Scans (``circuits scan``): one ``scan_shards`` row per part of a shard that is recorded, written in the
+    same transaction as the part's rows, so a rerun skips what is done and a killed writer never leaves half a
+    shard. ``seconds`` (measured where the shard ran) feeds ``--dry-run``'s estimate. Written as SQL for the
+    reason version 4 is.
+    """
+    for statement in V6:
+        db.execute(statement)
+
+
 # MIGRATIONS[n - 1] takes a catalog from version n - 1 to version n: an SQL script, or a function of a
 # sqlite_utils.Database. Both run inside the caller's transaction.
-MIGRATIONS: list = [V1, v2, v3, v4, v5]
+MIGRATIONS: list = [V1, v2, v3, v4, v5, v6]
 
 # Content tables in dependency order, with the columns that order their rows (for export and comparison).
 TABLES: dict[str, tuple[str, ...]] = {
@@ -279,6 +308,7 @@ TABLES: dict[str, tuple[str, ...]] = {
     "motif_family_members": ("family", "instance"),
     "images": ("id",),
     "neuron_images": ("id",),
+    "scan_shards": ("id",),
 }
 
 FTS_TABLES = tuple(_FTS)

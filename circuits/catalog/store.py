@@ -649,6 +649,24 @@ class Store:
             raise UsageError(f"{what} id {ref!r} is ambiguous; give more characters.")
         raise UsageError(f"unknown {what} {ref!r} in {self.path}.")
 
+    # -- scans -----------------------------------------------------------------------------------------
+
+    SCAN_COLUMNS = ("id", "model", "layer", "what", "arguments", "tool_version", "layer_kind", "channels", "rows",
+                    "seconds")  # fmt: skip
+
+    def add_scan_shard(self, row: dict) -> None:
+        """Mark one part of a scan's shard done (``circuits scan``): call it in the transaction that wrote the
+        part's rows. ``row`` has :attr:`SCAN_COLUMNS` (``arguments`` a dict); adding a done part again is a no-op."""
+        values = [canonical(row["arguments"]) if c == "arguments" else row[c] for c in self.SCAN_COLUMNS]
+        with self.transaction():
+            self.conn.execute(f"INSERT OR IGNORE INTO scan_shards ({', '.join(self.SCAN_COLUMNS)}, created) "
+                              f"VALUES ({', '.join('?' * (len(values) + 1))})", [*values, now()])  # fmt: skip
+
+    def scan_shards(self) -> list[dict]:
+        """Every recorded part of every scan, by id, with its measured ``seconds`` and ``arguments`` decoded."""
+        rows = self.rows(f"SELECT {', '.join(self.SCAN_COLUMNS)} FROM scan_shards ORDER BY id")
+        return [decode(row, ("arguments",)) for row in rows]
+
     # -- labels ----------------------------------------------------------------------------------------
 
     def label(self, model: str, neuron: str, text: str, source: str = "user", notes: str | None = None) -> dict:

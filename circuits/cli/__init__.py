@@ -32,6 +32,7 @@ COMMANDS = {
     "planted": "circuits.cli.planted:planted",
     "zoo": "circuits.cli.zoo:zoo",
     "catalog": "circuits.cli.catalog:catalog",
+    "scan": "circuits.cli.scan:scan",
 }
 
 

@@ -1,0 +1,61 @@
+"""The Dask cluster a scan runs on: a scheduler's address, or a ``LocalCluster`` of worker processes.
+
+Dask is imported here and only here, when a cluster is asked for, so the rest of the tool (and ``--workers 0``)
+works without it installed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+
+from circuits.errors import CircuitsError, UsageError
+
+INSTALL = "pip install 'circuits[scale]'"
+CONNECT_TIMEOUT = "5s"
+
+
+def distributed():
+    try:
+        import distributed
+    except ImportError:
+        raise CircuitsError(f"running a scan on workers needs Dask distributed, which is not installed: {INSTALL} "
+                            "(or pass --workers 0 to scan in this process)") from None  # fmt: skip
+    return distributed
+
+
+def check_address(address: str) -> str:
+    if not isinstance(address, str) or not re.fullmatch(r"(tcp|tls|inproc|ucx)://[^\s/]+(:\d+)?", address.strip()):
+        raise UsageError(f"--scheduler takes a Dask scheduler address such as tcp://10.0.0.5:8786, got '{address}' "
+                         "(start one with `dask scheduler`)")  # fmt: skip
+    return address.strip()
+
+
+@contextlib.contextmanager
+def client(workers: int = 0, scheduler=None):
+    """A ``distributed.Client``: ``scheduler`` (an address, or a Client you made, left open), else a
+    ``LocalCluster`` of ``workers`` single-threaded worker processes on loopback, closed on exit."""
+    dd = distributed()
+    if scheduler is not None and not isinstance(scheduler, str):
+        yield scheduler  # a Client of the caller's: they close it
+        return
+    if scheduler is not None:
+        address = check_address(scheduler)
+        try:
+            made = dd.Client(address, timeout=CONNECT_TIMEOUT)
+        except (OSError, TimeoutError) as exc:
+            raise UsageError(f"cannot reach the Dask scheduler at {address} ({type(exc).__name__}); start one there "
+                             "with `dask scheduler` and workers with `dask worker ADDRESS`, or pass --workers N for "
+                             "a cluster on this machine") from None  # fmt: skip
+        with contextlib.closing(made):
+            yield made
+        return
+    import logging
+
+    cluster = dd.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+                              dashboard_address=None, silence_logs=logging.ERROR)  # fmt: skip
+    try:
+        with dd.Client(cluster) as made:
+            yield made
+    finally:
+        cluster.close()
