@@ -264,3 +264,14 @@ def test_the_library_twin_is_circuits_scan():
     from circuits.scanning.run import scan
 
     assert circuits.scan is scan
+
+
+def test_planned_gives_the_progress_bar_its_total(tmp_path):
+    path = tmp_path / "scan.db"
+    totals, ticks = [], []
+    circuits.scan(["zoo:curve-cnn-s0"], catalog=path, planned=totals.append, progress=lambda: ticks.append(1))
+    layers = circuits.layers("zoo:curve-cnn-s0").layers.values()
+    assert totals == [len(ticks)] and len(ticks) == sum(layer.kind not in ("input", "concat") for layer in layers)
+    totals.clear()
+    circuits.scan(["zoo:curve-cnn-s0"], catalog=path, planned=totals.append)  # all done: nothing to run, no total
+    assert totals == []

@@ -57,7 +57,13 @@ def scan(models, layers, what, catalog_path, scheduler, workers, data, depth, to
     kwargs = {"layers": _split(layers) or None, "what": what, "workers": workers, "scheduler": scheduler,
               "data": data, "depth": depth, "top_k": top_k, "motif_kind": motif_kind, "steps": steps, "seed": seed}  # fmt: skip
     with progress_bar("scanning", unit="shard") as bar:
-        report = run_scan(list(models), catalog=catalog_path, dry_run=dry_run, progress=bar.update, **kwargs)
+
+        def planned(total):
+            bar.total = total
+            bar.refresh()
+
+        report = run_scan(list(models), catalog=catalog_path, dry_run=dry_run, progress=bar.update, planned=planned,
+                          **kwargs)  # fmt: skip
     arguments = {"models": list(models), "catalog": catalog_path, "dry_run": dry_run, **kwargs}
     if as_json:
         echo_json(report, arguments, {m["model"]: m["id"] for m in report["models"]})

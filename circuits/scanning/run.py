@@ -17,7 +17,7 @@ from circuits.errors import CircuitsError, UsageError, close_matches_hint
 
 
 def scan(models, layers=None, what="circuits", catalog=None, *, workers: int = 0, scheduler=None,
-         dry_run: bool = False, progress=None, depth: int = 1, top_k: int = 8, data: str | None = None,
+         dry_run: bool = False, progress=None, planned=None, depth: int = 1, top_k: int = 8, data: str | None = None,
          motif_kind: str = "all", bar: float = 0.9, steps: int = 64, examples: int = 4, seed: int = 0) -> dict:  # fmt: skip
     """Catalogue every neuron of ``layers`` (default: all) of ``models`` with the parts in ``what``.
 
@@ -40,6 +40,8 @@ def scan(models, layers=None, what="circuits", catalog=None, *, workers: int = 0
         Plan and estimate only; nothing is run or written.
     progress : callable
         Called with no argument after each shard is recorded.
+    planned : callable
+        Called once with the number of shards left to run, before the first runs (a progress bar's total).
 
     Returns
     -------
@@ -70,6 +72,8 @@ def scan(models, layers=None, what="circuits", catalog=None, *, workers: int = 0
     report = _report(shards, pending, measured, workers)
     if dry_run or not pending:
         return report
+    if planned:
+        planned(len(pending))
     if workers == 0 and scheduler is None:
         recorded, rows = _run_here(path, pending, progress, __version__)
     else:
