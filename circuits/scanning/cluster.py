@@ -13,6 +13,11 @@ from circuits.errors import CircuitsError, UsageError
 
 INSTALL = "pip install 'circuits[scale]'"
 CONNECT_TIMEOUT = "5s"
+# Dask's nannies start workers with MALLOC_TRIM_THRESHOLD_=65536 (to hand memory back sooner). Setting it at
+# all turns off glibc's adaptive mmap threshold, so every large tensor is a fresh mmap and its page faults:
+# a zoo shard took 1.7x the CPU time under it (measured: benchmarks/RESULTS_scan.md). Workers started here
+# leave it unset; docs/scan.md says how to do the same for `dask worker`.
+WORKER_CONFIG = {"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}
 
 
 def distributed():
@@ -52,8 +57,11 @@ def client(workers: int = 0, scheduler=None):
         return
     import logging
 
-    cluster = dd.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                              dashboard_address=None, silence_logs=logging.ERROR)  # fmt: skip
+    import dask
+
+    with dask.config.set(WORKER_CONFIG):
+        cluster = dd.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                  dashboard_address=None, silence_logs=logging.ERROR)  # fmt: skip
     try:
         with dd.Client(cluster) as made:
             yield made
