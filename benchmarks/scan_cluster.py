@@ -20,7 +20,6 @@ Run:  python benchmarks/scan_cluster.py            (about 5 minutes on 2 shared 
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import platform
 import sqlite3
@@ -184,15 +183,14 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="three zoo models, fewer samples; write nothing")
     args = parser.parse_args()
-    from distributed import Client, LocalCluster
+    from circuits.scanning.cluster import client as start_cluster
 
     models = [f"zoo:{n}" for n in zoo.names() if n not in zoo.RECIPES]
     models = models[:3] if args.quick else models
     with tempfile.TemporaryDirectory() as tmp:
-        startup_s, cluster = timed(lambda: LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                                        host="127.0.0.1", dashboard_address=None,
-                                                        silence_logs=logging.ERROR))  # fmt: skip
-        with cluster, Client(cluster) as client:
+        started = time.perf_counter()
+        with start_cluster(2) as client:  # the LocalCluster(2) a scan with --workers 2 starts, its settings too
+            startup_s = time.perf_counter() - started
             client.run(lambda: __import__("circuits.scanning.shard"))  # workers warm: imports done before timing
             zoo_run = stage("zoo", lambda: zoo_ratio(models, tmp, client))
             over = stage("overhead", lambda: overhead(client, 100 if args.quick else 400))
@@ -223,7 +221,8 @@ def report(models, startup_s, zoo_run, over, record_run, per_circuit, mobile) ->
         "",
         "`python benchmarks/scan_cluster.py` (one run; ratios are measured in the same run, on the same machine).",
         "",
-        f"**Machine:** {platform.machine()}, {os.cpu_count()} cores shared with other engineers' jobs, Python "
+        f"**Machine:** {platform.machine()}, {os.cpu_count()} cores (load average {os.getloadavg()[0]:.1f} when the "
+        f"report was written), Python "
         f"{platform.python_version()}, Dask distributed {dv}, sqlite-utils {version('sqlite-utils')}, "
         f"{time.strftime('%Y-%m-%d')}.",
         "",
