@@ -80,7 +80,7 @@ def _layer_module(lt, masks, dropped, meta, module, inline_limit, forms=(), numb
             if c in families:
                 family, k = families[c]
                 if id(family) not in family_names:
-                    family_names[id(family)] = identifier(None, f"_{names[family.members[0]].lstrip('_')}_family", taken)
+                    family_names[id(family)] = identifier(None, f"{names[family.members[0]]}_family", taken)
                     literals.append(_family_function(lt, family, family_names[id(family)], constants, literals,
                                                      inline_limit, meta, names))  # fmt: skip
                 form = {"family": family_names[id(family)], "transform": family.transform, "copy": k,
@@ -189,13 +189,13 @@ def _family_function(lt, form, name, constants, literals, inline_limit, meta, na
     """One function for a whole family: its canonical kernels, turned (or mirrored) per member."""
     param = "quarter_turns" if form.transform == "rotate90" else "mirrored"
     move = "_rot90" if form.transform == "rotate90" else "_mirror"
-    const, first = name.lstrip("_").upper(), f"{lt.layer}:{form.members[0]}"
+    const, first = name.upper(), f"{lt.layer}:{form.members[0]}"
     body = []
     for i, (term, rows, kernel) in enumerate(zip(lt.terms, form.inputs, form.kernels)):
         if not rows[0]:
             continue
         pointwise = _is_pointwise(term, lt.shape)
-        stored = _stored(kernel[:, 0, 0] if pointwise else kernel, f"{const}_K{i}", f"{name.lstrip('_')}_k{i}", constants,
+        stored = _stored(kernel[:, 0, 0] if pointwise else kernel, f"{const}_K{i}", f"{name}_k{i}", constants,
                          literals, inline_limit, f"canonical kernels {i}: {text(term.source)} -> {text(first)}")  # fmt: skip
         kernel_code = stored if pointwise else f"{move}({stored}, {param})"
         if all(row == rows[0] for row in rows):  # e.g. every member reads the image's channels
