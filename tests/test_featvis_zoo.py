@@ -148,10 +148,11 @@ def test_the_picture_optimiser_is_mirror_equivariant(graph):
     draw the same scales and angles, and those are not mirrored.
 
     The mirror flips the conv kernels. With symmetric padding and 2x2 pooling of even maps, it computes
-    flip(net(flip x)). Measured: min 0.9997 over conv2's 32 neurons at 64 steps (seeds 0-2; 0.996 at 128
-    steps). With the default transforms, the minimum is 0.80 and the median 0.97. For an 8-pixel field these
-    are only scale and rotation: the shifts round to 0 pixels. With each picture's own start at the centre,
-    the minimum is 0.71 and the median 0.87.
+    flip(net(flip x)) to float rounding, and 64 steps of gradient ascent can grow that rounding: measured,
+    the minimum over conv2's 32 neurons is 0.9997 on one CPU and 0.9857 on another (AVX2; every other neuron
+    above 0.9997 there), the median 1.0000 on both. With the default transforms, the minimum is 0.80 and the
+    median 0.97. For an 8-pixel field these are only scale and rotation: the shifts round to 0 pixels. With
+    each picture's own start at the centre, the minimum is 0.71 and the median 0.87.
     """
     module = copy.deepcopy(zoo.load("plain-cnn").module)
     with torch.no_grad():
@@ -169,4 +170,4 @@ def test_the_picture_optimiser_is_mirror_equivariant(graph):
     copied = visualise(mirrored, layer, objective=Neuron(centre), param=SharedStart(flip=True), **options)
     flipped = crop(graph, layer, original.images, mirror).flip(-1)
     agreement = centred_cosine(flipped, crop(graph, layer, copied.images))
-    assert agreement.min() >= 0.99, agreement
+    assert agreement.median() >= 0.999 and agreement.min() >= 0.95, agreement
