@@ -233,6 +233,10 @@ def test_dry_run_on_a_new_catalog_says_there_are_no_measurements_and_makes_no_fi
     (["zoo:curve-cnn-s0", "--scheduler", "tcp://127.0.0.1:9"], "cannot reach the Dask scheduler at tcp://127.0.0.1:9"),
     (["zoo:curve-cnn-s0", "--motif-kind", "unoin"], "unknown motif kind 'unoin'"),
     (["zoo:curve-cnn-s0@missing.pt"], "weights file 'missing.pt' does not exist"),
+    (["zoo:curve-cnn-s0", "--scheduler", "tcp://127.0.0.1:abc"], "--scheduler takes a Dask scheduler address"),
+    (["zoo:curve-cnn-s0", "--scheduler", "tls://127.0.0.1:9"], "make a distributed.Client yourself"),
+    (["zoo:curve-cnn-s0", "--what", "motifs", "--data", "bogus:x"], "data spec 'bogus:x' is neither"),
+    (["zoo:curve-cnn-s0", "--what", "labels", "--data", "noise:16"], "labels are scored on toy-world images"),
 ])  # fmt: skip
 def test_bad_input_is_one_line_naming_the_fix_and_writes_no_catalog(tmp_path, argv, words):
     path = tmp_path / "bad.db"
@@ -278,3 +282,67 @@ def test_planned_gives_the_progress_bar_its_total(tmp_path):
     totals.clear()
     circuits.scan(["zoo:curve-cnn-s0"], catalog=path, planned=totals.append)  # all done: nothing to run, no total
     assert totals == []
+
+
+def test_a_zoo_model_with_weights_of_its_own_is_catalogued_under_those_weights(tmp_path):
+    """``zoo:NAME@tuned.pt`` (a fine-tuned zoo model) is read from tuned.pt on the worker, not from the
+    worker's shipped copy of NAME."""
+    import torch
+
+    tuned = {k: v * 1.01 if v.is_floating_point() else v for k, v in circuits.load(MODELS[0]).module.state_dict().items()}
+    torch.save(tuned, tmp_path / "tuned.pt")
+    result = cli("scan", f"{MODELS[0]}@{tmp_path / 'tuned.pt'}", "--layers", "fc", "--catalog", str(tmp_path / "t.db"))
+    assert result.exit_code == 0, result.output
+    expected = circuits.load(MODELS[0], weights=str(tmp_path / "tuned.pt")).weights_hash
+    assert expected != circuits.load(MODELS[0]).weights_hash
+    assert [row[0] for row in rows(tmp_path / "t.db")["models"]] == [expected]
+
+
+def test_checkpoints_of_one_spec_are_told_apart_and_a_repeat_is_scanned_once(tmp_path, monkeypatch):
+    """Two checkpoints of one factory are two models in the report and its provenance; the same file named
+    a second way (./w.pt) is not scanned twice."""
+    import torch
+
+    state = circuits.load(MODELS[0]).module.state_dict()
+    torch.save(state, tmp_path / "run1.pt")
+    torch.save({k: v * 1.5 if v.is_floating_point() else v for k, v in state.items()}, tmp_path / "run2.pt")
+    monkeypatch.chdir(tmp_path)
+    given = [f"{MODELS[0]}@run1.pt", f"{MODELS[0]}@run2.pt", f"{MODELS[0]}@./run2.pt"]
+    result = cli("scan", *given, "--layers", "fc", "--catalog", "c.db", "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert [m["model"] for m in report["models"]] == given[:2]
+    assert [s["model"] for s in report["shards"]] == given[:2]
+    assert set(report["provenance"]["weights_sha256"]) == set(given[:2])
+    assert len({m["id"] for m in report["models"]}) == 2
+    assert report["counts"]["recorded"] == 2 and len(rows(tmp_path / "c.db")["models"]) == 2
+
+
+def test_a_data_file_that_changed_is_scanned_again(tmp_path, monkeypatch):
+    """Parts that read a data file are keyed by its contents (and its absolute path), not by its name."""
+    import numpy as np
+
+    monkeypatch.chdir(tmp_path)
+    np.save("probe.npy", np.random.default_rng(0).random((16, 1, 32, 32)).astype("float32"))
+    argv = ["scan", MODELS[0], "--layers", "fc", "--what", "motifs", "--data", "probe.npy", "--catalog", "d.db"]
+    assert cli(*argv).exit_code == 0
+    again = json.loads(cli(*argv, "--dry-run", "--json").output)
+    assert again["counts"]["to_run"] == 0  # unchanged: done
+    np.save("probe.npy", np.zeros((16, 1, 32, 32), "float32"))
+    changed = json.loads(cli(*argv, "--dry-run", "--json").output)
+    assert changed["counts"]["to_run"] == 1
+
+
+def test_a_scan_refused_before_its_first_shard_leaves_no_catalog(tmp_path, monkeypatch):
+    """A failure inside the first shard (here, weights that change under the plan) removes the catalog the
+    scan had just created; an existing catalog is left as it was."""
+    from circuits.scanning import shard
+
+    def refuse(model):
+        raise ModelLoadError("refused the weights (test)")
+
+    monkeypatch.setattr(shard, "load_checked", refuse)
+    path = tmp_path / "new.db"
+    result = cli("scan", MODELS[0], "--layers", "fc", "--catalog", str(path))
+    assert result.exit_code == 1 and "refused the weights (test)" in result.output
+    assert not any(p.name.startswith("new.db") for p in tmp_path.iterdir())

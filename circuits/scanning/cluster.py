@@ -30,7 +30,13 @@ def distributed():
 
 
 def check_address(address: str) -> str:
-    if not isinstance(address, str) or not re.fullmatch(r"(tcp|tls|inproc|ucx)://[^\s/]+(:\d+)?", address.strip()):
+    """A ``tcp://HOST[:PORT]`` address, or one line saying what to give instead."""
+    if isinstance(address, str) and re.match(r"(tls|ucx|inproc)://", address.strip()):
+        raise UsageError(f"--scheduler takes a tcp:// address; '{address}' needs Dask settings a command line cannot "
+                         "pass (TLS certificates, UCX): make a distributed.Client yourself and give it to "
+                         "circuits.scan(..., scheduler=client)")  # fmt: skip
+    host = r"(\[[0-9A-Fa-f:.]+\]|[^\s/:\[\]]+)"  # a name, an IPv4 address or a bracketed IPv6 one
+    if not isinstance(address, str) or not re.fullmatch(rf"tcp://{host}(:\d{{1,5}})?", address.strip()):
         raise UsageError(f"--scheduler takes a Dask scheduler address such as tcp://10.0.0.5:8786, got '{address}' "
                          "(start one with `dask scheduler`)")  # fmt: skip
     return address.strip()
@@ -48,7 +54,7 @@ def client(workers: int = 0, scheduler=None):
         address = check_address(scheduler)
         try:
             made = dd.Client(address, timeout=CONNECT_TIMEOUT)
-        except (OSError, TimeoutError) as exc:
+        except (OSError, TimeoutError, ValueError) as exc:
             raise UsageError(f"cannot reach the Dask scheduler at {address} ({type(exc).__name__}); start one there "
                              "with `dask scheduler` and workers with `dask worker ADDRESS`, or pass --workers N for "
                              "a cluster on this machine") from None  # fmt: skip

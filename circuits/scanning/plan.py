@@ -8,10 +8,13 @@ keys of the parts it reaches.
 
 Planning loads each model once in the driver, to read its layers and its weights hash (what the catalog knows
 it by) and to hash the weights file it will send; models travel to workers as these facts, never as modules.
+A data spec that names files (a folder, a ``.npy``/``.pt`` tensor, ``augment:N:SEED:FOLDER``) travels as an
+absolute path, and its parts' keys hold the sha256 of those files: changed images are scanned again.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 from dataclasses import dataclass, field
@@ -35,24 +38,29 @@ class Options:
     steps: int = 64
     examples: int = 4
     seed: int = 0
+    data_sha256: str | None = None  # of the files ``data`` names, when it names files (:func:`data_identity`)
 
     def arguments(self, what: str, labels_data: str) -> dict:
         data = self.data or DEFAULT_DATA
+        files = {"data_sha256": self.data_sha256} if self.data and self.data_sha256 else {}
         if what == "circuits":
             return {"depth": self.depth, "top_k": self.top_k, "method": "weights"}
         if what == "motifs":
-            return {"kind": self.motif_kind, "data": data}
+            return {"kind": self.motif_kind, "data": data, **files}
         if what == "labels":
             return {"data": self.data or labels_data, "bar": self.bar}
         return {"data": data, "steps": self.steps, "examples": self.examples, "seed": self.seed,
-                "objective": "channel"}  # fmt: skip
+                "objective": "channel", **files}  # fmt: skip
 
 
 @dataclass(frozen=True)
 class Model:
     """A model as it travels: its spec, the weights file and that file's sha256 (``None`` for a model whose
-    weights its spec builds, as planted ones), and the hash of its loaded weights (its catalog id)."""
+    weights its spec builds, as planted ones), and the hash of its loaded weights (its catalog id). ``text``
+    is the MODEL as given (``SPEC@WEIGHTS.pt``): what reports name it by, since one spec may come with
+    several checkpoints."""
 
+    text: str
     spec: str
     weights: str | None
     sha256: str | None
@@ -150,15 +158,18 @@ def describe(text: str):
     from circuits.models import load
 
     spec, weights = split_model(text)
+    source, sep, attr = spec.rpartition(":")
+    if sep and source.endswith(".py") and os.path.isfile(source):  # workers elsewhere read the same file
+        spec = f"{os.path.abspath(source)}:{attr}"
     loaded = load(spec, weights=weights)
     graph = build_graph(loaded)
-    is_zoo = spec.startswith("zoo:")
-    if is_zoo and weights is None:
+    shipped = spec.startswith("zoo:") and weights is None  # a worker reads its own shipped copy
+    if shipped:
         weights = str(zoo.WEIGHTS_DIR / f"{zoo.canonical(spec.partition(':')[2])}.pt")
     layers = tuple(n for n, info in graph.layers.items() if info.kind not in UNSCANNED_KINDS)
-    model = Model(spec=spec, weights=weights, sha256=None if weights is None else file_sha256(weights),
+    model = Model(text=text, spec=spec, weights=weights, sha256=None if weights is None else file_sha256(weights),
                   id=loaded.weights_hash, name=loaded.spec, architecture=type(loaded.module).__name__,
-                  parameters=sum(p.numel() for p in loaded.module.parameters()), layers=layers, zoo=is_zoo)
+                  parameters=sum(p.numel() for p in loaded.module.parameters()), layers=layers, zoo=shipped)
     return model, loaded, graph
 
 
@@ -175,9 +186,18 @@ def plan(models, layers=None, what="circuits", options: Options | None = None, t
         models = [models]
     if not models:
         raise UsageError("give at least one MODEL to scan (e.g. zoo:curve-cnn-s0)")
-    shards = []
+    if options.data is not None:
+        data, digest = data_identity(options.data)
+        options = dataclasses.replace(options, data=data, data_sha256=digest)
+        if "labels" in parts and not data.startswith("toyworld"):
+            raise UsageError(f"labels are scored on toy-world images, whose concepts are known; --data '{data}' is "
+                             "not one: give --data toyworld[:TASK][:N][:SEED], or leave --data out")  # fmt: skip
+    shards, seen = [], set()
     for text in dict.fromkeys(models):  # a model named twice is scanned once
         model, loaded, graph = describe(text)
+        if (model.id, model.sha256) in seen:  # the same weights under other words (w.pt and ./w.pt)
+            continue
+        seen.add((model.id, model.sha256))
         labels_data = default_data(loaded)
         for layer in _layers(model, layers):
             info = graph.layers[layer]
@@ -185,6 +205,45 @@ def plan(models, layers=None, what="circuits", options: Options | None = None, t
                      for w in parts for a in [options.arguments(w, labels_data)]]  # fmt: skip
             shards.append(Shard(model, layer, info.kind, info.channels, keyed))
     return shards
+
+
+def data_identity(spec: str) -> tuple[str, str | None]:
+    """``(spec, sha256)``: a spec that names files made absolute, with the sha256 of their contents (a folder's
+    files by sorted relative name); a generated spec as it is, with ``None``. A spec that is neither is refused
+    here, before any model loads."""
+    from circuits.data.spec import DATA_HELP, SCHEMES
+
+    spec = spec.strip()
+    scheme, _, rest = spec.partition(":")
+    if scheme == "augment":  # augment:N[:SEED]:PATH, split as circuits.data.spec splits it
+        parts = rest.split(":", 2) if rest else []
+        if len(parts) == 3 and not parts[1].strip().lstrip("-").isdigit():
+            parts = [parts[0], f"{parts[1]}:{parts[2]}"]
+        if len(parts) < 2 or not parts[-1]:
+            return spec, None  # malformed: the data loader says how
+        path = os.path.abspath(os.path.expanduser(parts[-1]))
+        if not os.path.exists(path):
+            raise BadSpecError(f"data path '{parts[-1]}' in '{spec}' does not exist: augment:N[:SEED]:PATH takes a "
+                               "folder of PNG/JPG images or one image")  # fmt: skip
+        return ":".join(["augment", *parts[:-1], path]), _files_sha256(path)
+    if scheme in SCHEMES:
+        return spec, None
+    if not os.path.exists(spec):
+        raise BadSpecError(f"data spec '{spec}' is neither a generated spec nor an existing path: {DATA_HELP}")
+    path = os.path.abspath(spec)
+    return path, _files_sha256(path)
+
+
+def _files_sha256(path: str) -> str:
+    if os.path.isfile(path):
+        return file_sha256(path)
+    digest = hashlib.sha256()
+    for root, dirs, files in os.walk(path):
+        dirs.sort()
+        for name in sorted(files):
+            full = os.path.join(root, name)
+            digest.update(f"{os.path.relpath(full, path)}\0{file_sha256(full)}\n".encode())
+    return digest.hexdigest()
 
 
 def _layers(model: Model, wanted) -> tuple[str, ...]:

@@ -20,7 +20,7 @@ def record(catalog, shard, result: str) -> int:
     found = json.loads(result)
     keys = [p.key for p in shard.parts]
     if found.get("model") != shard.model.id or [p["key"] for p in found.get("parts", [])] != keys:
-        raise CatalogError(f"a result for {shard.model.spec} {shard.layer} does not match its shard; nothing of it "
+        raise CatalogError(f"a result for {shard.model.text} {shard.layer} does not match its shard; nothing of it "
                            "was recorded (a worker of another circuits version?)")  # fmt: skip
     model = shard.model
     total = 0

@@ -9,6 +9,7 @@ since each recorded shard was committed with its ``scan_shards`` rows, and the s
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 
@@ -74,12 +75,25 @@ def scan(models, layers=None, what="circuits", catalog=None, *, workers: int = 0
         return report
     if planned:
         planned(len(pending))
-    if workers == 0 and scheduler is None:
-        recorded, rows = _run_here(path, pending, progress, __version__)
-    else:
-        recorded, rows = _run_cluster(path, pending, progress, __version__, workers, scheduler)
-    report["counts"].update(recorded=recorded, rows=rows)
+    counts = [0, 0]  # shards recorded, rows
+    created = not os.path.exists(path)
+    try:
+        if workers == 0 and scheduler is None:
+            _run_here(path, pending, progress, __version__, counts)
+        else:
+            _run_cluster(path, pending, progress, __version__, workers, scheduler, counts)
+    except BaseException:
+        if created and not counts[0]:  # a scan that failed before its first shard leaves no empty catalog
+            _remove_catalog(path)
+        raise
+    report["counts"].update(recorded=counts[0], rows=counts[1])
     return report
+
+
+def _remove_catalog(path: str) -> None:
+    for name in (path, f"{path}-wal", f"{path}-shm", f"{path}-journal"):
+        with contextlib.suppress(OSError):
+            os.remove(name)
 
 
 def _check(workers, scheduler, catalog, dry_run):
@@ -132,40 +146,38 @@ def _state(path: str, dry_run: bool) -> tuple[set[str], list[dict]]:
 def _report(shards, pending, measured, workers) -> dict:
     from circuits.scanning.estimate import estimate
 
-    models = {s.model.spec: s.model for s in shards}
-    rows = [{"model": s.model.spec, "layer": s.layer, "kind": s.kind, "channels": s.channels,
+    models = {s.model.text: s.model for s in shards}
+    rows = [{"model": s.model.text, "layer": s.layer, "kind": s.kind, "channels": s.channels,
              "run": [p.what for p in s.parts], "done": [p.what for p in s.done]} for s in shards]  # fmt: skip
     parts = sum(len(s.parts) + len(s.done) for s in shards)
     to_run = sum(len(s.parts) for s in shards)
-    return {"models": [{"model": m.spec, "id": m.id, "weights": m.weights, "sha256": m.sha256} for m in models.values()],
+    return {"models": [{"model": m.text, "id": m.id, "weights": m.weights, "sha256": m.sha256} for m in models.values()],
             "shards": rows,
             "counts": {"shards": len(shards), "parts": parts, "done": parts - to_run, "to_run": to_run,
                        "shards_to_run": len(pending), "recorded": 0, "rows": 0},
             "estimate": estimate(pending, measured, workers)}  # fmt: skip
 
 
-def _run_here(path, pending, progress, version) -> tuple[int, int]:
+def _run_here(path, pending, progress, version, counts: list) -> None:
+    """Every shard in this process; ``counts`` (shards recorded, rows) grows as each is recorded."""
     from circuits.catalog import Catalog
     from circuits.scanning.record import record
     from circuits.scanning.shard import run_shard
 
-    recorded = rows = 0
     with Catalog(path) as catalog:
         for shard in pending:
-            rows += record(catalog, shard, run_shard(shard.task(version)))
-            recorded += 1
+            counts[1] += record(catalog, shard, run_shard(shard.task(version)))
+            counts[0] += 1
             if progress:
                 progress()
-    return recorded, rows
 
 
-def _run_cluster(path, pending, progress, version, workers, scheduler) -> tuple[int, int]:
+def _run_cluster(path, pending, progress, version, workers, scheduler, counts: list) -> None:
+    """Every shard on the cluster, recorded here as it lands; ``counts`` as in :func:`_run_here`."""
     from circuits.catalog import Catalog
     from circuits.scanning.cluster import client
     from circuits.scanning.record import record
     from circuits.scanning.shard import run_shard
-
-    counts = [0, 0]  # shards recorded, rows
 
     def land(index, text):
         counts[1] += record(catalog, pending[index], text)
@@ -175,8 +187,7 @@ def _run_cluster(path, pending, progress, version, workers, scheduler) -> tuple[
 
     with client(workers, scheduler) as cluster, Catalog(path) as catalog:
         complete(cluster, run_shard, [s.task(version) for s in pending], [s.key for s in pending], land,
-                 [f"{s.model.spec} {s.layer}" for s in pending])  # fmt: skip
-    return counts[0], counts[1]
+                 [f"{s.model.text} {s.layer}" for s in pending])  # fmt: skip
 
 
 def complete(cluster, function, tasks: list, keys: list[str], land, names: list[str] | None = None) -> None:
