@@ -21,7 +21,9 @@ def rates(measured: list[dict]) -> dict:
 
 def estimate(shards, measured: list[dict], workers: int = 0) -> dict:
     """The shard time of the parts still to run: ``{"seconds": total or None, "unmeasured": [parts with no
-    measurement], "wall_seconds": seconds / workers (a lower bound: scheduling and writing not counted)}``."""
+    measurement], "wall_seconds": seconds / workers}``: a lower bound with ``workers`` (scheduling and writing not
+    counted), the shard time itself for a scheduler's cluster, whose size the plan does not know (divide by its
+    workers). Rates are per neuron, whatever the arguments: pictures measured at 8 steps predict 512 steps at 8."""
     per = rates(measured)
     total, unmeasured = 0.0, set()
     for shard in shards:

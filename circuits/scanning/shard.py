@@ -17,7 +17,7 @@ import contextlib
 import json
 import time
 
-from circuits.errors import ModelLoadError, UsageError
+from circuits.errors import CircuitsError, ModelLoadError
 
 
 def run_shard(task: dict) -> str:
@@ -27,7 +27,7 @@ def run_shard(task: dict) -> str:
     from circuits.provenance import _plain
 
     if task.get("tool_version") != __version__:
-        raise UsageError(f"this worker runs circuits {__version__} but the scan was planned with "
+        raise CircuitsError(f"this worker runs circuits {__version__} but the scan was planned with "
                          f"{task.get('tool_version')}; install the same version on every worker")  # fmt: skip
     with one_thread():
         loaded, graph = load_checked(task["model"])
