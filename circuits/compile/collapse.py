@@ -229,7 +229,7 @@ def _family(circuit, motif, motifs) -> _Proposal:
     slots: list[str] = []
     for k, row in enumerate(inputs):
         for source in row:
-            s = _follow(preimage, source, k)
+            s = follow(preimage, source, k)
             if s is None:
                 return _Proposal(record, reason=f"how {transform} maps the inputs of {members[k]} ({source}) "
                                                 "is not known: no equivariance motif of its layer covers it")  # fmt: skip
@@ -239,7 +239,7 @@ def _family(circuit, motif, motifs) -> _Proposal:
     for k in range(len(members)):
         row = []
         for slot in slots:
-            s = _follow(image, slot, k)
+            s = follow(image, slot, k)
             if s is None:
                 return _Proposal(record, reason=f"how {transform} maps {slot}'s copies is not known: "
                                                 "no equivariance motif of its layer covers it")  # fmt: skip
@@ -306,13 +306,14 @@ def _input_map(circuit, motifs, transform) -> dict[str, str]:
     return image
 
 
-def _follow(mapping: dict[str, str], neuron: str, times: int) -> str | None:
-    """``neuron`` mapped ``times`` times, or None where the map does not say."""
+def follow(mapping: dict, item, times: int):
+    """``item`` mapped ``times`` times, or None where the map does not say (neurons here, channels in
+    :mod:`circuits.program.simplify`)."""
     for _ in range(times):
-        neuron = mapping.get(neuron)
-        if neuron is None:
+        item = mapping.get(item)
+        if item is None:
             return None
-    return neuron
+    return item
 
 
 def _geometry(circuit, node, source) -> dict:

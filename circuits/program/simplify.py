@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from circuits.compile.collapse import follow
 from circuits.program.prune import apply_term
 
 EXACT = ("rotate90", "reflect")
@@ -380,14 +381,6 @@ def _motif_maps(motifs) -> dict[str, dict[str, dict[int, int]]]:
     return maps
 
 
-def _follow(mapping: dict[int, int], channel: int, times: int) -> int | None:
-    for _ in range(times):
-        channel = mapping.get(channel)
-        if channel is None:
-            return None
-    return channel
-
-
 def _spatial(term, lt) -> bool:
     """Whether each input's kernel is a 2-D window the transform turns: a convolution's, or a dense
     neuron's read of a whole map (a flatten)."""
@@ -431,7 +424,7 @@ def _family(lt, masks, motif, images, image) -> tuple[dict, FamilyForm | None]:
         slots: list[int] = []
         for k, member in enumerate(members):
             for channel in np.flatnonzero(mask[member]):
-                slot = _follow(preimage, int(channel), k)
+                slot = follow(preimage, int(channel), k)
                 if slot is None:
                     return refused(f"how {transform} maps {term.source}:{channel}, an input of {layer}:{member}, is "
                                    "not known: no equivariance motif of its layer covers it")  # fmt: skip
@@ -440,7 +433,7 @@ def _family(lt, masks, motif, images, image) -> tuple[dict, FamilyForm | None]:
         slots.sort()
         rows = []
         for k in range(len(members)):
-            row = [_follow(mapping, s, k) for s in slots]
+            row = [follow(mapping, s, k) for s in slots]
             if None in row:
                 missing = slots[row.index(None)]
                 return refused(f"how {transform} maps {term.source}:{missing}'s copies is not known")
