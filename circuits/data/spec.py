@@ -203,21 +203,29 @@ def _photos(rest: str, spec: str, input_shape, default_n: int) -> torch.Tensor:
     return photo_set(n, seed, shape)
 
 
-def _augment(rest: str, spec: str, input_shape) -> torch.Tensor:
-    """``augment:N[:SEED]:PATH``: an integer after N is the seed when more follows, so PATH may hold colons
-    (a path that starts with digits and a colon needs the seed written out)."""
-    from circuits.data.photos import augment
-
+def split_augment(spec: str) -> tuple[list[str], Path]:
+    """``augment:N[:SEED]:PATH`` -> (``[N]`` or ``[N, SEED]`` as written, the existing PATH): an integer after N
+    is the seed when more follows, so PATH may hold colons (a path that starts with digits and a colon needs
+    the seed written out)."""
+    rest = spec.partition(":")[2]
     parts = rest.split(":", 2) if rest else []
     if len(parts) < 2 or not parts[-1]:
         raise BadSpecError(f"bad data spec '{spec}': use augment:N[:SEED]:PATH, e.g. augment:256:0:my_photos/")
     if len(parts) == 3 and not parts[1].strip().lstrip("-").isdigit():
         parts = [parts[0], f"{parts[1]}:{parts[2]}"]
-    n, seed = _count_and_seed(parts[:-1], spec)
     path = Path(parts[-1]).expanduser()  # the shell leaves a ~ inside a word alone
     if not path.exists():
         raise BadSpecError(f"data path {arguments.quoted(parts[-1])} in '{spec}' does not exist: augment:N[:SEED]:PATH "
                            "takes a folder of PNG/JPG images or one image")  # fmt: skip
+    return parts[:-1], path
+
+
+def _augment(rest: str, spec: str, input_shape) -> torch.Tensor:
+    """``augment:N[:SEED]:PATH`` (:func:`split_augment`)."""
+    from circuits.data.photos import augment
+
+    head, path = split_augment(spec)
+    n, seed = _count_and_seed(head, spec)
     shape = _photo_geometry(input_shape, spec)
     _check_bytes(spec, n, shape)
     return augment(path, n, seed, shape)

@@ -211,21 +211,14 @@ def data_identity(spec: str) -> tuple[str, str | None]:
     """``(spec, sha256)``: a spec that names files made absolute, with the sha256 of their contents (a folder's
     files by sorted relative name); a generated spec as it is, with ``None``. A spec that is neither is refused
     here, before any model loads."""
-    from circuits.data.spec import DATA_HELP, SCHEMES
+    from circuits.data.spec import DATA_HELP, SCHEMES, split_augment
 
     spec = spec.strip()
-    scheme, _, rest = spec.partition(":")
-    if scheme == "augment":  # augment:N[:SEED]:PATH, split as circuits.data.spec splits it
-        parts = rest.split(":", 2) if rest else []
-        if len(parts) == 3 and not parts[1].strip().lstrip("-").isdigit():
-            parts = [parts[0], f"{parts[1]}:{parts[2]}"]
-        if len(parts) < 2 or not parts[-1]:
-            return spec, None  # malformed: the data loader says how
-        path = os.path.abspath(os.path.expanduser(parts[-1]))
-        if not os.path.exists(path):
-            raise BadSpecError(f"data path '{parts[-1]}' in '{spec}' does not exist: augment:N[:SEED]:PATH takes a "
-                               "folder of PNG/JPG images or one image")  # fmt: skip
-        return ":".join(["augment", *parts[:-1], path]), _files_sha256(path)
+    scheme = spec.partition(":")[0]
+    if scheme == "augment":
+        head, path = split_augment(spec)
+        path = os.path.abspath(path)
+        return ":".join(["augment", *head, path]), _files_sha256(path)
     if scheme in SCHEMES:
         return spec, None
     if not os.path.exists(spec):
