@@ -114,9 +114,12 @@ def test_the_auditor_is_blind_without_a_reference_and_refuses_blind_options_with
     import circuits
     from circuits.errors import UsageError
 
-    tampered, _, report, _, _ = backdoor
-    again = circuits.audit(tampered, None, "toyworld:256:12345", **BUDGET)
-    assert again["suspects"][:3] == report["suspects"][:3] and again["trigger"] == report["trigger"]  # deterministic
+    tampered = backdoor[0]
+    tiny = {"coarse": {"images": 4, "steps": 4}, "fine": {"images": 8, "steps": 6}}  # a budget small enough to run twice
+    blind = find_blind(tampered, "toyworld:256:12345", **tiny)
+    again = circuits.audit(tampered, None, "toyworld:256:12345", **tiny)  # no reference: the blind audit, run again
+    assert again["suspects"] == blind["suspects"] and again["trigger"] == blind["trigger"]  # deterministic
+    assert again["classes"] == blind["classes"]
     with pytest.raises(UsageError, match="trigger synthesis"):
         circuits.audit(tampered, reference="zoo:plain-cnn-s0", patch=4)
 
