@@ -5,6 +5,9 @@ Run:  python benchmarks/bench_featvis.py            (full: 3x128x128, 48 steps, 
                                                       rewrites RESULTS_featvis.md)
       python benchmarks/bench_featvis.py --quick    (smoke: 3x64x64, 4 steps, 16 channels; under a minute;
                                                       prints only)
+      python benchmarks/bench_featvis.py --device cuda --batch-sizes default,16 --results RESULTS_featvis_cuda.md
+                                                     (the same on a GPU: wall-clock time, synchronised;
+                                                      peak GPU memory; no CPU step breakdown)
 
 The network is benchmarks/mobilenetv2.py (torchvision's MobileNetV2 layout and names, random seeded weights)
 at a 3x128x128 input; the layer is ``features.4.conv.0``, block 4's expand ReLU6 (144 channels on a 32x32
@@ -27,6 +30,11 @@ alone (visualise is meant to be batch-independent). ``--batch-sizes default,256`
 the ``batch_size`` values timed, ``default`` meaning none given. The full run ends with a step-by-step cost breakdown at batch 1, 16 and the
 whole layer (where the time goes). No progress bar is shown: circuits.progress draws one only when stderr
 is a terminal (there is no switch to turn it off), so run it with stderr redirected for clean output.
+
+On a GPU (``--device cuda``) every side runs there (``visualise(..., device="cuda")``), each timed by the
+wall clock between two ``torch.cuda.synchronize()`` calls, with the peak GPU memory each side allocated
+(``torch.cuda.max_memory_allocated``) beside the resident memory; the CPU-only parts (the step breakdown by CPU
+time, the linearised path's batch-dependence checks) are skipped.
 
 Timing: one torch thread, timed by the process's CPU time (user + system), so other jobs on the shared
 2-core machine do not count against either side (``--threads 2`` times with the wall clock instead). Seeds
@@ -59,7 +67,7 @@ from bench_trace import _CLOCK, clock, machine  # noqa: E402
 from mobilenetv2 import MobileNetV2  # noqa: E402
 
 from circuits.featvis import Channel, Fourier, robust, visualise  # noqa: E402
-from circuits.featvis.optimise import CPU_BATCH, WARMUP, _linearised  # noqa: E402
+from circuits.featvis.optimise import CPU_BATCH, GPU_BATCH, WARMUP, _linearised  # noqa: E402
 from circuits.graph import build_graph  # noqa: E402
 from circuits.trace.kernels import receptive_field  # noqa: E402
 
@@ -91,21 +99,41 @@ def give_back_memory() -> None:
         pass
 
 
+DEVICE = {"device": torch.device("cpu")}  # where every side runs (--device)
+
+
+def on_gpu() -> bool:
+    return DEVICE["device"].type == "cuda"
+
+
+def synchronise() -> None:
+    """Wait for the GPU's queued work, so the clock reads finished work (nothing on the CPU)."""
+    if on_gpu():
+        torch.cuda.synchronize(DEVICE["device"])
+
+
 def measured(fn) -> dict:
-    """Run ``fn`` once: CPU or wall seconds (the benchmark's clock), wall seconds, peak RSS, RSS at start."""
+    """Run ``fn`` once: CPU or wall seconds (the benchmark's clock), wall seconds, peak RSS, RSS at start, and
+    on a GPU the peak GPU memory the side allocated."""
     give_back_memory()
+    if on_gpu():
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(DEVICE["device"])
+    synchronise()
     wall = time.perf_counter()
     with PeakMemory() as memory:
         start = clock()
         result = fn()
+        synchronise()
         seconds = clock() - start
+    gpu = torch.cuda.max_memory_allocated(DEVICE["device"]) if on_gpu() else None
     return {"s": seconds, "wall_s": time.perf_counter() - wall, "peak": memory.peak, "start_rss": memory.start,
-            "result": result}  # fmt: skip
+            "gpu_peak": gpu, "result": result}  # fmt: skip
 
 
 def one_at_a_time(model, channels, steps: int) -> list:
     """The Lucent way: one ``visualise`` call, one optimisation, per channel."""
-    return [visualise(model, LAYER, [c], steps=steps) for c in channels]
+    return [visualise(model, LAYER, [c], steps=steps, device=DEVICE["device"]) for c in channels]
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -199,15 +227,18 @@ def verdict(ratio: float) -> str:
 
 
 def table(info, sides) -> list[str]:
+    gpu = any(side["gpu_peak"] is not None for side in sides)
     lines = [
-        "| side | call | channels timed | seconds per neuron | whole layer (s) | wall, timed part (s) | peak RSS (GB) | peak over start (GB) |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
+        "| side | call | channels timed | seconds per neuron | whole layer (s) | wall, timed part (s) | peak RSS (GB) "
+        "| peak over start (GB) |" + (" peak GPU memory (GB) |" if gpu else ""),
+        "|---|---|---:|---:|---:|---:|---:|---:|" + ("---:|" if gpu else ""),
     ]
     for side in sides:
         lines.append(f"| {side['name']} | `{side['call']}` | {side['timed']} of {info['channels']} | "
-                     f"{side['per_neuron']:.3f} | {side['per_neuron'] * info['channels']:.1f}"
+                     f"{side['per_neuron']:.4f} | {side['per_neuron'] * info['channels']:.1f}"
                      f"{'' if side['timed'] == info['channels'] else ' (extrapolated)'} | {side['wall_s']:.1f} | "
-                     f"{side['peak'] / GB:.2f} | {(side['peak'] - side['start_rss']) / GB:.2f} |")  # fmt: skip
+                     f"{side['peak'] / GB:.2f} | {(side['peak'] - side['start_rss']) / GB:.2f} |"
+                     + (f" {side['gpu_peak'] / GB:.2f} |" if gpu else ""))  # fmt: skip
     return lines
 
 
@@ -235,7 +266,7 @@ def render(info, sides, checks, prof) -> str:
         f"- **Date:** {info['date']}",
         f"- **Machine:** {m['cpu']}, {m['cores']} cores ({m['usable_cores']} usable, shared with other jobs), "
         f"{m['os']}, Python {m['python']}, torch {m['torch']}, **{m['threads']} torch thread"
-        f"{'s' if m['threads'] > 1 else ''}**",
+        f"{'s' if m['threads'] > 1 else ''}**" + (f"; **GPU: {info['gpu']}** (every side runs there)" if info.get("gpu") else ""),
         f"- **Load average** (1 min) at start {info['load_start']:.1f}, at end {info['load_end']:.1f}",
         f"- **Code:** commit {info['git']}",
         f"- **Network:** benchmarks/mobilenetv2.py (random seeded weights), input "
@@ -258,7 +289,8 @@ def render(info, sides, checks, prof) -> str:
     ]
     if prof:
         lines += profile_lines(info, prof)
-    lines += ["", "## Notes", "", *[f"- {n}" for n in NOTES], ""]
+    notes = ([GPU_NOTE] if info.get("gpu") else []) + NOTES[bool(info.get("gpu")):]
+    lines += ["", "## Notes", "", *[f"- {n}" for n in notes], ""]
     return "\n".join(lines)
 
 
@@ -300,6 +332,10 @@ def profile_lines(info, prof) -> list[str]:
     return lines
 
 
+GPU_NOTE = ("Ratios are what matter. On the GPU every side is timed by the wall clock between "
+            "`torch.cuda.synchronize()` calls, so the per-step Python and kernel-launch cost counts, as a user pays it. "
+            "A GPU's pictures are not bit-reproducible (docs/pictures.md says why), so the checks' pixel differences "
+            "above measure run-to-run variation, not batch dependence.")
 NOTES = [
     "Ratios are what matter. With one torch thread the timer is the process's CPU time (user + system: page "
     "faults count), which other jobs on the shared machine barely move.",
@@ -312,11 +348,11 @@ NOTES = [
 
 def git_state() -> str:
     def git(*args):
-        return subprocess.run(["git", *args], cwd=HERE, capture_output=True, text=True).stdout.strip()
+        return subprocess.run(["git", *args], cwd=HERE, capture_output=True, text=True).stdout.rstrip()  # not strip(): porcelain lines start with a space
 
     commit = git("rev-parse", "--short", "HEAD") or "unknown"
     dirty = [line[3:] for line in git("status", "--porcelain", "--", "../circuits").splitlines()]
-    dirty = [p for p in dirty if any(f"/{part}/" in p for part in ("featvis", "graph", "trace"))]
+    dirty = [p for p in dirty if any(f"/{part}/" in p for part in ("featvis", "graph", "motifs", "trace"))]
     return commit + (f" with {', '.join(dirty)} modified in the working tree" if dirty else "")
 
 
@@ -391,10 +427,15 @@ def main(argv=None):
     parser.add_argument("--results", default=None,
                         help="where to write the results (default: RESULTS_featvis.md unless --quick)")  # fmt: skip
     parser.add_argument("--no-profile", action="store_true", help="skip the step-by-step cost breakdown")
+    parser.add_argument("--device", default="cpu",
+                        help="where every side runs: cpu (default) or cuda[:N], timed by the wall clock")  # fmt: skip
     args = parser.parse_args(argv)
     started, load_start = time.perf_counter(), os.getloadavg()[0]
     torch.set_num_threads(args.threads)
-    _CLOCK["clock"] = time.process_time if args.threads == 1 else time.perf_counter
+    from circuits.graph.run import resolve_device
+
+    DEVICE["device"] = device = resolve_device(args.device)
+    _CLOCK["clock"] = time.process_time if args.threads == 1 and not on_gpu() else time.perf_counter
     size = args.size or (64 if args.quick else 128)
     steps = args.steps or (4 if args.quick else 48)
     n_batched = args.channels if args.channels is not None else (16 if args.quick else 0)
@@ -409,17 +450,22 @@ def main(argv=None):
     channels = list(range(layer.channels)) if n_batched <= 0 else list(range(min(n_batched, layer.channels)))
     alone_channels = [channels[i] for i in spread(len(channels), n_alone)]
     info = {"machine": machine(args.threads), "load_start": load_start, "input_shape": (3, size, size),
-            "timer": "process CPU time (user + system)" if args.threads == 1 else "wall-clock time",
+            "timer": ("wall-clock time between `torch.cuda.synchronize()` calls" if on_gpu() else
+                      "process CPU time (user + system)" if args.threads == 1 else "wall-clock time"),
+            "gpu": torch.cuda.get_device_name(device) if on_gpu() else None,
             "steps": steps, "warmup_steps": sum(1 for s in range(steps) if s < WARMUP * steps),
             "channels": len(channels), "map": "×".join(map(str, layer.spatial)), "git": git_state(),
             "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-            "command": "python benchmarks/bench_featvis.py" + (" " + " ".join(sys.argv[1:]) if sys.argv[1:] else "")}  # fmt: skip
+            "command": " ".join(["python benchmarks/bench_featvis.py", *(  # a results path as it lands in benchmarks/
+                f"benchmarks/{os.path.basename(a)}" if os.path.isabs(a) else a for a in sys.argv[1:])])}  # fmt: skip
     m = info["machine"]
     print(f"{m['cpu']}, {m['cores']} cores ({m['usable_cores']} usable), torch {m['torch']}, {args.threads} "
           f"threads, load {load_start:.1f}", flush=True)  # fmt: skip
     print(f"MobileNetV2 3x{size}x{size}, {LAYER}: {len(channels)} of {layer.channels} channels batched, "
           f"{len(alone_channels)} timed one at a time ({alone_channels}), {steps} steps", flush=True)  # fmt: skip
-    visualise(model, LAYER, [0], steps=1)  # untimed: the colour basis, first convolutions
+    visualise(model, LAYER, [0], steps=1, device=device)  # untimed: the colour basis, first convolutions
+    if on_gpu():  # and a whole batch once: the GPU's kernels for the batched shapes are chosen on first use
+        visualise(model, LAYER, None if n_batched <= 0 else channels, steps=1, device=device)
 
     sides = []
 
@@ -442,10 +488,10 @@ def main(argv=None):
     for bs in batch_sizes:
         arg = "" if bs is None else f", batch_size={bs}"
         chans = "" if some is None else f", range({len(channels)})"
-        label = f"default ({CPU_BATCH} on the CPU)" if bs is None else str(bs)
+        label = (f"default ({GPU_BATCH} on a GPU)" if on_gpu() else f"default ({CPU_BATCH} on the CPU)") if bs is None else str(bs)
         batched[label] = side(f"batched, batch_size {label}",
                            f"visualise(model, layer{chans}, steps={steps}{arg})",
-                           lambda bs=bs: visualise(model, LAYER, some, steps=steps, batch_size=bs), True,
+                           lambda bs=bs: visualise(model, LAYER, some, steps=steps, batch_size=bs, device=device), True,
                            len(channels))  # fmt: skip
 
     checks = []
@@ -458,8 +504,8 @@ def main(argv=None):
     checks.append(f"One at a time from the model against from a graph built once: max |pixel difference| "
                   f"{same:.2e}.")  # fmt: skip
     start = clock()  # the same comparison without the warm-up on the linearised path
-    plain_batch = visualise(graph, LAYER, alone_channels, steps=steps, warmup=0)
-    plain_alone = [visualise(graph, LAYER, [c], steps=steps, warmup=0) for c in alone_channels]
+    plain_batch = visualise(graph, LAYER, alone_channels, steps=steps, warmup=0, device=device)
+    plain_alone = [visualise(graph, LAYER, [c], steps=steps, warmup=0, device=device) for c in alone_channels]
     pixels, acts = max_difference(plain_batch, plain_alone, range(len(alone_channels)))
     checks.append(f"With `warmup=0` (every step on the real network), the {len(alone_channels)} timed channels in "
                   f"one batch against one at a time: max |pixel difference| {pixels:.2e}, max relative activation "
@@ -469,12 +515,13 @@ def main(argv=None):
         checks.append(f"So the batched pictures' difference ({worst:.1e}) comes from the warm-up steps alone: the "
                       "network steps are exactly batch-independent here, and Adam's normalised steps turn the warm-up "
                       "path's rounding (next line) into visible pixel differences.")  # fmt: skip
-    checks += linearised_checks(graph)
+    if not on_gpu():
+        checks += linearised_checks(graph)
     for c in checks:
         print(c, flush=True)
 
     prof = None
-    if not (args.quick or args.no_profile):
+    if not (args.quick or args.no_profile or on_gpu()):
         print("step costs (CPU ms per image):", flush=True)
         prof = step_costs(model, graph, alone_channels, sorted({1, 16, len(channels)}))
 
@@ -482,6 +529,8 @@ def main(argv=None):
     print()
     for line in table(info, sides) + [""] + ratio_rows(sides):
         print(line)
+    if on_gpu():
+        print(f"GPU: {info['gpu']}")
     print(f"total {info['wall_s']:.0f} s, highest RSS {max(rss(), max(s['peak'] for s in sides)) / GB:.2f} GB")
     if results:
         with open(results, "w") as f:

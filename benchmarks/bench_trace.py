@@ -204,7 +204,7 @@ def machine(threads: int) -> dict:
 
 def git_state() -> str:
     def git(*args):
-        return subprocess.run(["git", *args], cwd=HERE, capture_output=True, text=True).stdout.strip()
+        return subprocess.run(["git", *args], cwd=HERE, capture_output=True, text=True).stdout.rstrip()  # not strip(): porcelain lines start with a space
 
     commit = git("rev-parse", "--short", "HEAD") or "unknown"
     dirty = [line[3:] for line in git("status", "--porcelain", "--", "../circuits").splitlines()]

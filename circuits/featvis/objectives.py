@@ -15,7 +15,7 @@ import torch
 
 def _own(acts: torch.Tensor, channels: torch.Tensor) -> torch.Tensor:
     """Each image's own channel: ``[B, H, W]`` (or ``[B]`` for a dense layer)."""
-    return acts[torch.arange(len(channels)), channels]
+    return acts[torch.arange(len(channels), device=acts.device), channels.to(acts.device)]
 
 
 @dataclass(frozen=True)

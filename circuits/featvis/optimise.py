@@ -70,7 +70,7 @@ def visualise(model, layer: str, channels=None, *, objective=None, param=None, s
     the typical score: without it copies from different starts converge to one picture.
     """
     from circuits.graph import build_graph
-    from circuits.graph.run import resolve_device
+    from circuits.graph.run import graph_on, resolve_device
 
     graph = build_graph(model)
     info = graph.layer(layer)
@@ -97,7 +97,7 @@ def visualise(model, layer: str, channels=None, *, objective=None, param=None, s
     start, stop, _ = receptive_field(graph, info.name)  # the jitter is a share of it
     window = (slice(None), slice(None), *(slice(a, b) for a, b in zip(start, stop)))
     size = max((b - a for a, b in zip(start, stop)), default=max(shape[1:]))
-    linear = _linearised(graph, info.name) if warmup > 0 else None
+    linear = _linearised(graph_on(graph, device), info.name) if warmup > 0 else None  # its weights on the device
     images, reached = [], []
     from circuits.progress import progress_bar
 

@@ -71,9 +71,10 @@ class Fourier:
 
     def image(self, params: list[torch.Tensor], shape) -> torch.Tensor:
         c, h, w = shape
-        spectrum = torch.view_as_complex(params[0]) * spectrum_scale(h, w, self.decay) * (h * w) ** 0.5 / 4
+        at = params[0].device
+        spectrum = torch.view_as_complex(params[0]) * spectrum_scale(h, w, self.decay).to(at) * (h * w) ** 0.5 / 4
         raw = torch.fft.irfft2(spectrum, s=(h, w), norm="ortho")
-        raw = torch.einsum("ij,bjhw->bihw", colour_basis(c), raw)
+        raw = torch.einsum("ij,bjhw->bihw", colour_basis(c).to(at), raw)
         return torch.sigmoid(raw)
 
     def to_dict(self) -> dict:
@@ -95,11 +96,11 @@ class Phase:
 
     def image(self, params: list[torch.Tensor], shape) -> torch.Tensor:
         c, h, w = shape
-        spectrum = torch.polar(spectrum_scale(h, w, self.decay).expand_as(params[0]), params[0])
+        spectrum = torch.polar(spectrum_scale(h, w, self.decay).to(params[0].device).expand_as(params[0]), params[0])
         raw = torch.fft.irfft2(spectrum, s=(h, w), norm="ortho")
         raw = raw - raw.mean(dim=(-2, -1), keepdim=True)
         raw = raw / (raw.flatten(1).std(dim=1)[:, None, None, None] + 1e-8)
-        raw = torch.einsum("ij,bjhw->bihw", colour_basis(c), raw)
+        raw = torch.einsum("ij,bjhw->bihw", colour_basis(c).to(raw.device), raw)
         return torch.sigmoid(self.contrast * raw)
 
     def to_dict(self) -> dict:

@@ -153,6 +153,17 @@ def module_on(graph, device: torch.device | None) -> fx.GraphModule:
     return copies[key]
 
 
+def graph_on(graph, device: torch.device | None):
+    """``graph`` as seen from ``device``: the same layers over the module copy :func:`module_on` keeps there,
+    for code that walks the graph's own nodes and modules (a path function) rather than calling run()."""
+    gm = module_on(graph, device)
+    if gm is graph.gm:
+        return graph
+    view = copy.copy(graph)
+    view.gm, view.nodes, view.modules = gm, {n.name: n for n in gm.graph.nodes}, dict(gm.named_modules())
+    return view
+
+
 def _same(a: torch.device, b: torch.device) -> bool:
     return a.type == b.type and (a.index or 0) == (b.index or 0)
 
@@ -240,4 +251,4 @@ def node_values(graph, x: torch.Tensor, keep: set[str] | None = None, stop_at: s
     return values  # type: ignore[return-value]
 
 
-__all__ = ["check_data", "eval_mode", "node_values", "resolve_device", "run"]
+__all__ = ["check_data", "eval_mode", "graph_on", "node_values", "resolve_device", "run"]

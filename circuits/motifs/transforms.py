@@ -239,7 +239,7 @@ def _resample(x: torch.Tensor, inverse_map: torch.Tensor) -> torch.Tensor:
     # grid_sample with align_corners=True: -1 and 1 are the centres of the first and last pixels
     norm_x = src_x / cx if cx > 0 else torch.zeros_like(src_x)
     norm_y = -src_y / cy if cy > 0 else torch.zeros_like(src_y)
-    grid = torch.stack([norm_x, norm_y], dim=-1).to(x.dtype if x.is_floating_point() else torch.float32)
+    grid = torch.stack([norm_x, norm_y], dim=-1).to(x.device, x.dtype if x.is_floating_point() else torch.float32)
     lead = x.shape[:-2]
     flat = x.reshape(-1, 1, h, w).to(grid.dtype)
     out = F.grid_sample(flat, grid[None].expand(flat.shape[0], h, w, 2), mode="bilinear",
