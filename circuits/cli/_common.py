@@ -21,8 +21,14 @@ def model_options(func):
     return wrapper
 
 
-def device_option(func):
-    """--device, as every command that runs a model on data takes it (checked before any work)."""
+DEVICE_HELP = "Where the model runs on probe data: cpu, cuda or cuda:N (results agree up to float rounding)."
+
+
+def device_option(func=None, *, help: str = DEVICE_HELP):
+    """--device, as every command that runs a model on data takes it (checked before any work);
+    ``@device_option(help=...)`` where a command's results differ more on a GPU."""
+    if func is None:
+        return functools.partial(device_option, help=help)
 
     def check(_ctx, _param, value):
         from circuits.graph.run import resolve_device
@@ -30,8 +36,7 @@ def device_option(func):
         resolve_device(value)  # a usage error (exit 2) naming the fix, e.g. no CUDA device here
         return value
 
-    @click.option("--device", default="cpu", show_default=True, metavar="DEVICE", callback=check,
-                  help="Where the model runs on probe data: cpu, cuda or cuda:N (results are the same).")  # fmt: skip
+    @click.option("--device", default="cpu", show_default=True, metavar="DEVICE", callback=check, help=help)
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
         return func(*args, **kwargs)

@@ -35,7 +35,8 @@ LOW = 0.5  # agreement below this is flagged (docs/pictures.md)
 @click.option("--catalog", "catalog_path", type=click.Path(dir_okay=False), envvar="CIRCUITS_CATALOG",
               help="Record the pictures in this catalog (also $CIRCUITS_CATALOG).")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object listing every file (docs/pictures.md).")
-@device_option
+@device_option(help="Where the pictures are optimised: cpu, cuda or cuda:N. A GPU is far faster for a whole layer, "
+               "but its pictures vary from run to run (docs/pictures.md): make the ones you cite on the CPU.")
 def pictures(model, weights, input_shape, layer, neurons, data, steps, objective, copies, diversity, negative, k, seed,
              out_dir, catalog_path, as_json, device):  # fmt: skip
     """Pictures of the neurons of one layer of MODEL, with their top dataset examples and a number that
