@@ -52,7 +52,6 @@ import datetime
 import gc
 import os
 import resource
-import subprocess
 import sys
 import time
 import weakref
@@ -61,6 +60,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, ".."))
 sys.path.insert(0, HERE)
 
+import bench_trace  # noqa: E402
 import torch  # noqa: E402
 from bench_motifs_mobilenetv2 import PeakMemory, rss  # noqa: E402
 from bench_trace import _CLOCK, clock, machine  # noqa: E402
@@ -347,13 +347,7 @@ NOTES = [
 
 
 def git_state() -> str:
-    def git(*args):
-        return subprocess.run(["git", *args], cwd=HERE, capture_output=True, text=True).stdout.rstrip()  # not strip(): porcelain lines start with a space
-
-    commit = git("rev-parse", "--short", "HEAD") or "unknown"
-    dirty = [line[3:] for line in git("status", "--porcelain", "--", "../circuits").splitlines()]
-    dirty = [p for p in dirty if any(f"/{part}/" in p for part in ("featvis", "graph", "motifs", "trace"))]
-    return commit + (f" with {', '.join(dirty)} modified in the working tree" if dirty else "")
+    return bench_trace.git_state(("featvis", "graph", "motifs", "trace"))
 
 
 # --------------------------------------------------------------------------------------------------------

@@ -202,13 +202,15 @@ def machine(threads: int) -> dict:
             "os": f"{platform.system()} {platform.release()}"}  # fmt: skip
 
 
-def git_state() -> str:
+def git_state(parts=("trace", "graph")) -> str:
+    """The commit, and which files of the timed packages (``circuits/PART/``) differ from it."""
+
     def git(*args):
         return subprocess.run(["git", *args], cwd=HERE, capture_output=True, text=True).stdout.rstrip()  # not strip(): porcelain lines start with a space
 
     commit = git("rev-parse", "--short", "HEAD") or "unknown"
     dirty = [line[3:] for line in git("status", "--porcelain", "--", "../circuits").splitlines()]
-    dirty = [path for path in dirty if "/trace/" in path or "/graph/" in path]
+    dirty = [path for path in dirty if any(f"/{part}/" in path for part in parts)]
     return commit + (f" with {', '.join(dirty)} modified in the working tree" if dirty else "")
 
 

@@ -17,6 +17,7 @@ batch.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -56,6 +57,12 @@ def colour_basis(channels: int) -> torch.Tensor:
     return _WORLD_COLOURS[3]
 
 
+@functools.lru_cache(maxsize=16)
+def _constants(channels: int, h: int, w: int, decay: float, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The spectrum's scale and the colour basis where the parameters live: made once, not at every step."""
+    return spectrum_scale(h, w, decay).to(device), colour_basis(channels).to(device)
+
+
 @dataclass(frozen=True)
 class Fourier:
     """A spectrum scaled by ``1 / frequency**decay``, in decorrelated colour, squashed by a sigmoid."""
@@ -71,10 +78,10 @@ class Fourier:
 
     def image(self, params: list[torch.Tensor], shape) -> torch.Tensor:
         c, h, w = shape
-        at = params[0].device
-        spectrum = torch.view_as_complex(params[0]) * spectrum_scale(h, w, self.decay).to(at) * (h * w) ** 0.5 / 4
+        scale, basis = _constants(c, h, w, self.decay, params[0].device)
+        spectrum = torch.view_as_complex(params[0]) * scale * (h * w) ** 0.5 / 4
         raw = torch.fft.irfft2(spectrum, s=(h, w), norm="ortho")
-        raw = torch.einsum("ij,bjhw->bihw", colour_basis(c).to(at), raw)
+        raw = torch.einsum("ij,bjhw->bihw", basis, raw)
         return torch.sigmoid(raw)
 
     def to_dict(self) -> dict:
@@ -96,11 +103,12 @@ class Phase:
 
     def image(self, params: list[torch.Tensor], shape) -> torch.Tensor:
         c, h, w = shape
-        spectrum = torch.polar(spectrum_scale(h, w, self.decay).to(params[0].device).expand_as(params[0]), params[0])
+        scale, basis = _constants(c, h, w, self.decay, params[0].device)
+        spectrum = torch.polar(scale.expand_as(params[0]), params[0])
         raw = torch.fft.irfft2(spectrum, s=(h, w), norm="ortho")
         raw = raw - raw.mean(dim=(-2, -1), keepdim=True)
         raw = raw / (raw.flatten(1).std(dim=1)[:, None, None, None] + 1e-8)
-        raw = torch.einsum("ij,bjhw->bihw", colour_basis(c).to(raw.device), raw)
+        raw = torch.einsum("ij,bjhw->bihw", basis, raw)
         return torch.sigmoid(self.contrast * raw)
 
     def to_dict(self) -> dict:
