@@ -426,9 +426,13 @@ def main(argv=None):
     args = parser.parse_args(argv)
     started, load_start = time.perf_counter(), os.getloadavg()[0]
     torch.set_num_threads(args.threads)
+    from circuits.errors import UsageError
     from circuits.graph.run import resolve_device
 
-    DEVICE["device"] = device = resolve_device(args.device)
+    try:
+        DEVICE["device"] = device = resolve_device(args.device)
+    except UsageError as exc:
+        parser.error(str(exc))  # one line, exit 2
     _CLOCK["clock"] = time.process_time if args.threads == 1 and not on_gpu() else time.perf_counter
     size = args.size or (64 if args.quick else 128)
     steps = args.steps or (4 if args.quick else 48)

@@ -17,11 +17,27 @@ import tempfile
 import time
 import traceback
 
-from click.testing import CliRunner  # noqa: E402
+from click.testing import CliRunner
 
-from circuits.cli import main  # noqa: E402
+from circuits.cli import main
+from circuits.errors import UsageError
+from circuits.graph.run import resolve_device
 
 DEVICES = sys.argv[1].split(",") if len(sys.argv) > 1 else ["cpu", "cuda"]
+
+
+def usage_error(message: str) -> None:
+    print(f"device_agreement.py: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+if len(DEVICES) != 2:
+    usage_error("give two devices, e.g. cpu,cuda (or cpu,cpu for a dry run)")
+try:
+    for device in DEVICES:
+        resolve_device(device)
+except UsageError as exc:  # no GPU here, or an unknown device: the error names the fix
+    usage_error(str(exc))
 W = tempfile.mkdtemp()
 COMMANDS = {
     "extract": ["extract", "zoo:plain-cnn", "--neuron", "conv3:7", "--top-k", "4", "--data", "toyworld:128", "--emit", "{w}/c_{d}.py", "--json"],
