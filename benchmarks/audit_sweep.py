@@ -245,7 +245,7 @@ def provenance(args, wall: float, rows: int) -> dict:
             "machine": {"cpu": cpu, "cores": os.cpu_count(), "usable_cores": len(os.sched_getaffinity(0)),
                         "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
                         "python": platform.python_version()},
-            "git": {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain", "circuits"))},
+            "git": {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain", "--", ":/circuits"))},
             "plant_settings": settings_hash()}  # fmt: skip
 
 

@@ -123,7 +123,7 @@ def report(results: dict) -> str:
     run = results["run"]
     out += ["## How", "", f"`{run['command']}` on {run['date'][:10]}, {run['rounds']} rounds, "
             f"{run['wall_seconds'] / 60:.0f} min wall on {run['jobs']} job(s), torch {run['torch']}, "
-            f"git {run['git'][:10]}.", ""]  # fmt: skip
+            f"git {run['git'][:10]}{' with uncommitted changes to circuits/' if run.get('dirty') else ''}.", ""]  # fmt: skip
     return "\n".join(out)
 
 
@@ -165,11 +165,13 @@ def main(argv=None) -> int:
                 print(f"{r['family']} seed {r['seed']}: {r.get('named')} {r.get('responding@3')}", flush=True)
     rows.sort(key=lambda r: (FAMILIES.index(r["family"]), r["seed"]))
     git = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=HERE).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--", ":/circuits"], capture_output=True, text=True,
+                           cwd=HERE).stdout.strip()  # fmt: skip
     results = {"schema_version": SCHEMA_VERSION, "rounds": rows,
                "run": {"command": shlex.join(["python3", "benchmarks/blind_backdoor.py", *(argv or sys.argv[1:])]),
                        "date": datetime.datetime.now(datetime.UTC).isoformat(), "rounds": len(rows),
                        "wall_seconds": time.perf_counter() - started, "jobs": args.jobs, "torch": torch.__version__,
-                       "python": platform.python_version(), "git": git}}  # fmt: skip
+                       "python": platform.python_version(), "git": git, "dirty": bool(dirty)}}  # fmt: skip
     args.json.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(args.json, json.dumps(results, indent=1))
     atomic_write(args.out, report(results))

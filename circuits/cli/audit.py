@@ -57,8 +57,8 @@ def plant(model, kind, seed, out, key_path, as_json):
 @click.argument("model", metavar="MODEL")
 @click.option("--weights", type=click.Path(dir_okay=False), help="The tampered state_dict (weights_only=True).")
 @click.option("--reference", metavar="MODEL", help="The model before the change: the audit diffs against it. "
-              "Without it the audit is blind: it synthesises a patch trigger per class and ranks the neurons "
-              "that carry the winning one.")  # fmt: skip
+              "Without it the audit is blind: neurons whose input weights copy another's come first, then it "
+              "synthesises a patch trigger per class and ranks the neurons that carry the winning one.")  # fmt: skip
 @click.option("--data", metavar="SPEC", help="Probe images [default: toyworld:256:12345 for zoo models].")
 @click.option("--triggers", is_flag=True, help="With --reference: also synthesise a patch trigger per class in both "
               "models and name the class whose patch gained most (a backdoor's target; minutes).")  # fmt: skip
@@ -68,8 +68,8 @@ def plant(model, kind, seed, out, key_path, as_json):
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON (what `audit score` reads).")
 def find(model, weights, reference, data, triggers, patch, top, as_json):
     """Rank the neurons of MODEL (with --weights) most likely to hold a planted change: by diffing it
-    against --reference, or blind (no reference: trigger synthesis, tens of seconds per class on 2 cores
-    for a zoo model).
+    against --reference, or blind (no reference: copied neurons, then trigger synthesis, tens of seconds
+    per class on 2 cores for a zoo model).
 
     \b
     Examples:

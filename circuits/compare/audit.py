@@ -257,25 +257,11 @@ def _last_conv(module) -> tuple[str, torch.nn.Conv2d]:
 
 
 def _neuron_layer(loaded, module_name: str) -> str:
-    """The neuron layer (as `circuits layers` names it) whose channels a conv module computes: the first
-    layer reached from the module's output through per-channel steps (BatchNorm, the nonlinearity, a
-    residual add)."""
+    """The neuron layer (as `circuits layers` names it) whose channels a conv module computes."""
+    from circuits.compare.duplicates import layer_of_module
     from circuits.graph import build_graph
 
-    graph = build_graph(loaded)
-    by_node = {}
-    for name, info in graph.layers.items():
-        for node in (info.preact, info.node):
-            if node is not None:
-                by_node.setdefault(node, name)
-    start = next((n for n in graph.gm.graph.nodes if n.op == "call_module" and n.target == module_name), None)
-    frontier = [start] if start is not None else []
-    while frontier:
-        node = frontier.pop(0)
-        if node.name in by_node:
-            return by_node[node.name]
-        frontier.extend(node.users)
-    return module_name
+    return layer_of_module(build_graph(loaded), module_name)
 
 
 def _cut_a_case(loaded, module, rng) -> dict:

@@ -13,6 +13,10 @@ activation above their clean mean, in clean standard deviations (:mod:`circuits.
 The first hidden layer is left out: an optimised patch can push pixel-level detectors arbitrarily far
 out of the range of natural images, which says nothing about a learned shortcut.
 
+Before the trigger's carriers come neurons whose input weights are a near copy of another neuron's
+(:mod:`circuits.compare.duplicates`): a trained layer has none, and a graft leaves one. Their ``score``
+is that cosine, not an effect size: the suspects are ordered by kind of evidence first.
+
 What it cannot tell apart: a natural shortcut (on the toy world a bright blob anywhere reads as "bird"
 to most zoo models) from a planted one. The measured hit rates are in benchmarks/RESULTS_audit.md.
 """
@@ -31,14 +35,15 @@ ANYWHERE = 0.95  # a class whose patch works at this share of positions or more 
 
 def find_blind(model, data, *, patch: int | None = None, coarse: dict | None = None, fine: dict | None = None,
                seed: int = 0, progress=None, reference=None) -> dict:  # fmt: skip
-    """``{"suspects": [{"neuron", "score", "evidence"}], "target_class", "trigger", "classes", "model",
-    "data"}``: the auditor's ranking without a reference (see the module docstring).
+    """``{"suspects": [{"neuron", "score", "evidence"}], "target_class", "trigger", "classes", "duplicates",
+    "model", "data"}``: the auditor's ranking without a reference (see the module docstring).
 
     ``patch`` is the trigger's side in pixels (default: an eighth of the image side); ``coarse`` and
     ``fine`` override the optimisation budgets; ``progress(1)`` is called after each class (a tqdm bar's
     ``update``). With a ``reference`` (the model before the change) every class's patch is synthesised
     in it too, and the class named is the one whose patch gained most (``success - reference_success``):
     a natural shortcut works in both and cancels, so no rule about where a patch works is needed."""
+    from circuits.compare.duplicates import duplicates
     from circuits.compare.response import effect_sizes, hidden_layers
     from circuits.data import load_data
     from circuits.graph import build_graph
@@ -77,14 +82,21 @@ def find_blind(model, data, *, patch: int | None = None, coarse: dict | None = N
     ranked = sorted(((float(d), f"{layer}:{ch}") for layer in layers for ch, d in enumerate(sizes[layer])),
                     key=lambda t: (-t[0], t[1]))  # fmt: skip
     where = f"a {side}x{side} patch at row {best['position'][0]}, column {best['position'][1]}"
+    copies = duplicates(graph)
+    copied = {c["neuron"] for c in copies}
     return {
-        "suspects": [{"neuron": n, "score": d, "evidence": [f"driven {d:.1f} clean sd above its clean mean by "
-                                                            f"the synthesised trigger ({where})"]}
-                     for d, n in ranked],
+        "suspects": [{"neuron": c["neuron"], "score": c["cosine"],
+                      "evidence": [f"its input weights are a copy of {c['twin']}'s (cosine {c['cosine']:.4f}; a "
+                                   f"trained layer's closest pairs stay under 0.9): it computes another neuron's "
+                                   f"function"]} for c in copies]
+                    + [{"neuron": n, "score": d, "evidence": [f"driven {d:.1f} clean sd above its clean mean by "
+                                                              f"the synthesised trigger ({where})"]}
+                       for d, n in ranked if n not in copied],
         "target_class": best["class"],
         "trigger": {"patch": side, "position": best["position"], "success": best["success"],
                     "pattern": best["pattern"].tolist()},
         "classes": [{k: v for k, v in c.items() if k != "pattern"} for c in classes],
+        "duplicates": [{k: c[k] for k in ("neuron", "twin", "cosine")} for c in copies],
         "reference": None, "data": data if isinstance(data, str) else f"a tensor of {len(images)} images",
     }  # fmt: skip
 

@@ -1,0 +1,70 @@
+"""Neurons that compute another neuron's function: a sign of a graft that needs no reference model.
+
+Two neurons of a trained layer rarely share their input weights. Over the zoo's 21 trained networks,
+the closest pair of output channels of any module past the first hidden layer reaches a cosine of 0.88
+(the MLP's hidden layer; 0.83 in the CNNs). A neuron made to compute another's (the auditing game's
+``graft``) keeps a near copy of its donor's kernels through a gentle fine-tune (0.999 to 1.0 on the
+zoo's plants). :func:`duplicates` lists the channels of every ordinary conv and linear layer whose
+closest twin in the same module sits above ``DUPLICATE``, named as neurons. Left out: the modules of the
+first hidden layer (pixel filters are alike by nature: a first layer's 3 x 3 filters reach 0.95), the
+output's (two classes read alike are not a copy) and modules with fewer than ``MIN_FAN_IN`` weights a
+channel (where close kernels happen by chance).
+
+Both members of a pair are listed: without a reference nothing says which one was changed.
+"""
+
+from __future__ import annotations
+
+import torch
+
+DUPLICATE = 0.97  # cosine of two channels' input weights (kernels and bias) above which they are a copy
+MIN_FAN_IN = 8  # weights per output channel below which close kernels happen by chance
+
+
+def duplicates(model, threshold: float = DUPLICATE) -> list[dict]:
+    """``[{"neuron", "twin", "cosine", "module"}]``: every output channel of an ordinary conv (``groups ==
+    1``) or linear layer (past the first hidden layer, not the output, fan-in >= ``MIN_FAN_IN``) whose
+    input weights have a cosine >= ``threshold`` with another channel of the same module, closest first;
+    ``neuron`` and ``twin`` are ``LAYER:CHANNEL`` as `circuits layers` names them."""
+    from circuits.graph import build_graph
+
+    graph = build_graph(model)
+    found = []
+    for name, conv in graph.gm.named_modules():
+        ordinary = isinstance(conv, torch.nn.Linear) or (isinstance(conv, torch.nn.Conv2d) and conv.groups == 1)
+        if not ordinary or conv.weight.shape[0] < 2 or conv.weight[0].numel() < MIN_FAN_IN:
+            continue
+        layer = layer_of_module(graph, name)
+        info = graph.layers.get(layer)
+        if info is not None and (info.is_output or graph.input_layer in info.sources):
+            continue  # two classes read alike, or two pixel filters alike, are not copied neurons
+        weights = conv.weight.detach().flatten(1)
+        if conv.bias is not None:
+            weights = torch.cat([weights, conv.bias.detach()[:, None]], 1)
+        unit = torch.nn.functional.normalize(weights, dim=1)
+        cosine = unit @ unit.T
+        cosine.fill_diagonal_(-2.0)
+        best, twin = cosine.max(1)
+        for channel in torch.nonzero(best >= threshold).flatten().tolist():
+            found.append({"neuron": f"{layer}:{channel}", "twin": f"{layer}:{int(twin[channel])}",
+                          "cosine": float(best[channel]), "module": name})  # fmt: skip
+    return sorted(found, key=lambda d: (-d["cosine"], d["neuron"]))
+
+
+def layer_of_module(graph, module_name: str) -> str:
+    """The neuron layer whose channels a conv module computes: the first layer reached from the module's
+    output through per-channel steps (BatchNorm, the nonlinearity, a residual add); the module's own name
+    when none is."""
+    by_node = {}
+    for name, info in graph.layers.items():
+        for node in (info.preact, info.node):
+            if node is not None:
+                by_node.setdefault(node, name)
+    start = next((n for n in graph.gm.graph.nodes if n.op == "call_module" and n.target == module_name), None)
+    frontier = [start] if start is not None else []
+    while frontier:
+        node = frontier.pop(0)
+        if node.name in by_node:
+            return by_node[node.name]
+        frontier.extend(node.users)
+    return module_name
