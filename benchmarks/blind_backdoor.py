@@ -106,9 +106,12 @@ def report(results: dict) -> str:
                 if r is None:
                     cells.append("-")
                     continue
-                ok = bool(r["named"]) and (r["responding@3"] or 0) >= 2
+                two = (r["responding@3"] or 0) >= 2
+                ok = bool(r["named"]) and two
                 both += ok
-                named, responding, played = named + bool(r["named"]), responding + ((r["responding@3"] or 0) >= 2), played + 1
+                named += bool(r["named"])
+                responding += two
+                played += 1
                 impossible += r["responders"] < 2
                 cell = f"{'yes' if r['named'] else 'no'} / {r['responding@3']} ({r['responders']})"
                 cells.append(f"**{cell}**" if ok else cell)
@@ -123,7 +126,7 @@ def report(results: dict) -> str:
     run = results["run"]
     out += ["## How", "", f"`{run['command']}` on {run['date'][:10]}, {run['rounds']} rounds, "
             f"{run['wall_seconds'] / 60:.0f} min wall on {run['jobs']} job(s), torch {run['torch']}, "
-            f"git {run['git'][:10]}{' with uncommitted changes to circuits/' if run.get('dirty') else ''}.", ""]  # fmt: skip
+            f"git {run['git']}.", ""]  # fmt: skip
     return "\n".join(out)
 
 
@@ -147,9 +150,8 @@ def main(argv=None) -> int:
             parser.error(f"{args.json} does not exist: run the sweep first")
         atomic_write(args.out, report(json.loads(args.json.read_text())))
         return 0
-    import subprocess
-
     import torch
+    from bench_trace import git_state
 
     started = time.perf_counter()
     jobs = [(f, s) for f in args.families for s in args.seeds]
@@ -164,14 +166,12 @@ def main(argv=None) -> int:
                 r = rows[-1]
                 print(f"{r['family']} seed {r['seed']}: {r.get('named')} {r.get('responding@3')}", flush=True)
     rows.sort(key=lambda r: (FAMILIES.index(r["family"]), r["seed"]))
-    git = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=HERE).stdout.strip()
-    dirty = subprocess.run(["git", "status", "--porcelain", "--", ":/circuits"], capture_output=True, text=True,
-                           cwd=HERE).stdout.strip()  # fmt: skip
     results = {"schema_version": SCHEMA_VERSION, "rounds": rows,
                "run": {"command": shlex.join(["python3", "benchmarks/blind_backdoor.py", *(argv or sys.argv[1:])]),
                        "date": datetime.datetime.now(datetime.UTC).isoformat(), "rounds": len(rows),
                        "wall_seconds": time.perf_counter() - started, "jobs": args.jobs, "torch": torch.__version__,
-                       "python": platform.python_version(), "git": git, "dirty": bool(dirty)}}  # fmt: skip
+                       "python": platform.python_version(),
+                       "git": git_state(("compare", "graph", "models", "zoo"))}}  # fmt: skip
     args.json.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(args.json, json.dumps(results, indent=1))
     atomic_write(args.out, report(results))
