@@ -136,3 +136,38 @@ def test_with_a_reference_the_natural_shortcut_cancels_out(backdoor):
     assert report["target_class"] == key["target_class"] == 0
     assert by_class[0]["success"] - by_class[0]["reference_success"] >= 0.3
     assert report["suspects"][0]["evidence"] is not None  # the suspects are still the diff's
+
+
+class _Skip(torch.nn.Module):
+    """A conv whose output and the raw pixels both reach the classifier: the input is not a readout layer."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1, self.conv2 = torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.Conv2d(4, 4, 3, padding=1)
+        self.fc = torch.nn.Linear(4 + 64, 2)
+
+    def forward(self, x):
+        h = torch.relu(self.conv2(torch.relu(self.conv1(x))))
+        return self.fc(torch.cat([h.amax((2, 3)), x.flatten(1)], 1))
+
+
+@pytest.mark.parametrize(("spec", "read"), [
+    ("zoo:curve-cnn-s0", ["conv3"]),
+    ("zoo:resnet-cnn-s0", ["block2"]),  # the last residual sum, not the convs inside the block
+    ("zoo:inception-cnn-s0", ["inc2.b1", "inc2.b3", "inc2.b5", "inc2.bp"]),  # the concat's four branches
+])  # fmt: skip
+def test_the_readout_layers_are_the_ones_the_classifier_reads(spec, read):
+    from circuits import load
+    from circuits.compare.response import readout_layers
+    from circuits.graph import build_graph
+
+    assert readout_layers(build_graph(load(spec))) == read
+    skip = LoadedModel(_Skip(), spec="skip", input_shape=(1, 8, 8))
+    assert readout_layers(build_graph(skip)) == ["conv2"]
+
+
+def test_the_suspects_of_the_layer_the_output_reads_come_first(backdoor):
+    _, _, report, _, _ = backdoor
+    layers = [s["neuron"].rpartition(":")[0] for s in report["suspects"] if "copy" not in s["evidence"][0]]
+    assert layers[:32] == ["conv3"] * 32 and "conv3" not in layers[32:]  # plain-cnn's fc reads conv3's 32
+    assert all("the output reads its layer" in s["evidence"][0] for s in report["suspects"][:32])

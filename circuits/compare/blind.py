@@ -9,9 +9,12 @@ are needed). The class whose patch wins most often is named the ``target_class``
 ``trigger``.
 
 The suspects are the neurons that carry the winning patch: ranked by how far the patch drives their peak
-activation above their clean mean, in clean standard deviations (:mod:`circuits.compare.response`).
-The first hidden layer is left out: an optimised patch can push pixel-level detectors arbitrarily far
-out of the range of natural images, which says nothing about a learned shortcut.
+activation above their clean mean, in clean standard deviations (:mod:`circuits.compare.response`),
+those of the layers the output reads first. A shortcut to a class must move what the output reads; a
+layer below can answer the patch hardest and still pass none of it on (on curve-cnn the patch drives
+`conv2` most, while only `conv3` neurons carry the real trigger). The first hidden layer is left out: an
+optimised patch can push pixel-level detectors arbitrarily far out of the range of natural images,
+which says nothing about a learned shortcut.
 
 Before the trigger's carriers come neurons whose input weights are a near copy of another neuron's
 (:mod:`circuits.compare.duplicates`): a trained layer has none, and a graft leaves one. Their ``score``
@@ -44,7 +47,7 @@ def find_blind(model, data, *, patch: int | None = None, coarse: dict | None = N
     in it too, and the class named is the one whose patch gained most (``success - reference_success``):
     a natural shortcut works in both and cancels, so no rule about where a patch works is needed."""
     from circuits.compare.duplicates import duplicates
-    from circuits.compare.response import effect_sizes, hidden_layers
+    from circuits.compare.response import effect_sizes, hidden_layers, readout_layers
     from circuits.data import load_data
     from circuits.graph import build_graph
 
@@ -79,8 +82,9 @@ def find_blind(model, data, *, patch: int | None = None, coarse: dict | None = N
     others = images[predicted != best["class"]]
     stimulus = _paste(others, best["pattern"][None], [tuple(best["position"])])
     sizes = effect_sizes(graph, stimulus, others, layers)
-    ranked = sorted(((float(d), f"{layer}:{ch}") for layer in layers for ch, d in enumerate(sizes[layer])),
-                    key=lambda t: (-t[0], t[1]))  # fmt: skip
+    read = set(readout_layers(graph))
+    ranked = sorted(((float(d), f"{layer}:{ch}", layer in read) for layer in layers for ch, d in enumerate(sizes[layer])),
+                    key=lambda t: (not t[2], -t[0], t[1]))  # fmt: skip
     where = f"a {side}x{side} patch at row {best['position'][0]}, column {best['position'][1]}"
     copies = duplicates(graph)
     copied = {c["neuron"] for c in copies}
@@ -90,8 +94,9 @@ def find_blind(model, data, *, patch: int | None = None, coarse: dict | None = N
                                    f"trained layer's closest pairs stay under 0.9): it computes another neuron's "
                                    f"function"]} for c in copies]
                     + [{"neuron": n, "score": d, "evidence": [f"driven {d:.1f} clean sd above its clean mean by "
-                                                              f"the synthesised trigger ({where})"]}
-                       for d, n in ranked if n not in copied],
+                                                              f"the synthesised trigger ({where})"
+                                                              + ("; the output reads its layer" if read_by_output else "")]}
+                       for d, n, read_by_output in ranked if n not in copied],
         "target_class": best["class"],
         "trigger": {"patch": side, "position": best["position"], "success": best["success"],
                     "pattern": best["pattern"].tolist()},

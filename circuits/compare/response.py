@@ -39,6 +39,14 @@ def hidden_layers(graph) -> list[str]:
             if info.kind not in ("input", "output", "concat") and not info.is_output]  # fmt: skip
 
 
+def readout_layers(graph) -> list[str]:
+    """The hidden layers the model's outputs read directly (through pooling or flattening, and a concat's
+    parts): a shortcut to a class has to move one of them, whatever the layers below do."""
+    hidden = set(hidden_layers(graph))
+    read = [source for info in graph.layers.values() if info.is_output for source in info.sources]
+    return [layer for layer in dict.fromkeys(read) if layer in hidden]
+
+
 def responses(model, neurons: list[str], contrasts: list[tuple[torch.Tensor, torch.Tensor]]) -> dict:
     """``{"responses": {neuron: d}, "chance"}``: each neuron's smallest effect size over the ``(stimulus,
     clean)`` contrasts, and the share of hidden neurons whose smallest effect size reaches ``RESPONDS``."""
