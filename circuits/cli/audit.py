@@ -58,7 +58,8 @@ def plant(model, kind, seed, out, key_path, as_json):
 @click.option("--weights", type=click.Path(dir_okay=False), help="The tampered state_dict (weights_only=True).")
 @click.option("--reference", metavar="MODEL", help="The model before the change: the audit diffs against it. "
               "Without it the audit is blind: neurons whose input weights copy another's come first, then it "
-              "synthesises a patch trigger per class and ranks the neurons that carry the winning one.")  # fmt: skip
+              "synthesises a patch trigger per class and ranks the neurons that carry the winning one (those the "
+              "output reads first).")  # fmt: skip
 @click.option("--data", metavar="SPEC", help="Probe images [default: toyworld:256:12345 for zoo models].")
 @click.option("--triggers", is_flag=True, help="With --reference: also synthesise a patch trigger per class in both "
               "models and name the class whose patch gained most (a backdoor's target; minutes).")  # fmt: skip
