@@ -11,17 +11,18 @@ are needed). The class whose patch wins most often is named the ``target_class``
 The suspects are the neurons that carry the winning patch: ranked by how far the patch drives their peak
 activation above their clean mean, in clean standard deviations (:mod:`circuits.compare.response`),
 those of the layers the output reads first. A shortcut to a class must move what the output reads; a
-layer below can answer the patch hardest and still pass none of it on (on curve-cnn the patch drives
-`conv2` most, while only `conv3` neurons carry the real trigger). The first hidden layer is left out: an
-optimised patch can push pixel-level detectors arbitrarily far out of the range of natural images,
-which says nothing about a learned shortcut.
+layer below can answer the patch hardest and still pass none of it on (on a curve-cnn backdoor the patch
+drives `conv2` most, while only `conv3` neurons carry the real trigger). The first hidden layer is left
+out: an optimised patch can push pixel-level detectors arbitrarily far out of the range of natural
+images, which says nothing about a learned shortcut.
 
 Before the trigger's carriers come neurons whose input weights are a near copy of another neuron's
 (:mod:`circuits.compare.duplicates`): a trained layer has none, and a graft leaves one. Their ``score``
 is that cosine, not an effect size: the suspects are ordered by kind of evidence first.
 
 What it cannot tell apart: a natural shortcut (on the toy world a bright blob anywhere reads as "bird"
-to most zoo models) from a planted one. The measured hit rates are in benchmarks/RESULTS_audit.md.
+to most zoo models) from a planted one. The measured hit rates are in benchmarks/RESULTS_audit.md and,
+on plants no rule was chosen on, benchmarks/RESULTS_blind.md.
 """
 
 from __future__ import annotations
