@@ -54,7 +54,7 @@ def _same_module(a, b):
         np.testing.assert_array_equal(a.constants[key], b.constants[key])
 
 
-@pytest.mark.parametrize(("spec", "target"), _cases())
+@pytest.mark.parametrize(("spec", "target"), list(_cases()))
 def test_json_round_trip_emits_and_draws_the_same_bytes(spec, target, tmp_path):
     _, circuit = _circuit(spec, target)
     text = json.dumps(circuit.to_json())  # through real JSON text, as a file or a worker would carry it
