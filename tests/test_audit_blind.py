@@ -166,6 +166,23 @@ def test_the_readout_layers_are_the_ones_the_classifier_reads(spec, read):
     assert readout_layers(build_graph(skip)) == ["conv2"]
 
 
+@pytest.mark.parametrize(("name", "read"), [
+    ("DenseNetLike", ["norm"]),  # fc(pool(relu(norm(concat)))): the last activation, over the whole concat
+    # linear bottlenecks: the head reads stem + project1(depthwise1) + project2(depthwise2), with no activation between
+    ("MobileNetLike", ["stem.2", "block1.depthwise.2", "block2.depthwise.2"]),
+    ("EfficientNetLike", ["head_act"]),
+    ("MLP", ["act2"]),
+])  # fmt: skip
+def test_the_readout_layers_of_real_architecture_twins(name, read):
+    import nets
+
+    from circuits.compare.response import readout_layers
+    from circuits.graph import build_graph
+
+    net = getattr(nets, name)()
+    assert readout_layers(build_graph(LoadedModel(net, spec=name, input_shape=net.input_shape))) == read
+
+
 def test_the_suspects_of_the_layer_the_output_reads_come_first(backdoor):
     _, _, report, _, _ = backdoor
     layers = [s["neuron"].rpartition(":")[0] for s in report["suspects"] if "copy" not in s["evidence"][0]]
