@@ -77,11 +77,11 @@ def responders(tampered, key: dict) -> int:
     with fewer than 2, no ranking reaches 2 of 3."""
     from circuits import load
     from circuits.compare import audit
-    from circuits.compare.response import RESPONDS, hidden_layers, responses
+    from circuits.compare.response import RESPONDS, responses, suspect_layers
     from circuits.graph import build_graph
 
     graph = build_graph(tampered)
-    names = [f"{layer}:{c}" for layer in hidden_layers(graph)[1:] for c in range(graph.layers[layer].channels)]
+    names = [f"{layer}:{c}" for layer in suspect_layers(graph) for c in range(graph.layers[layer].channels)]
     found = responses(tampered, names, audit.stimulus_contrasts(key, audit._recipe(load(key["model"]))))
     return sum(d >= RESPONDS for d in found["responses"].values())
 

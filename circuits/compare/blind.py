@@ -48,7 +48,7 @@ def find_blind(model, data, *, patch: int | None = None, coarse: dict | None = N
     in it too, and the class named is the one whose patch gained most (``success - reference_success``):
     a natural shortcut works in both and cancels, so no rule about where a patch works is needed."""
     from circuits.compare.duplicates import duplicates
-    from circuits.compare.response import effect_sizes, hidden_layers, readout_layers
+    from circuits.compare.response import effect_sizes, readout_layers, suspect_layers
     from circuits.data import load_data
     from circuits.graph import build_graph
 
@@ -79,7 +79,7 @@ def find_blind(model, data, *, patch: int | None = None, coarse: dict | None = N
     else:
         placed = [k for k in classes if k["anywhere"] < ANYWHERE] or classes
         best = max(placed, key=lambda k: (k["success"], -k["class"]))
-    layers = hidden_layers(graph)[1:]
+    layers = suspect_layers(graph)
     others = images[predicted != best["class"]]
     stimulus = _paste(others, best["pattern"][None], [tuple(best["position"])])
     sizes = effect_sizes(graph, stimulus, others, layers)

@@ -39,6 +39,12 @@ def hidden_layers(graph) -> list[str]:
             if info.kind not in ("input", "output", "concat") and not info.is_output]  # fmt: skip
 
 
+def suspect_layers(graph) -> list[str]:
+    """The layers a blind suspect can live in: every hidden layer but the first, whose pixel-level
+    detectors an optimised patch can push arbitrarily far out of the range of natural images."""
+    return hidden_layers(graph)[1:]
+
+
 def readout_layers(graph) -> list[str]:
     """The hidden layers the model's outputs read directly (through pooling or flattening, and a concat's
     parts): a shortcut to a class has to move one of them, whatever the layers below do."""
