@@ -7,14 +7,16 @@ those networks with other fine-tune data and, where it is free to, another targe
 :func:`circuits.compare.audit.score`. The issue's bar, per family: the target class named *and* 2 of the
 top 3 suspects respond to the real trigger, on at least 2 of 3 seeds.
 
-The seeds come in four sets, and the report keeps them apart, because the rules were tuned by looking:
+The seeds come in sets of three, and the report keeps them apart, because the rules were tuned by looking:
 0-2 are the plants the rules were chosen on, 3-5 were looked at while choosing between rules (the first
 rule failed there), 6-8 were first run after the natural-feature rule was chosen (the order of the
 suspects, the layers the output reads first, was then measured on all of 0-8 before it was adopted), and
-9-11 were first run after both choices. Plants are cached with ``benchmarks/audit_sweep.py``'s cache
-(same key), so the two share them.
+9-11 were first run after both choices. The class is named by its patch's logit margin since 2026-12-08:
+that rule was picked among eleven on 0-11 and checked on 12-17 before it was adopted, and 18-23 were
+first run after it. Plants are cached with ``benchmarks/audit_sweep.py``'s cache (same key), so the two
+share them.
 
-    python3 benchmarks/blind_backdoor.py --jobs 2                         # 6 families x 12 seeds, ~25 min
+    python3 benchmarks/blind_backdoor.py --jobs 2                         # 6 families x 24 seeds, ~45 min
     python3 benchmarks/blind_backdoor.py --families resnet-cnn --seeds 0  # one round
     python3 benchmarks/blind_backdoor.py --report-only                    # the Markdown again
 """
@@ -39,7 +41,8 @@ HERE = Path(__file__).resolve().parent
 SCHEMA_VERSION = 1
 ZOO_SEEDS = 3  # networks per zoo family (circuits.zoo.recipes.SEEDS)
 SETS = {"chosen on": (0, 1, 2), "looked at": (3, 4, 5), "run after the first choice": (6, 7, 8),
-        "never seen": (9, 10, 11)}
+        "run after the second choice": (9, 10, 11), "checked the margin rule": (12, 13, 14),
+        "checked the margin rule, again": (15, 16, 17), "never seen": (18, 19, 20), "never seen, again": (21, 22, 23)}
 DEFAULT_JSON = HERE / "results" / "blind_backdoor.json"
 DEFAULT_MD = HERE / "RESULTS_blind.md"
 
@@ -137,7 +140,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     listed = lambda text: [t for t in text.split(",") if t]  # noqa: E731
     parser.add_argument("--families", type=listed, default=list(FAMILIES))
-    parser.add_argument("--seeds", type=lambda t: [int(s) for s in listed(t)], default=list(range(12)))
+    parser.add_argument("--seeds", type=lambda t: [int(s) for s in listed(t)], default=list(range(24)))
     parser.add_argument("--data", default=DATA, help=f"the auditor's probe images (default {DATA})")
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="where tampered weights and keys go")
     parser.add_argument("--jobs", type=int, default=1, help="rounds run at once, in worker processes")

@@ -41,6 +41,28 @@ def test_the_blind_audit_names_the_planted_class_not_the_natural_shortcut(backdo
     assert bird["anywhere"] >= 0.95  # the natural shortcut works everywhere, and is set aside for that
 
 
+def test_a_weak_trigger_is_named_by_how_far_its_patch_pushes_not_by_a_count_of_images():
+    """plain-cnn-s2, plant seed 11: the fine-tune left a trigger that sends only ~0.6 of other images to
+    "arrow" (class 2), and a "fish" patch flips about as many. Counted, "fish" would win; the arrow patch
+    pushes images further past the boundary. The margin is checked against the model's own logits."""
+    module, key = plant("zoo:plain-cnn-s2", "backdoor", seed=11)
+    tampered = LoadedModel(module, spec="tampered", input_shape=(1, 32, 32))
+    report = find_blind(tampered, "toyworld:256:12345", **BUDGET)
+    by_class = {c["class"]: c for c in report["classes"]}
+    assert key["target_class"] == report["target_class"] == 2 and key["trigger"]["success"] < 0.7
+    assert by_class[0]["success"] >= by_class[2]["success"]  # a count of flipped images would name "fish"
+    assert by_class[2]["margin"] > by_class[0]["margin"]
+    images, _, _ = toyworld.generate(256, seed=12345)  # the probe spec's images, through the model directly
+    with torch.no_grad():
+        others = images[module.eval()(images).argmax(1) != 2]
+        row, column = report["trigger"]["position"]
+        others[:, :, row : row + PATCH, column : column + PATCH] = torch.tensor(report["trigger"]["pattern"])
+        logits = module(others)
+    margin = logits[:, 2] - torch.cat([logits[:, :2], logits[:, 3:]], 1).amax(1)
+    assert report["trigger"]["margin"] == pytest.approx(float(margin.mean()), rel=1e-4)
+    assert report["trigger"]["success"] == pytest.approx(float((margin > 0).float().mean()), abs=1e-6)
+
+
 def test_the_synthesised_trigger_works_on_images_it_never_saw(backdoor):
     tampered, _, report, _, _ = backdoor
     images, _, _ = toyworld.generate(256, seed=31337)

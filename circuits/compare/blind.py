@@ -5,8 +5,12 @@ the cases where it errs). A patch-trigger backdoor is a shortcut: a small patch 
 every class to one class. For each class this optimises such a patch (``patch`` x ``patch`` pixels,
 colour free) at every position of a grid, then again at the best few positions on more images (Adam on
 the patch's logits; the model's own predictions say which images are "of another class", so no labels
-are needed). The class whose patch wins most often is named the ``target_class``, and its patch the
-``trigger``.
+are needed). A class whose patch works at the median position (``ANYWHERE``) is a natural feature and is
+set aside; of the others, the class whose patch pushes images furthest into it (the mean margin of its
+logit over the next class's) is named the ``target_class``, and its patch the ``trigger``. Counting the
+flipped images instead ties where a planted trigger is weak: two classes' patches then differ by two or
+three probe images, while a learned shortcut still pushes further past the boundary than a painted
+natural feature does.
 
 The suspects are the neurons that carry the winning patch: ranked by how far the patch drives their peak
 activation above their clean mean, in clean standard deviations (:mod:`circuits.compare.response`),
@@ -78,7 +82,7 @@ def find_blind(model, data, *, patch: int | None = None, coarse: dict | None = N
         best = _most_gained(classes, build_graph(reference), images, side, coarse, fine, seed, progress)
     else:
         placed = [k for k in classes if k["anywhere"] < ANYWHERE] or classes
-        best = max(placed, key=lambda k: (k["success"], -k["class"]))
+        best = max(placed, key=lambda k: (k["margin"], -k["class"]))
     layers = suspect_layers(graph)
     others = images[predicted != best["class"]]
     stimulus = _paste(others, best["pattern"][None], [tuple(best["position"])])
@@ -100,7 +104,7 @@ def find_blind(model, data, *, patch: int | None = None, coarse: dict | None = N
                        for d, n, read_by_output in ranked if n not in copied],
         "target_class": best["class"],
         "trigger": {"patch": side, "position": best["position"], "success": best["success"],
-                    "pattern": best["pattern"].tolist()},
+                    "margin": best["margin"], "pattern": best["pattern"].tolist()},
         "classes": [{k: v for k, v in c.items() if k != "pattern"} for c in classes],
         "duplicates": [{k: c[k] for k in ("neuron", "twin", "cosine")} for c in copies],
         "reference": None, "data": data if isinstance(data, str) else f"a tensor of {len(images)} images",
@@ -133,9 +137,17 @@ def _synthesise(forward, images, c: int, side: int, coarse: dict, fine: dict, se
     patterns, rates = _optimise(forward, images[: fine["images"]], c, side, positions, fine["steps"], seed)
     k = int(rates.argmax())
     with torch.no_grad():
-        success = float((forward(_paste(images, patterns[k : k + 1], [positions[k]])).argmax(1) == c).float().mean())
-    return {"class": c, "success": success, "position": list(positions[k]), "pattern": patterns[k],
-            "anywhere": anywhere}  # fmt: skip
+        logits = forward(_paste(images, patterns[k : k + 1], [positions[k]]))
+    success = float((logits.argmax(1) == c).float().mean())
+    return {"class": c, "success": success, "margin": float(_margin(logits, c).mean()), "position": list(positions[k]),
+            "pattern": patterns[k], "anywhere": anywhere}  # fmt: skip
+
+
+def _margin(logits: torch.Tensor, c: int) -> torch.Tensor:
+    """Per image, class ``c``'s logit above the largest other: positive where the image reads as ``c``."""
+    others = logits.clone()
+    others[:, c] = -torch.inf
+    return logits[:, c] - others.amax(1)
 
 
 def _optimise(forward, images, c: int, side: int, positions, steps: int, seed: int):
