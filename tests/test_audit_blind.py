@@ -132,6 +132,21 @@ def test_cli_blind_round_and_one_line_refusals(backdoor, tmp_path):
         assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1, (args, result.output)
 
 
+def test_cli_blind_find_prints_the_named_class_its_patch_and_the_suspects(backdoor, monkeypatch):
+    """The command prints what the library found (the audit itself is the fixture's, handed back)."""
+    from circuits.compare import blind
+
+    _, key, report, path, _ = backdoor
+    monkeypatch.setattr(blind, "find_blind", lambda *args, **kwargs: dict(report))
+    result = CliRunner().invoke(main, ["audit", "find", MODEL, "--weights", str(path), "--top", "3"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.strip().splitlines()
+    t = report["trigger"]
+    assert lines[0].startswith(f"target class {key['target_class']}: a {PATCH}x{PATCH} patch at row {t['position'][0]}")
+    assert f"sends {t['success']:.0%}" in lines[0] and f"margin {t['margin']:+.2f}" in lines[0]
+    assert [line.split()[1] for line in lines[1:]] == [s["neuron"] for s in report["suspects"][:3]]
+
+
 def test_the_auditor_is_blind_without_a_reference_and_refuses_blind_options_with_one(backdoor):
     import circuits
     from circuits.errors import UsageError

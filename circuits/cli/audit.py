@@ -58,8 +58,9 @@ def plant(model, kind, seed, out, key_path, as_json):
 @click.option("--weights", type=click.Path(dir_okay=False), help="The tampered state_dict (weights_only=True).")
 @click.option("--reference", metavar="MODEL", help="The model before the change: the audit diffs against it. "
               "Without it the audit is blind: neurons whose input weights copy another's come first, then it "
-              "synthesises a patch trigger per class and ranks the neurons that carry the winning one (those the "
-              "output reads first).")  # fmt: skip
+              "synthesises a patch trigger per class, names the class whose patch pushes other images furthest "
+              "into it (the mean logit margin; classes whose patch works anywhere are natural features, set aside) "
+              "and ranks the neurons that carry its patch (those the output reads first).")  # fmt: skip
 @click.option("--data", metavar="SPEC", help="Probe images [default: toyworld:256:12345 for zoo models].")
 @click.option("--triggers", is_flag=True, help="With --reference: also synthesise a patch trigger per class in both "
               "models and name the class whose patch gained most (a backdoor's target; minutes).")  # fmt: skip
@@ -111,7 +112,8 @@ def find(model, weights, reference, data, triggers, patch, top, as_json):
     if report.get("trigger"):
         t = report["trigger"]
         click.echo(f"target class {report['target_class']}: a {t['patch']}x{t['patch']} patch at row "
-                   f"{t['position'][0]}, column {t['position'][1]} sends {t['success']:.0%} of other-class images there")  # fmt: skip
+                   f"{t['position'][0]}, column {t['position'][1]} sends {t['success']:.0%} of other-class images there "
+                   f"(mean logit margin {t['margin']:+.2f})")  # fmt: skip
     for k, s in enumerate(report["suspects"][:top]):
         click.echo(f"{k + 1:>3}  {s['neuron']:<12} {s['score']:8.1f}  {'; '.join(s['evidence']) or '-'}")
 
