@@ -96,17 +96,18 @@ def report(results: dict) -> str:
            "(yes/no), how many of the top 3 suspects respond to the real trigger (>= 3 clean sd), and in brackets "
            "how many neurons outside the first hidden layer respond at all (with fewer than 2, no ranking can "
            "reach 2 of 3); **bold** where both hold (named and >= 2). A family meets the issue's bar in a set "
-           "when both hold on >= 2 of its 3 seeds.", ""]  # fmt: skip
+           "when both hold on >= 2 of its 3 seeds; the bar is *reachable* there when >= 2 of its 3 plants have 2 "
+           "or more responders at all (otherwise no auditor's ranking could meet it).", ""]  # fmt: skip
     for name, seeds in SETS.items():
         here = [r for r in rows if r["seed"] in seeds]
         if not here:
             continue
         out += [f"## Seeds {seeds[0]}-{seeds[-1]}: {name}", "",
-                "| family | " + " | ".join(f"seed {s}" for s in seeds) + " | both | bar met |",
-                "|---|" + "---|" * (len(seeds) + 2)]  # fmt: skip
-        met = named = responding = played = impossible = 0
+                "| family | " + " | ".join(f"seed {s}" for s in seeds) + " | both | bar met | reachable |",
+                "|---|" + "---|" * (len(seeds) + 3)]  # fmt: skip
+        met = named = responding = played = impossible = reachable = 0
         for family in FAMILIES:
-            cells, both = [], 0
+            cells, both, possible = [], 0, 0
             for s in seeds:
                 r = next((r for r in here if r["family"] == family and r["seed"] == s), None)
                 if r is None:
@@ -119,13 +120,16 @@ def report(results: dict) -> str:
                 responding += two
                 played += 1
                 impossible += r["responders"] < 2
+                possible += r["responders"] >= 2
                 cell = f"{'yes' if r['named'] else 'no'} / {r['responding@3']} ({r['responders']})"
                 cells.append(f"**{cell}**" if ok else cell)
             met += both >= 2
-            out.append(f"| {family} | " + " | ".join(cells) + f" | {both} of {len(seeds)} | {'yes' if both >= 2 else 'no'} |")
+            reachable += possible >= 2
+            out.append(f"| {family} | " + " | ".join(cells) + f" | {both} of {len(seeds)} | {'yes' if both >= 2 else 'no'}"
+                       f" | {'yes' if possible >= 2 else 'no'} |")  # fmt: skip
         out += ["", f"Named {named} of {played}; 2 of the top 3 respond in {responding} of {played}; the bar is met by "
-                f"{met} of {len(FAMILIES)} families. In {impossible} of {played} fewer than 2 neurons respond at all.",
-                ""]  # fmt: skip
+                f"{met} of {len(FAMILIES)} families, and any ranking could meet it in {reachable}. In {impossible} of "
+                f"{played} fewer than 2 neurons respond at all.", ""]  # fmt: skip
     errors = [r for r in results["rounds"] if r["status"] == "error"]
     if errors:
         out += ["Rounds that failed:", ""] + [f"- {r['family']} seed {r['seed']}: {r['reason']}" for r in errors] + [""]
