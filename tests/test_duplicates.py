@@ -84,3 +84,24 @@ def test_a_hand_made_copy_in_a_residual_block_is_named_by_its_neuron_layer():
     assert {(d["neuron"], d["twin"]) for d in found} == {("block:5", "block:2"), ("block:2", "block:5")}
     assert all(DUPLICATE <= d["cosine"] < 1.0 for d in found)
     assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())  # read, never changed
+
+
+def test_a_densenet_layer_that_reads_the_image_beside_features_is_searched_and_its_pixel_layer_is_not():
+    # DenseNet concatenates the image's own features into every later layer: `dense2.conv` computes the
+    # `norm` layer, which reads the image beside `dense1`'s features, so it is not a pixel filter.
+    import nets
+
+    from circuits.compare.response import pixel_layers, suspect_layers
+    from circuits.graph import build_graph
+
+    model = nets.DenseNetLike().eval()
+    with torch.no_grad():
+        model.dense2.conv.weight[2] = model.dense2.conv.weight[0] + 0.01 * torch.randn_like(model.dense2.conv.weight[0])
+        model.conv0.weight[3] = model.conv0.weight[1]  # an exact copy among pixel filters: not evidence
+    loaded = LoadedModel(model, spec="twin", input_shape=model.input_shape)
+    graph = build_graph(loaded)
+    assert pixel_layers(graph) == ["dense1.relu"]
+    assert suspect_layers(graph) == ["dense2.relu", "norm"]
+    found = duplicates(loaded)
+    assert {(d["module"], d["neuron"], d["twin"]) for d in found} == {("dense2.conv", "norm:9", "norm:7"),
+                                                                     ("dense2.conv", "norm:7", "norm:9")}, found

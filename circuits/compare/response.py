@@ -39,10 +39,19 @@ def hidden_layers(graph) -> list[str]:
             if info.kind not in ("input", "output", "concat") and not info.is_output]  # fmt: skip
 
 
+def pixel_layers(graph) -> list[str]:
+    """The hidden layers that read nothing but the image: pixel filters, alike by nature, and pushed
+    arbitrarily far out of their natural range by an optimised patch. (A DenseNet layer that reads the
+    image beside an earlier layer's features, through a concat, is not one.)"""
+    return [layer for layer in hidden_layers(graph)
+            if all(source == graph.input_layer for source in graph.layers[layer].sources)]  # fmt: skip
+
+
 def suspect_layers(graph) -> list[str]:
-    """The layers a blind suspect can live in: every hidden layer but the first, whose pixel-level
-    detectors an optimised patch can push arbitrarily far out of the range of natural images."""
-    return hidden_layers(graph)[1:]
+    """The layers a blind suspect can live in: every hidden layer but the pixel layers (on every zoo
+    model and test twin, the first hidden layer alone)."""
+    pixels = set(pixel_layers(graph))
+    return [layer for layer in hidden_layers(graph) if layer not in pixels]
 
 
 def readout_layers(graph) -> list[str]:
