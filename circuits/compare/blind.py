@@ -16,9 +16,10 @@ The suspects are the neurons that carry the winning patch: ranked by how far the
 activation above their clean mean, in clean standard deviations (:mod:`circuits.compare.response`),
 those of the layers the output reads first. A shortcut to a class must move what the output reads; a
 layer below can answer the patch hardest and still pass none of it on (on a curve-cnn backdoor the patch
-drives `conv2` most, while only `conv3` neurons carry the real trigger). The first hidden layer is left
-out: an optimised patch can push pixel-level detectors arbitrarily far out of the range of natural
-images, which says nothing about a learned shortcut.
+drives `conv2` most, while only `conv3` neurons carry the real trigger). The first hidden layer (every layer
+that reads only the image: :func:`~circuits.compare.response.pixel_layers`) is left out: an optimised
+patch can push pixel-level detectors arbitrarily far out of the range of natural images, which says
+nothing about a learned shortcut.
 
 Before the trigger's carriers come neurons whose input weights are a near copy of another neuron's
 (:mod:`circuits.compare.duplicates`): a trained layer has none, and a graft leaves one. Their ``score``
