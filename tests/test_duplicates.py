@@ -105,3 +105,18 @@ def test_a_densenet_layer_that_reads_the_image_beside_features_is_searched_and_i
     found = duplicates(loaded)
     assert {(d["module"], d["neuron"], d["twin"]) for d in found} == {("dense2.conv", "norm:9", "norm:7"),
                                                                      ("dense2.conv", "norm:7", "norm:9")}, found
+
+
+def test_a_copy_in_a_linear_bottleneck_is_not_named_as_a_neuron_of_the_next_layer():
+    # MobileNetV2's projection conv has no nonlinearity after it: its channels reach a neuron layer only
+    # through the next block's expand conv, whose channels they are not. The expand conv's copy is a neuron.
+    from tests.nets import MobileNetV2Twin
+
+    model = MobileNetV2Twin(0).eval()
+    with torch.no_grad():
+        for conv in (model.features[3].conv[6], model.features[4].conv[0]):  # project, then the next expand
+            conv.weight[3] = conv.weight[1] + 0.01 * torch.randn_like(conv.weight[1])  # no bias: a BatchNorm follows
+    found = duplicates(LoadedModel(model, spec="twin", input_shape=model.input_shape))
+    assert {(d["module"], d["neuron"], d["twin"]) for d in found} == {
+        ("features.4.conv.0", "features.4.conv.2:3", "features.4.conv.2:1"),
+        ("features.4.conv.0", "features.4.conv.2:1", "features.4.conv.2:3")}, found

@@ -8,8 +8,9 @@ zoo's plants). :func:`duplicates` lists the channels of every ordinary conv and 
 closest twin in the same module sits above ``DUPLICATE``, named as neurons. Left out: the modules of the
 layers that read only the image (:func:`~circuits.compare.response.pixel_layers`; pixel filters are
 alike by nature: a first layer's 3 x 3 filters reach 0.95), the
-output's (two classes read alike are not a copy) and modules with fewer than ``MIN_FAN_IN`` weights a
-channel (where close kernels happen by chance).
+output's (two classes read alike are not a copy), modules that compute no neuron layer of their own (a
+linear bottleneck's projection: its channels are not neurons) and modules with fewer than ``MIN_FAN_IN``
+weights a channel (where close kernels happen by chance).
 
 Both members of a pair are listed: without a reference nothing says which one was changed.
 """
@@ -39,8 +40,8 @@ def duplicates(model, threshold: float = DUPLICATE) -> list[dict]:
             continue
         layer, offset = module_channels(graph, name)
         info = graph.layers.get(layer)
-        if info is not None and (info.is_output or layer in pixels):
-            continue  # two classes read alike, or two pixel filters alike, are not copied neurons
+        if info is None or info.is_output or layer in pixels:
+            continue  # no neuron layer of its own; two classes read alike, or two pixel filters alike
         weights = conv.weight.detach().flatten(1)
         if conv.bias is not None:
             weights = torch.cat([weights, conv.bias.detach()[:, None]], 1)
@@ -63,10 +64,12 @@ def module_channels(graph, module_name: str) -> tuple[str, int]:
     """``(layer, offset)``: the neuron layer whose channels a conv module computes, and where its channel
     0 sits in that layer. The layer is the first reached from the module's output through per-channel
     steps (BatchNorm, the nonlinearity, a residual add) and channel concats, each of which moves the
-    channels up by its earlier parts' (a DenseNet layer reads the image's features beside its own);
-    ``(module name, 0)`` when none is."""
+    channels up by its earlier parts' (a DenseNet layer reads the image's features beside its own), but
+    never through another map with weights; ``(module name, 0)`` when none is (a linear bottleneck's
+    projection, whose channels reach a neuron layer only through the next conv)."""
     from circuits.graph import ops
     from circuits.graph.ir import _tensor_args
+    from circuits.graph.ops.linear import CONVOLUTIONS, DENSE
 
     by_node = {}
     for name, info in graph.layers.items():
@@ -80,6 +83,8 @@ def module_channels(graph, module_name: str) -> tuple[str, int]:
         if node.name in by_node:
             return by_node[node.name], offset
         for user in node.users:
+            if ops.family(user, graph.modules) in (CONVOLUTIONS, DENSE):
+                continue  # a map with weights computes channels of its own: not this module's
             shift = 0
             if ops.family(user, graph.modules).concat_dim(user) == 1:
                 parts = _tensor_args(user)
