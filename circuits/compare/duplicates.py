@@ -83,10 +83,11 @@ def module_channels(graph, module_name: str) -> tuple[str, int]:
         if node.name in by_node:
             return by_node[node.name], offset
         for user in node.users:
-            if ops.family(user, graph.modules) in (CONVOLUTIONS, DENSE):
+            family = ops.family(user, graph.modules)
+            if family in (CONVOLUTIONS, DENSE):
                 continue  # a map with weights computes channels of its own: not this module's
             shift = 0
-            if ops.family(user, graph.modules).concat_dim(user) == 1:
+            if family.concat_dim(user) == 1:
                 parts = _tensor_args(user)
                 shift = sum(part.meta["shape"][1] for part in parts[: parts.index(node)])
             frontier.append((user, offset + shift))
