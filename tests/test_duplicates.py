@@ -8,12 +8,15 @@ import copy
 
 import pytest
 import torch
+from nets import DenseNetLike, MobileNetV2Twin
 from torch import nn
 
 from circuits import load
 from circuits.compare.audit import plant, score
 from circuits.compare.blind import find_blind
 from circuits.compare.duplicates import DUPLICATE, duplicates
+from circuits.compare.response import pixel_layers, suspect_layers
+from circuits.graph import build_graph
 from circuits.models import LoadedModel
 from circuits.zoo.recipes import RECIPES, SEEDS
 
@@ -89,12 +92,7 @@ def test_a_hand_made_copy_in_a_residual_block_is_named_by_its_neuron_layer():
 def test_a_densenet_layer_that_reads_the_image_beside_features_is_searched_and_its_pixel_layer_is_not():
     # DenseNet concatenates the image's own features into every later layer: `dense2.conv` computes the
     # `norm` layer, which reads the image beside `dense1`'s features, so it is not a pixel filter.
-    import nets
-
-    from circuits.compare.response import pixel_layers, suspect_layers
-    from circuits.graph import build_graph
-
-    model = nets.DenseNetLike().eval()
+    model = DenseNetLike().eval()
     with torch.no_grad():
         model.dense2.conv.weight[2] = model.dense2.conv.weight[0] + 0.01 * torch.randn_like(model.dense2.conv.weight[0])
         model.conv0.weight[3] = model.conv0.weight[1]  # an exact copy among pixel filters: not evidence
@@ -110,8 +108,6 @@ def test_a_densenet_layer_that_reads_the_image_beside_features_is_searched_and_i
 def test_a_copy_in_a_linear_bottleneck_is_not_named_as_a_neuron_of_the_next_layer():
     # MobileNetV2's projection conv has no nonlinearity after it: its channels reach a neuron layer only
     # through the next block's expand conv, whose channels they are not. The expand conv's copy is a neuron.
-    from tests.nets import MobileNetV2Twin
-
     model = MobileNetV2Twin(0).eval()
     with torch.no_grad():
         for conv in (model.features[3].conv[6], model.features[4].conv[0]):  # project, then the next expand

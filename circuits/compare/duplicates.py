@@ -68,7 +68,7 @@ def module_channels(graph, module_name: str) -> tuple[str, int]:
     never through another map with weights; ``(module name, 0)`` when none is (a linear bottleneck's
     projection, whose channels reach a neuron layer only through the next conv)."""
     from circuits.graph import ops
-    from circuits.graph.ir import _tensor_args
+    from circuits.graph.ir import concat_offset
     from circuits.graph.ops.linear import CONVOLUTIONS, DENSE
 
     by_node = {}
@@ -86,9 +86,6 @@ def module_channels(graph, module_name: str) -> tuple[str, int]:
             family = ops.family(user, graph.modules)
             if family in (CONVOLUTIONS, DENSE):
                 continue  # a map with weights computes channels of its own: not this module's
-            shift = 0
-            if family.concat_dim(user) == 1:
-                parts = _tensor_args(user)
-                shift = sum(part.meta["shape"][1] for part in parts[: parts.index(node)])
+            shift = concat_offset(user, node) if family.concat_dim(user) == 1 else 0
             frontier.append((user, offset + shift))
     return module_name, 0

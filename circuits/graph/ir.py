@@ -234,6 +234,13 @@ def build_graph(model, input_shape: tuple[int, ...] | None = None) -> NeuronGrap
 # Finding layers
 
 
+def concat_offset(cat: fx.Node, part: fx.Node) -> int:
+    """Where ``part``'s channel 0 sits in the output of the channel concat ``cat``: the channels of the
+    parts before it."""
+    parts = _tensor_args(cat)
+    return sum(p.meta["shape"][1] for p in parts[: parts.index(part)])
+
+
 def _tensor_args(node: fx.Node) -> list[fx.Node]:
     found = []
 

@@ -17,6 +17,7 @@ from torch import fx
 
 from circuits.errors import UnsupportedOpError
 from circuits.graph import ops
+from circuits.graph.ir import concat_offset
 from circuits.graph.ops import MAXPOOL, NONLINEAR, NotTranslationEquivariant, Zero
 from circuits.graph.ops.base import as_pair, positive_value
 from circuits.graph.ops.pooling import returns_pair
@@ -172,7 +173,7 @@ def entry_pool(graph, source: str, target: str) -> tuple[str, list[dict], int] |
         parts = [a.name for a in users[0].args[0] if isinstance(a, fx.Node)] if users[0].args else []
         if not _plain_concat(graph, users[0], parts, on_path):
             return None  # the pool then lies inside some path: it is read as average pooling, as anywhere
-        offset = sum(graph.nodes[a].meta["shape"][1] for a in parts[: parts.index(node)])
+        offset = concat_offset(users[0], graph.nodes[node])
         node = users[0].name
     pools = []
     while (found := _pool_after(graph, node, on_path)) is not None:
